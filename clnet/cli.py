@@ -1,0 +1,268 @@
+"""Command line: ``clnet-run MODEL`` and ``clnet devices|run``.
+
+Errors print one line on stderr and exit non-zero; ``--debug`` shows the
+traceback instead.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from .errors import ClnetError, InputError
+
+EXIT_ERROR = 1
+EXIT_INTERNAL = 2
+
+
+def _fail_cleanly(fn):
+    """Turn every exception into one line on stderr unless --debug is given."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = kwargs.get("debug", False)
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except ClnetError as exc:
+            if debug:
+                raise
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            more = " (run with --debug for the full message)" if len(lines) > 1 else ""
+            click.echo(f"clnet: error: {lines[0]}{more}", err=True)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("clnet: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # a bug of ours, or a driver failure
+            if debug:
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(f"clnet: internal error: {type(exc).__name__}: {msg} "
+                       f"(run with --debug for the traceback)", err=True)
+            sys.exit(EXIT_INTERNAL)
+    return wrapper
+
+
+def _parse_shape(text: str) -> tuple:
+    name, sep, dims = text.rpartition("=")
+    if not sep or not dims:
+        raise InputError(f"--shape {text!r}: expected NAME=1x3x224x224")
+    try:
+        return name, tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--shape {text!r}: dims must be integers like 1x3x224x224") from None
+
+
+def _load_array_file(path: str) -> dict:
+    """Arrays from a .npy (key None) or .npz file."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"input file {path!r} does not exist")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        return {None: np.load(p, allow_pickle=False)}
+    except Exception as exc:
+        raise InputError(f"cannot read {path!r} as a numpy .npy/.npz file: {exc}") from None
+
+
+def build_feeds(session, inputs: tuple, shapes: tuple, seed: int) -> dict:
+    """Feeds from --input files, with seeded random data for the rest."""
+    model_inputs = session.get_inputs()
+    names = [i.name for i in model_inputs]
+    feeds: dict = {}
+    for item in inputs:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = None, item
+        for key, arr in _load_array_file(path).items():
+            target = name or key
+            if target is None:
+                if len(names) != 1:
+                    raise InputError(f"--input {item!r}: the model has inputs {names}; "
+                                     f"say which with NAME=FILE.npy")
+                target = names[0]
+            if target in names:
+                feeds[target] = arr
+            elif name is not None or len(names) != 1:
+                raise InputError(f"--input {item!r}: the model has no input {target!r}; its "
+                                 f"inputs are {names}")
+            elif names[0] not in feeds:
+                feeds[names[0]] = arr
+    fixed = dict(_parse_shape(s) for s in shapes)
+    rng = np.random.default_rng(seed)
+    for arg in model_inputs:
+        if arg.name in feeds:
+            continue
+        shape = fixed.get(arg.name)
+        if shape is None:
+            shape = tuple(d if isinstance(d, int) else 1 for d in arg.shape)
+        dtype = arg.dtype or np.dtype(np.float32)
+        if dtype.kind == "f":
+            feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feeds[arg.name] = rng.random(shape) < 0.5
+        else:
+            feeds[arg.name] = rng.integers(0, 10, size=shape).astype(dtype)
+    return feeds
+
+
+def _summary(arr: np.ndarray) -> str:
+    if arr.size == 0:
+        return "empty"
+    if arr.dtype.kind in "fc":
+        finite = np.isfinite(arr)
+        note = "" if finite.all() else f", {int((~finite).sum())} non-finite"
+        vals = arr[finite] if finite.any() else np.zeros(1)
+        return f"min {vals.min():.4g}, max {vals.max():.4g}, mean {vals.mean():.4g}{note}"
+    return f"min {arr.min()}, max {arr.max()}"
+
+
+@click.command(name="run", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--input", "-i", "inputs", multiple=True,
+              help="NAME=FILE.npy, or FILE.npz whose keys are input names (repeatable).")
+@click.option("--shape", "shapes", multiple=True,
+              help="NAME=1x3x224x224: shape of a random input with symbolic dims.")
+@click.option("--device", "-d", default=None, help="gpu, cpu, accelerator, P:D or a name "
+              "substring (default: CLNET_DEVICE, else automatic).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32",
+              show_default=True, help="fp16 stores tensors in half precision.")
+@click.option("--repeat", default=10, show_default=True, type=click.IntRange(1),
+              help="Timed runs; the median latency is reported.")
+@click.option("--warmup", default=1, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=0, show_default=True, help="Seed of random inputs.")
+@click.option("--output", "-o", "output_path", default=None, type=click.Path(dir_okay=False),
+              help="Write all outputs to this .npz file.")
+@click.option("--labels", default=None, type=click.Path(dir_okay=False),
+              help=".npy of true class labels: print the first output's top-1 beside them.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@_fail_cleanly
+def run_cmd(model, inputs, shapes, device, precision, repeat, warmup, seed, output_path,
+            labels, as_json, debug):
+    """Run MODEL (an ONNX file) on an OpenCL device and report outputs and latency."""
+    from .runtime import InferenceSession
+
+    start = time.perf_counter()
+    session = InferenceSession(model, device=device, precision=precision)
+    load_s = time.perf_counter() - start
+    feeds = build_feeds(session, inputs, shapes, seed)
+    first = time.perf_counter()
+    outputs = session.run(None, feeds)
+    first_s = time.perf_counter() - first
+    for _ in range(max(warmup - 1, 0)):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        outputs = session.run(None, feeds)
+        times.append(time.perf_counter() - t0)
+    latency_ms = float(np.median(times) * 1e3)
+    names = [o.name for o in session.get_outputs()]
+    if output_path:
+        np.savez(output_path, **dict(zip(names, outputs)))
+    plan = session.last_plan
+    report = {
+        "model": str(model),
+        "device": session.device.describe(),
+        "precision": precision,
+        "inputs": [{"name": k, "shape": list(v.shape), "dtype": str(v.dtype)}
+                   for k, v in feeds.items()],
+        "outputs": [{"name": n, "shape": list(o.shape), "dtype": str(o.dtype)}
+                    for n, o in zip(names, outputs)],
+        "latency_ms": latency_ms,
+        "latency_ms_min": float(np.min(times) * 1e3),
+        "repeat": repeat,
+        "load_s": load_s,
+        "first_run_s": first_s,
+        "device_bytes": session.device_bytes,
+        "weight_bytes": plan.weight_bytes,
+        "arena_bytes": plan.arena_bytes,
+        "launches": len(plan.calls),
+    }
+    if labels:
+        truth = _load_array_file(labels)[None] if not labels.endswith(".npz") else None
+        if truth is None:
+            raise InputError("--labels takes a .npy file of class indices")
+        pred = np.asarray(outputs[0]).reshape(len(truth), -1).argmax(axis=1)
+        report["top1"] = pred.tolist()
+        report["accuracy"] = float((pred == truth.reshape(-1)).mean())
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"device:    {report['device']}")
+    click.echo(f"precision: {precision}   load {load_s:.2f} s   first run {first_s * 1e3:.1f} ms"
+               f"   device memory {report['device_bytes'] / 2**20:.2f} MiB")
+    for name, out in zip(names, outputs):
+        click.echo(f"output {name!r}: shape {list(out.shape)} {out.dtype}  ({_summary(out)})")
+    if labels:
+        click.echo("predicted: " + " ".join(str(p) for p in report["top1"]))
+        click.echo("true:      " + " ".join(str(int(t)) for t in truth.reshape(-1)))
+        click.echo(f"accuracy:  {report['accuracy'] * 100:.1f}% ({len(truth)} samples)")
+    click.echo(f"latency:   {latency_ms:.3f} ms median of {repeat} runs")
+
+
+@click.command(name="devices")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@_fail_cleanly
+def devices_cmd(as_json, debug):
+    """List every OpenCL platform and device, and the automatic choice."""
+    from .device import auto_select, list_devices
+
+    devices = list_devices()
+    if not devices:
+        click.echo("no OpenCL platform found; pip install 'clnet[pocl]' gives a CPU device")
+        sys.exit(EXIT_ERROR)
+    chosen = auto_select(devices)
+    rows = []
+    for d in devices:
+        rows.append({
+            "index": d.index, "platform": d.platform_version, "device": d.name, "type": d.type,
+            "compute_units": d.compute_units, "global_mem_mib": d.global_mem >> 20,
+            "local_mem_kib": d.local_mem >> 10, "max_alloc_mib": d.max_alloc >> 20,
+            "fp16": d.fp16, "fp64": d.fp64, "compiler": d.compiler_available,
+            "driver": d.driver, "auto": d is chosen,
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    header = ["", "index", "type", "CUs", "global MiB", "local KiB", "max alloc MiB", "fp16",
+              "fp64", "compiler", "driver", "device", "platform"]
+    table = [header]
+    for r in rows:
+        table.append(["*" if r["auto"] else "", r["index"], r["type"], r["compute_units"],
+                      r["global_mem_mib"], r["local_mem_kib"], r["max_alloc_mib"],
+                      "yes" if r["fp16"] else "no", "yes" if r["fp64"] else "no",
+                      "yes" if r["compiler"] else "no", r["driver"], r["device"], r["platform"]])
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    click.echo(f"* automatic choice: {chosen.index} {chosen.name} ({chosen.platform_version})")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="clnet")
+def main():
+    """clnet: run ONNX models on any OpenCL device."""
+
+
+main.add_command(run_cmd)
+main.add_command(devices_cmd)
+
+
+def run_main():
+    """Entry point of the clnet-run console script."""
+    run_cmd(prog_name="clnet-run")
+
+
+if __name__ == "__main__":
+    main()

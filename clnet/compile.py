@@ -1,0 +1,165 @@
+"""Build OpenCL programs from ``kernels_cl/<name>.cl`` with -D options.
+
+* ``#include "x.h"`` lines are inlined from kernels_cl/ before building, so a
+  program is one self-contained string: offline compilers (FPGA flows) and
+  drivers that mishandle ``-I`` with unusual paths see the same source.
+* Builds are memoised per (context, name, options) in this process and cached
+  on disk by pyopencl's binary cache (keyed by source, options, device and
+  driver); we do not keep a second cache.
+* A folder of prebuilt binaries (``CLNET_BINARIES``) is searched first, for
+  devices without an online compiler.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .errors import KernelBuildError
+
+import pyopencl as cl
+
+BASE_OPTIONS = ("-cl-std=CL1.2", "-cl-mad-enable")
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
+
+
+def kernel_dir() -> Path:
+    """kernels_cl/ of a checkout, else the copy packaged in the wheel."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "kernels_cl"
+    if (checkout / "common.h").is_file():
+        return checkout
+    packaged = here / "kernels_cl"
+    if (packaged / "common.h").is_file():
+        return packaged
+    try:
+        from importlib import resources
+        return Path(str(resources.files("clnet.kernels_cl")))
+    except (ImportError, ModuleNotFoundError, TypeError) as exc:  # pragma: no cover
+        raise KernelBuildError(f"cannot find the kernels_cl folder: {exc}") from exc
+
+
+@lru_cache(maxsize=None)
+def kernel_source(name: str) -> str:
+    """Source of kernels_cl/<name>.cl with its includes inlined (once each)."""
+    folder = kernel_dir()
+    path = folder / f"{name}.cl"
+    if not path.is_file():
+        raise KernelBuildError(f"no kernel file {name}.cl in {folder}")
+    seen: set = set()
+
+    def expand(text: str) -> str:
+        def repl(match: "re.Match") -> str:
+            inc = match.group(1)
+            if inc in seen:
+                return ""
+            seen.add(inc)
+            return expand((folder / inc).read_text())
+        return _INCLUDE.sub(repl, text)
+
+    return expand(path.read_text())
+
+
+def format_options(defines: Mapping, quirks: Mapping) -> list:
+    merged = dict(quirks)
+    merged.update(defines)
+    opts = list(BASE_OPTIONS)
+    for key in sorted(merged):
+        value = merged[key]
+        if value is None or value is False:
+            continue
+        opts.append(f"-D{key}" if value is True else f"-D{key}={value}")
+    return opts
+
+
+_LOCK = threading.Lock()
+_MEMO: dict = {}
+
+
+def build_program(dev, name: str, defines: Mapping) -> "cl.Program":
+    """The built program for kernels_cl/<name>.cl with these defines."""
+    options = tuple(format_options(defines, dev.quirk_defines()))
+    key = (id(dev.context), name, options)
+    with _LOCK:
+        prg = _MEMO.get(key)
+    if prg is not None:
+        return prg
+    source = kernel_source(name)
+    prg = _from_binaries(dev, name, source, options)
+    if prg is None:
+        prg = _compile(dev, name, source, options)
+    with _LOCK:
+        _MEMO[key] = prg
+    return prg
+
+
+def build_many(dev, requests: Iterable) -> list:
+    """Build several (name, defines) programs, in parallel threads.
+
+    pyopencl releases the GIL while the driver compiles, so distinct programs
+    build concurrently on drivers that allow it.
+    """
+    requests = list(requests)
+    if len(requests) <= 1:
+        return [build_program(dev, n, d) for n, d in requests]
+    workers = min(len(requests), max(2, os.cpu_count() or 2))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda req: build_program(dev, req[0], req[1]), requests))
+
+
+def _compile(dev, name: str, source: str, options: tuple) -> "cl.Program":
+    if not dev.compiler_available:
+        raise KernelBuildError(
+            f"{name}.cl: device {dev.describe()} has no online compiler and no prebuilt "
+            f"binary was found; build one with 'clnet compile-kernels' and point "
+            f"CLNET_BINARIES at it (options {' '.join(options)})")
+    try:
+        return cl.Program(dev.context, source).build(options=list(options), devices=[dev.cl_device])
+    except cl.RuntimeError as exc:
+        log = _build_log(exc)
+        raise KernelBuildError(
+            f"{name}.cl failed to build on {dev.describe()} with options "
+            f"{' '.join(options)}:\n{log}") from None
+
+
+def _build_log(exc: Exception) -> str:
+    text = str(exc)
+    return text.strip() or repr(exc)
+
+
+def binary_name(dev, name: str, source: str, options: tuple) -> str:
+    digest = hashlib.sha256((source + "\0" + " ".join(options)).encode()).hexdigest()[:20]
+    dev_tag = re.sub(r"[^A-Za-z0-9]+", "_", dev.name).strip("_")[:40]
+    return f"{name}-{digest}-{dev_tag}.bin"
+
+
+def _from_binaries(dev, name: str, source: str, options: tuple):
+    folder = os.environ.get("CLNET_BINARIES")
+    if not folder:
+        return None
+    path = Path(folder) / binary_name(dev, name, source, options)
+    if not path.is_file():
+        return None
+    try:
+        prg = cl.Program(dev.context, [dev.cl_device], [path.read_bytes()])
+        return prg.build(options=list(options))
+    except cl.Error as exc:
+        raise KernelBuildError(f"prebuilt binary {path.name} for {name}.cl does not load on "
+                               f"{dev.describe()}: {exc}") from None
+
+
+def save_binary(dev, name: str, defines: Mapping, folder: Path) -> Path:
+    """Write the device binary of one program into folder (compile-kernels)."""
+    options = tuple(format_options(defines, dev.quirk_defines()))
+    source = kernel_source(name)
+    prg = build_program(dev, name, defines)
+    (binary,) = prg.get_info(cl.program_info.BINARIES)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / binary_name(dev, name, source, options)
+    path.write_bytes(binary)
+    return path

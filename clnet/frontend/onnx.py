@@ -1,0 +1,222 @@
+"""ONNX file -> clnet Graph.
+
+Uses the ``onnx`` package to parse, check and infer shapes; we never parse
+protobuf by hand.  Everything wrong with a file becomes a ``ModelError``
+that says what is wrong; every op clnet cannot run is listed at once in an
+``UnsupportedOpError``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import ModelError, UnsupportedOpError
+from ..graph import Graph, Node, Value
+
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def _read(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
+    """(ModelProto, base folder for external data or None)."""
+    if isinstance(model, onnx.ModelProto):
+        return model, None
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data, base, where = bytes(model), None, "the given bytes"
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"model file {str(path)!r} does not exist")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read model file {str(path)!r}: {exc}") from None
+        base, where = path.resolve().parent, repr(str(path))
+    if not data:
+        raise ModelError(f"{where} is empty, not an ONNX model")
+    try:
+        proto = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise ModelError(f"{where} is not a valid ONNX model (truncated or another format): "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not proto.HasField("graph") or not proto.graph.node and not proto.graph.output:
+        raise ModelError(f"{where} parses but holds no ONNX graph (is it an ONNX file?)")
+    return proto, base
+
+
+def _load_external(proto: "onnx.ModelProto", base) -> None:
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    tensors = [t for t in _get_all_tensors(proto) if uses_external_data(t)]
+    if not tensors:
+        return
+    if base is None:
+        raise ModelError("the model refers to external data files; load it from its path, "
+                         "not from bytes")
+    for tensor in tensors:
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        target = (base / location).resolve()
+        if Path(location).is_absolute() or base not in target.parents:
+            raise ModelError(f"initializer {tensor.name!r}: external data path {location!r} "
+                             f"leaves the model's folder; refusing to read it")
+        if not target.is_file():
+            raise ModelError(f"initializer {tensor.name!r}: external data file {location!r} "
+                             f"is missing")
+    try:
+        onnx.load_external_data_for_model(proto, str(base))
+    except Exception as exc:
+        raise ModelError(f"cannot load external data: {exc}") from None
+
+
+def _opset(proto: "onnx.ModelProto") -> int:
+    for entry in proto.opset_import:
+        if entry.domain in DEFAULT_DOMAINS:
+            return int(entry.version)
+    return 1
+
+
+def _dtype(elem_type: int):
+    if elem_type == onnx.TensorProto.UNDEFINED:
+        return None
+    try:
+        return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _value_info_shape(info) -> tuple:
+    """(shape, dtype) of a ValueInfoProto; symbolic dims are their names or None."""
+    ttype = info.type.tensor_type
+    if not info.type.HasField("tensor_type"):
+        return None, None
+    shape = None
+    if ttype.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                      for d in ttype.shape.dim)
+    return shape, _dtype(ttype.elem_type)
+
+
+def _attr(attr):
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8", "replace") for v in value]
+    return value
+
+
+def to_graph(proto: "onnx.ModelProto") -> Graph:
+    """Convert a checked ModelProto to a Graph (no shape inference here)."""
+    opset = _opset(proto)
+    g = proto.graph
+    values: dict = {}
+
+    def value(name: str) -> Value:
+        if name not in values:
+            values[name] = Value(name)
+        return values[name]
+
+    for init in g.initializer:
+        try:
+            data = numpy_helper.to_array(init)
+        except Exception as exc:
+            raise ModelError(f"initializer {init.name!r} cannot be read: {exc}") from None
+        v = value(init.name)
+        v.data, v.shape, v.dtype = data, tuple(data.shape), data.dtype
+    for info in list(g.input) + list(g.value_info) + list(g.output):
+        v = value(info.name)
+        if v.is_const:
+            continue
+        shape, dtype = _value_info_shape(info)
+        if v.shape is None:
+            v.shape = shape
+        if v.dtype is None:
+            v.dtype = dtype
+    initialized = {init.name for init in g.initializer}
+    inputs = [value(i.name) for i in g.input if i.name not in initialized]
+    nodes = []
+    for index, n in enumerate(g.node):
+        attrs = {a.name: _attr(a) for a in n.attribute}
+        ins = [value(name) if name else None for name in n.input]
+        outs = [value(name) if name else Value("") for name in n.output]
+        nodes.append(Node(n.op_type, ins, outs, attrs, n.name or f"{n.op_type}_{index}",
+                          n.domain if n.domain not in DEFAULT_DOMAINS else ""))
+    outputs = [value(o.name) for o in g.output]
+    graph = Graph(nodes, inputs, outputs, opset, g.name, values)
+    # graph inputs that an initializer also names are constants with a default
+    return graph
+
+
+def host_computable(graph: Graph) -> set:
+    """Values known at load time: constants, shapes, and anything computed
+    only from those (shape arithmetic).  Nodes producing them are folded by
+    the ONNX reference at planning time, so they need no device kernel."""
+    from ..passes.fold import NEVER_FOLD
+
+    known = {v for v in graph.values.values() if v.is_const}
+    for node in graph.nodes:
+        present = [v for v in node.inputs if v is not None]
+        if node.op in ("Shape", "Size") or (node.op not in NEVER_FOLD
+                                            and all(v in known for v in present)):
+            known.update(node.outputs)
+    return known
+
+
+def check_supported(graph: Graph) -> None:
+    """Raise UnsupportedOpError listing every node clnet cannot run."""
+    from ..ops import lookup
+
+    known = host_computable(graph)
+    bad = []
+    for node in graph.nodes:
+        if lookup(node.op, graph.opset, node.domain) is not None:
+            continue
+        if all(v in known for v in node.outputs):
+            continue
+        domain = f" (domain {node.domain!r})" if node.domain else ""
+        bad.append(f"node {node.name!r}: {node.op}{domain}")
+    if bad:
+        raise UnsupportedOpError(f"{len(bad)} node(s) use ops not supported at opset "
+                                 f"{graph.opset}: " + "; ".join(bad))
+
+
+def load_model(model) -> Graph:
+    """Read, check and convert an ONNX model (path, bytes or ModelProto)."""
+    proto, base = _read(model)
+    _load_external(proto, base)
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
+        raise ModelError(f"the model fails ONNX validation: {first}") from None
+    except Exception as exc:  # e.g. models over 2 GB without a path
+        raise ModelError(f"the model cannot be checked: {exc}") from None
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto)
+    except Exception:
+        pass  # our own shape rules run at planning time anyway
+    graph = to_graph(proto)
+    check_supported(graph)
+    _check_topological(graph)
+    return graph
+
+
+def _check_topological(graph: Graph) -> None:
+    known = {v for v in graph.values.values() if v.is_const} | set(graph.inputs)
+    for node in graph.nodes:
+        for value in node.inputs:
+            if value is not None and value not in known:
+                raise ModelError(f"{node.label()}: input {value.name!r} is used before it is "
+                                 f"produced (graph not in topological order, or a dangling "
+                                 f"name)")
+        known.update(node.outputs)
+    for value in graph.outputs:
+        if value not in known:
+            raise ModelError(f"graph output {value.name!r} is produced by no node")

@@ -1,0 +1,91 @@
+"""The graph IR: plain data, no device knowledge.
+
+A ``Value`` is a tensor: its shape (ints, or strings/None for symbolic dims
+before a plan is made), its dtype (a numpy dtype) and, for initializers and
+folded constants, its data.  A ``Node`` is one operator application.  A
+``Graph`` keeps nodes in topological order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Value:
+    name: str
+    shape: Optional[tuple] = None
+    dtype: Optional[np.dtype] = None
+    data: Optional[np.ndarray] = None
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def is_static(self) -> bool:
+        return self.shape is not None and all(isinstance(d, int) for d in self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape is not None else 0
+
+
+@dataclass(eq=False)
+class Node:
+    op: str
+    inputs: list          # list[Optional[Value]]; None marks an omitted optional input
+    outputs: list         # list[Value]
+    attrs: dict = field(default_factory=dict)
+    name: str = ""
+    domain: str = ""
+
+    def input(self, i: int) -> Optional[Value]:
+        return self.inputs[i] if i < len(self.inputs) else None
+
+    def label(self) -> str:
+        return f"node {self.name or '(unnamed)'!r} ({self.op})"
+
+
+@dataclass(eq=False)
+class Graph:
+    nodes: list
+    inputs: list          # graph inputs that are fed at run time
+    outputs: list
+    opset: int = 13
+    name: str = ""
+    values: dict = field(default_factory=dict)   # name -> Value, every value
+
+    def producers(self) -> dict:
+        return {out: node for node in self.nodes for out in node.outputs}
+
+    def consumers(self) -> dict:
+        users: dict = {}
+        for node in self.nodes:
+            for value in node.inputs:
+                if value is not None:
+                    users.setdefault(value, []).append(node)
+        return users
+
+    def copy(self) -> "Graph":
+        """A structural copy: new Value and Node objects, shared const data."""
+        mapping = {}
+
+        def clone(value: Optional[Value]) -> Optional[Value]:
+            if value is None:
+                return None
+            if value not in mapping:
+                mapping[value] = Value(value.name, value.shape, value.dtype, value.data)
+            return mapping[value]
+
+        nodes = [Node(n.op, [clone(v) for v in n.inputs], [clone(v) for v in n.outputs],
+                      dict(n.attrs), n.name, n.domain) for n in self.nodes]
+        graph = Graph(nodes, [clone(v) for v in self.inputs], [clone(v) for v in self.outputs],
+                      self.opset, self.name)
+        graph.values = {v.name: v for v in mapping.values()}
+        return graph
+
+
+Attr = Any

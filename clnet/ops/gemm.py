@@ -1,0 +1,380 @@
+"""Gemm, MatMul and Conv on kernels_cl/gemm.cl (+ pack.cl, depthwise.cl).
+
+Constant operands (weights) are packed once at load into the panel layouts
+the GEMM streams; activations are packed by a kernel (im2col for convs).
+Fused activations and residual adds (set by passes/fusion.py as the node
+attributes ``_act`` and ``_residual``) run in the GEMM's epilogue.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from ..graph import Node, Value
+from ..tuning import gemm_params
+from .elementwise import (broadcast_strides, contiguous_strides, emit_map, emit_strided,
+                          int_vec)
+from .registry import op
+
+ACT_MACROS = {"Relu": "ACT_RELU", "Clip": "ACT_CLIP", "LeakyRelu": "ACT_LEAKYRELU",
+              "Sigmoid": "ACT_SIGMOID", "Tanh": "ACT_TANH", "HardSigmoid": "ACT_HARDSIGMOID",
+              "HardSwish": "ACT_HARDSWISH"}
+SCRATCH_LIMIT = 256 << 20   # bytes of im2col buffer before a conv is split by images
+
+
+def act_defines(node) -> dict:
+    """-D defines for the fused activation recorded on `node`, if any."""
+    act = node.attrs.get("_act")
+    if not act:
+        return {}
+    name, p0, p1 = act
+    from .elementwise import _float_literal
+    return {"ACT": ACT_MACROS[name], "P0": _float_literal(p0), "P1": _float_literal(p1)}
+
+
+def residual_of(node):
+    return node.inputs[3] if node.attrs.get("_residual") else None
+
+
+def pack_b(b: np.ndarray, tn: int) -> np.ndarray:
+    """[..., K, N] -> [Z, ceil(N/tn), K, tn], zero-padded columns."""
+    k, n = b.shape[-2:]
+    b = b.reshape(-1, k, n)
+    panels = -(-n // tn)
+    padded = np.zeros((b.shape[0], k, panels * tn), dtype=np.float32)
+    padded[:, :, :n] = b
+    return np.ascontiguousarray(padded.reshape(b.shape[0], k, panels, tn).transpose(0, 2, 1, 3))
+
+
+def pack_a(a: np.ndarray, tm: int) -> np.ndarray:
+    """[G, M, K] -> [G, ceil(M/tm), K, tm], zero-padded rows."""
+    g, m, k = a.shape
+    panels = -(-m // tm)
+    padded = np.zeros((g, panels * tm, k), dtype=np.float32)
+    padded[:, :m] = a
+    return np.ascontiguousarray(padded.reshape(g, panels, tm, k).transpose(0, 1, 3, 2))
+
+
+def emit_gemm(ctx, out, a, b, M, N, K, Z, *, a_packed, tm, tn, za, zb, zc, lda=0,
+              bias=None, bias_mode=None, bias_zstride=0, residual=None, defines=None,
+              alpha=1.0) -> None:
+    """One launch of gemm.cl.  za/zb: (div, mod, stride, base); zc: (stride, base, ldc)."""
+    defs = {"TM": tm, "TN": tn}
+    if a_packed:
+        defs["A_PACKED"] = True
+    if bias is not None:
+        defs["BIAS_ROW" if bias_mode == "row" else "BIAS_COL"] = True
+    if residual is not None:
+        defs["RESIDUAL"] = True
+    if alpha != 1.0:
+        from .elementwise import _float_literal
+        defs["ALPHA"] = _float_literal(alpha)
+    defs.update(defines or {})
+    gsize = (-(-N // tn), -(-M // tm), Z)
+    args = [a, b, out, bias, residual, np.int32(M), np.int32(N), np.int32(K), np.int32(lda),
+            int_vec(za), int_vec(zb), int_vec(zc), np.int32(bias_zstride)]
+    ctx.launch("gemm", gsize, args, defs)
+
+
+def emit_pack_b(ctx, src, K, N, Z, strides, tn):
+    """Pack an activation matrix src[z][k][n] (element strides) into panels."""
+    panels = -(-N // tn)
+    scratch = ctx.scratch(Z * panels * tn * K * ctx.itemsize(src))
+    ctx.launch("pack", (panels * tn, K, Z),
+               [src, scratch, np.int32(K), np.int32(N), np.int32(panels), int_vec(strides)],
+               {"TN": tn}, entry="pack_b")
+    return scratch, panels
+
+
+def batch_map(batch, full) -> tuple:
+    """(div, mod) so that operand batch = (z // div) % mod, or None if not expressible."""
+    batch = (1,) * (len(full) - len(batch)) + tuple(batch)
+    dims = [i for i, d in enumerate(batch) if d != 1]
+    if not dims:
+        return 1, 1
+    lo, hi = dims[0], dims[-1]
+    if any(batch[i] != full[i] for i in range(lo, hi + 1)):
+        return None
+    return int(np.prod(full[hi + 1:], dtype=np.int64)), int(np.prod(full[lo:hi + 1],
+                                                                      dtype=np.int64))
+
+
+def _materialize(ctx, value, shape, full_shape):
+    """Copy a broadcast operand to its full batch shape (rare MatMul patterns)."""
+    scratch = ctx.scratch(int(np.prod(full_shape)) * ctx.itemsize(value))
+    emit_strided(ctx, scratch, full_shape, contiguous_strides(full_shape), 0,
+                 [(value, broadcast_strides(shape, full_shape), 0)], "a")
+    return scratch
+
+
+@op("MatMul")
+def matmul(ctx, node):
+    a, b = node.inputs[0], node.inputs[1]
+    _require_float(node, a, b)
+    a_shape, b_shape = ctx.shape(a), ctx.shape(b)
+    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    M, K = a2[-2:]
+    K2, N = b2[-2:]
+    if K != K2:
+        raise ValueError(f"MatMul inner dims differ: {a_shape} x {b_shape}")
+    full = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+    out_shape = full + (M, N)
+    if len(a_shape) == 1:
+        out_shape = out_shape[:-2] + (N,)
+    if len(b_shape) == 1:
+        out_shape = out_shape[:-1]
+    out = ctx.output(node.outputs[0], out_shape, a.dtype)
+    gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K)
+
+
+def _is_const(value) -> bool:
+    return bool(getattr(value, "is_const", False))
+
+
+def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=None,
+                 bias_mode=None, residual=None, b_strides=None):
+    """C[full][M][N] = A[a2] @ B[b2] with batch broadcasting.
+
+    a may be a Value, a constant view, or a Scratch holding a row-major A;
+    b_strides: element strides (batch, k, n) of a run-time B if not contiguous.
+    """
+    p = gemm_params(ctx.dev, M, N, K)
+    tm, tn = p["TM"], p["TN"]
+    defines = act_defines(node)
+    b_batch = int(np.prod(b2[:-2], dtype=np.int64))
+    a_batch = int(np.prod(a2[:-2], dtype=np.int64))
+    if b_batch == 1 and not _is_const(a):
+        # fold A's batch into M: one big GEMM against a 2-D B
+        Mz, Z = M * a_batch, 1
+        za = zb = (1, 1, 0, 0)
+    else:
+        Mz, Z = M, int(np.prod(full, dtype=np.int64))
+        za = zb = None
+    alpha_k = alpha
+    if _is_const(b):
+        bp = ctx.weight(pack_b(np.asarray(b.data, np.float32).reshape(b2) * alpha, tn),
+                        (b.name, "pack_b", tn, alpha))
+        b_arg, b_panels = bp, -(-N // tn)
+        alpha_k = 1.0
+    else:
+        if b_strides is None:
+            strides = contiguous_strides(b2)
+            b_strides = (K * N, strides[-2], strides[-1])
+        b_arg, b_panels = emit_pack_b(ctx, b, K, N, b_batch, tuple(b_strides) + (0,), tn)
+    b_zstride = b_panels * K * tn
+    if _is_const(a):
+        ap = pack_a(np.asarray(a.data, np.float32).reshape(a_batch, M, K) * alpha_k, tm)
+        a_arg = ctx.weight(ap, (a.name, "pack_a", tm, alpha_k))
+        a_zstride, a_packed, alpha_k = ap.shape[1] * K * tm, True, 1.0
+    else:
+        a_arg, a_zstride, a_packed = a, M * K, False
+    if za is None:
+        maps = [batch_map(a2[:-2], full), batch_map(b2[:-2], full)]
+        if maps[0] is None:
+            a_arg = _materialize(ctx, a, a2, full + (M, K))
+            maps[0] = (1, Z)
+        if maps[1] is None:
+            raise UnsupportedOpError(f"{node.label()}: MatMul batch broadcast {a2} x {b2}")
+        za = (maps[0][0], maps[0][1], a_zstride, 0)
+        zb = (maps[1][0], maps[1][1], b_zstride, 0)
+    emit_gemm(ctx, out, a_arg, b_arg, Mz, N, K, Z, a_packed=a_packed, tm=tm, tn=tn, za=za,
+              zb=zb, zc=(Mz * N, 0, N), lda=K, bias=bias, bias_mode=bias_mode,
+              residual=residual, defines=defines, alpha=alpha_k)
+
+
+def _require_float(node, *values):
+    for value in values:
+        if value.dtype is not None and value.dtype.kind != "f":
+            raise UnsupportedOpError(f"{node.label()}: {node.op} on {value.dtype} tensors is "
+                                     f"not supported")
+
+
+@op("Gemm")
+def gemm(ctx, node):
+    a, b = node.inputs[0], node.inputs[1]
+    c = node.input(2)
+    _require_float(node, a, b)
+    alpha = float(node.attrs.get("alpha", 1.0))
+    beta = float(node.attrs.get("beta", 1.0))
+    trans_a, trans_b = node.attrs.get("transA", 0), node.attrs.get("transB", 0)
+    a_shape, b_shape = ctx.shape(a), ctx.shape(b)
+    if len(a_shape) != 2 or len(b_shape) != 2:
+        raise ValueError(f"Gemm needs 2-D inputs, got {a_shape} and {b_shape}")
+    M, K = a_shape[::-1] if trans_a else a_shape
+    K2, N = b_shape[::-1] if trans_b else b_shape
+    if K != K2:
+        raise ValueError(f"Gemm inner dims differ: {a_shape} x {b_shape} "
+                         f"(transA={trans_a}, transB={trans_b})")
+    out = ctx.output(node.outputs[0], (M, N), a.dtype)
+    b_strides = None
+    if trans_a:
+        a = _transposed(ctx, a, a_shape)
+    if trans_b:
+        if b.is_const:
+            b = _ConstView(b.name, np.ascontiguousarray(np.asarray(b.data).T))
+        else:
+            b_strides = (K * N, 1, K)
+    bias, bias_mode, residual, post_add = None, None, residual_of(node), None
+    if c is not None and c.name and beta != 0.0:
+        c_shape = ctx.shape(c)
+        if c.is_const and int(np.prod(c_shape)) in (1, N) and (len(c_shape) < 2 or c_shape[0] == 1):
+            vec = np.broadcast_to(np.asarray(c.data, np.float32).reshape(-1) * beta, (N,))
+            tn = gemm_params(ctx.dev, M, N, K)["TN"]
+            padded = np.zeros(-(-N // tn) * tn, np.float32)
+            padded[:N] = vec
+            bias, bias_mode = ctx.weight(padded, (c.name, "bias_col", beta, tn)), "col"
+        elif c.is_const and tuple(c_shape) == (M, 1):
+            bias = ctx.weight(np.asarray(c.data, np.float32).reshape(M) * beta,
+                              (c.name, "bias_row", beta))
+            bias_mode = "row"
+        elif tuple(c_shape) == (M, N) and residual is None and beta == 1.0:
+            residual = c
+        else:
+            post_add = c
+    if post_add is not None and node.attrs.get("_act"):
+        raise UnsupportedOpError(f"{node.label()}: fused activation with broadcast bias")
+    gemm_general(ctx, node, out, a, (M, K), b, (K, N), (), M, N, K, alpha=alpha, bias=bias,
+                 bias_mode=bias_mode, residual=residual, b_strides=b_strides)
+    if post_add is not None:
+        if beta != 1.0:
+            raise UnsupportedOpError(f"{node.label()}: Gemm with beta={beta} and a "
+                                     f"run-time C of shape {ctx.shape(post_add)}")
+        emit_map(ctx, out, [out, post_add], "a+b")
+
+
+class _ConstView:
+    """A transposed constant: looks like a const Value to the GEMM code."""
+
+    def __init__(self, name, data):
+        self.name, self.data = name + "^T", data
+        self.dtype = data.dtype
+        self.is_const = True
+
+
+def _transposed(ctx, value, shape):
+    """A^T of a Gemm operand: a constant view, or a run-time copy in scratch."""
+    if value.is_const:
+        return _ConstView(value.name, np.ascontiguousarray(np.asarray(value.data).T))
+    scratch = ctx.scratch(int(np.prod(shape)) * ctx.itemsize(value))
+    emit_strided(ctx, scratch, shape[::-1], contiguous_strides(shape[::-1]), 0,
+                 [(value, contiguous_strides(shape)[::-1], 0)], "a")
+    return scratch
+
+
+def conv_geometry(node, x_shape, w_shape) -> tuple:
+    """(pads_begin, pads_end, strides, dilations, out_spatial) for Conv/pools."""
+    spatial = x_shape[2:]
+    nd = len(spatial)
+    kernel = node.attrs.get("kernel_shape") or w_shape[2:]
+    strides = list(node.attrs.get("strides") or [1] * nd)
+    dilations = list(node.attrs.get("dilations") or [1] * nd)
+    pads = list(node.attrs.get("pads") or [0] * (2 * nd))
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    if isinstance(auto_pad, bytes):
+        auto_pad = auto_pad.decode()
+    begin, end, out = pads[:nd], pads[nd:], []
+    for i in range(nd):
+        eff = (kernel[i] - 1) * dilations[i] + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            o = -(-spatial[i] // strides[i])
+            total = max((o - 1) * strides[i] + eff - spatial[i], 0)
+            small = total // 2
+            begin[i], end[i] = ((small, total - small) if auto_pad == "SAME_UPPER"
+                                else (total - small, small))
+        elif auto_pad == "VALID":
+            begin[i] = end[i] = 0
+        o = (spatial[i] + begin[i] + end[i] - eff) // strides[i] + 1
+        out.append(o)
+    return begin, end, strides, dilations, out, list(kernel)
+
+
+@op("Conv")
+def conv(ctx, node):
+    x, w, b = node.inputs[0], node.inputs[1], node.input(2)
+    _require_float(node, x, w)
+    if not w.is_const:
+        raise UnsupportedOpError(f"{node.label()}: Conv weights computed at run time are not "
+                                 f"supported (opset {ctx.opset})")
+    x_shape, w_shape = ctx.shape(x), ctx.shape(w)
+    nd = len(x_shape) - 2
+    if nd not in (1, 2):
+        raise UnsupportedOpError(f"{node.label()}: {nd}-D Conv is not supported yet")
+    group = node.attrs.get("group", 1)
+    N, C = x_shape[:2]
+    M = w_shape[0]
+    if C != w_shape[1] * group or M % group:
+        raise ValueError(f"Conv channels: input {x_shape}, weights {w_shape}, group {group}")
+    begin, end, strides, dil, out_sp, kernel = conv_geometry(node, x_shape, w_shape)
+    if any(o <= 0 for o in out_sp):
+        raise ValueError(f"Conv output would be empty: input {x_shape}, kernel {kernel}")
+    out = ctx.output(node.outputs[0], (N, M, *out_sp), x.dtype)
+    residual = residual_of(node)
+    if residual is not None and ctx.shape(residual) != out.shape:
+        # the fused Add broadcasts: run the Conv alone, then add (+ activation)
+        act = node.attrs.get("_act")
+        attrs = {k: v for k, v in node.attrs.items() if k not in ("_act", "_residual")}
+        conv_out = Value(out.name + "/conv")
+        conv(ctx, Node(node.op, node.inputs[:3], [conv_out], attrs, node.name, node.domain))
+        macro = ACT_MACROS[act[0]] if act else "ACT_NONE"
+        emit_map(ctx, node.outputs[0], [conv_out, residual], f"{macro}(a+b)", act[1:] if act else ())
+        return
+    # 1-D convs are 2-D convs with H = 1
+    if nd == 1:
+        H, W, OH, OW = 1, x_shape[2], 1, out_sp[0]
+        kh, kw, sy, sx, py, px, dy, dx = 1, kernel[0], 1, strides[0], 0, begin[0], 1, dil[0]
+    else:
+        (H, W), (OH, OW) = x_shape[2:], out_sp
+        kh, kw = kernel
+        sy, sx = strides
+        py, px = begin
+        dy, dx = dil
+    weights = np.asarray(w.data, np.float32)
+    bias_data = np.asarray(b.data, np.float32) if b is not None and b.name else None
+    geometry = (int_vec((kh, kw, sy, sx)), int_vec((py, px, dy, dx)))
+    if group == C and w_shape[1] == 1 and residual is None:
+        _depthwise(ctx, node, x, out, weights, bias_data, (N, C, H, W, M, OH, OW), geometry)
+        return
+    _im2col_gemm(ctx, node, x, out, weights, bias_data, residual, group,
+                 (N, C, H, W, M, OH, OW), geometry, kh * kw)
+
+
+def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
+    N, C, H, W, M, OH, OW = dims
+    w_arg = ctx.weight(weights.reshape(M, -1), (node.inputs[1].name, "dw"))
+    defines = {"WX": 4, **act_defines(node)}
+    b_arg = None
+    if bias is not None:
+        b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
+        defines["HAS_BIAS"] = True
+    args = [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)] + list(geometry)
+    ctx.launch("depthwise", (-(-OW // 4), OH, N * M), args, defines)
+
+
+def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geometry, khw):
+    N, C, H, W, M, OH, OW = dims
+    Cg, Mg = C // group, M // group
+    K, P = Cg * khw, OH * OW
+    p = gemm_params(ctx.dev, Mg, P, K)
+    tm, tn = p["TM"], p["TN"]
+    ap = pack_a(weights.reshape(group, Mg, K), tm)
+    a_arg = ctx.weight(ap, (node.inputs[1].name, "conv_a", tm))
+    b_arg = None
+    if bias is not None:
+        b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
+    panels = -(-P // tn)
+    per_image = group * panels * K * tn * ctx.itemsize(x)
+    chunk = max(1, min(N, SCRATCH_LIMIT // max(per_image, 1)))
+    defines = act_defines(node)
+    for n0 in range(0, N, chunk):
+        n = min(chunk, N - n0)
+        Z = n * group
+        scratch = ctx.scratch(Z * panels * K * tn * ctx.itemsize(x))
+        ctx.launch("pack", (panels * tn, K, Z),
+                   [x, scratch, np.int32(n0 * C * H * W), np.int32(Cg), np.int32(H), np.int32(W),
+                    np.int32(OH), np.int32(OW), np.int32(K), np.int32(panels)] + list(geometry),
+                   {"TN": tn}, entry="im2col")
+        emit_gemm(ctx, out, a_arg, scratch, Mg, P, K, Z, a_packed=True, tm=tm, tn=tn,
+                  za=(1, group, ap.shape[1] * K * tm, 0), zb=(1, Z, panels * K * tn, 0),
+                  zc=(Mg * P, n0 * M * P, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
+                  residual=residual, defines=defines)

@@ -1,0 +1,203 @@
+"""Shape and data-movement ops.
+
+Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) alias their input's
+memory and launch nothing.  Copies (Transpose, Slice, Concat, Expand) are
+bit copies through the strided elementwise kernel, for any dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from .elementwise import broadcast_strides, contiguous_strides, emit_strided
+from .registry import op
+
+
+def const_input(ctx, node, index: int, what: str):
+    """A constant input's data, or a clear error if it is computed at run time."""
+    value = node.input(index)
+    if value is None or value.name == "":
+        return None
+    if not value.is_const:
+        raise UnsupportedOpError(f"{node.label()}: {what} ({value.name!r}) must be known at load "
+                                 f"time; data-dependent {what} is not supported "
+                                 f"(opset {ctx.opset})")
+    return np.asarray(value.data)
+
+
+def norm_axis(axis: int, rank: int, node) -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise ValueError(f"axis {axis} out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def shape_of(ctx, node, out_shape) -> None:
+    x = node.inputs[0]
+    ctx.alias(node.outputs[0], x, out_shape)
+
+
+@op("Identity")
+def identity(ctx, node):
+    shape_of(ctx, node, ctx.shape(node.inputs[0]))
+
+
+@op("Reshape")
+def reshape(ctx, node):
+    x = node.inputs[0]
+    target = const_input(ctx, node, 1, "the target shape") if ctx.opset >= 5 \
+        else np.asarray(node.attrs["shape"])
+    in_shape = ctx.shape(x)
+    allowzero = node.attrs.get("allowzero", 0)
+    dims = [int(d) for d in target.reshape(-1)]
+    out = []
+    for i, d in enumerate(dims):
+        out.append(in_shape[i] if d == 0 and not allowzero else d)
+    if out.count(-1) > 1:
+        raise ValueError("more than one -1 in the target shape")
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
+        total = int(np.prod(in_shape, dtype=np.int64))
+        if known == 0 or total % known:
+            raise ValueError(f"cannot reshape {in_shape} to {dims}")
+        out[out.index(-1)] = total // known
+    if int(np.prod(out, dtype=np.int64)) != int(np.prod(in_shape, dtype=np.int64)):
+        raise ValueError(f"cannot reshape {in_shape} to {dims}")
+    shape_of(ctx, node, out)
+
+
+@op("Flatten")
+def flatten(ctx, node):
+    shape = ctx.shape(node.inputs[0])
+    axis = node.attrs.get("axis", 1)
+    axis = axis + len(shape) if axis < 0 else axis
+    shape_of(ctx, node, (int(np.prod(shape[:axis], dtype=np.int64)),
+                         int(np.prod(shape[axis:], dtype=np.int64))))
+
+
+def _axes(ctx, node, since_input: int):
+    if ctx.opset >= since_input:
+        axes = const_input(ctx, node, 1, "axes")
+        return None if axes is None else [int(a) for a in axes.reshape(-1)]
+    axes = node.attrs.get("axes")
+    return None if axes is None else list(axes)
+
+
+@op("Squeeze")
+def squeeze(ctx, node):
+    shape = ctx.shape(node.inputs[0])
+    axes = _axes(ctx, node, 13)
+    if axes is None:
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    axes = {norm_axis(a, len(shape), node) for a in axes}
+    if any(shape[a] != 1 for a in axes):
+        raise ValueError(f"cannot squeeze axes {sorted(axes)} of shape {shape}")
+    shape_of(ctx, node, [d for i, d in enumerate(shape) if i not in axes])
+
+
+@op("Unsqueeze")
+def unsqueeze(ctx, node):
+    shape = list(ctx.shape(node.inputs[0]))
+    axes = _axes(ctx, node, 13)
+    rank = len(shape) + len(axes)
+    axes = sorted(norm_axis(a, rank, node) for a in axes)
+    for a in axes:
+        shape.insert(a, 1)
+    shape_of(ctx, node, shape)
+
+
+@op("Shape")
+def shape_op(ctx, node):
+    shape = np.asarray(ctx.shape(node.inputs[0]), dtype=np.int64)
+    rank = len(shape)
+    start = node.attrs.get("start", 0)
+    end = node.attrs.get("end", rank)
+    ctx.set_const(node.outputs[0], shape[slice(start, end)])
+
+
+@op("Size")
+def size_op(ctx, node):
+    ctx.set_const(node.outputs[0], np.asarray(node.inputs[0].size, dtype=np.int64))
+
+
+@op("Transpose")
+def transpose(ctx, node):
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    perm = node.attrs.get("perm") or list(reversed(range(len(shape))))
+    out_shape = tuple(shape[p] for p in perm)
+    strides = contiguous_strides(shape)
+    out = ctx.output(node.outputs[0], out_shape, x.dtype)
+    emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0,
+                 [(x, tuple(strides[p] for p in perm), 0)], raw=True)
+
+
+@op("Expand")
+def expand(ctx, node):
+    x = node.inputs[0]
+    target = [int(d) for d in const_input(ctx, node, 1, "the target shape").reshape(-1)]
+    out_shape = tuple(np.broadcast_shapes(ctx.shape(x), tuple(target)))
+    out = ctx.output(node.outputs[0], out_shape, x.dtype)
+    emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0,
+                 [(x, broadcast_strides(ctx.shape(x), out_shape), 0)], raw=True)
+
+
+@op("Concat")
+def concat(ctx, node):
+    inputs = [v for v in node.inputs if v is not None]
+    rank = len(ctx.shape(inputs[0]))
+    axis = norm_axis(node.attrs["axis"], rank, node)
+    out_shape = list(ctx.shape(inputs[0]))
+    out_shape[axis] = sum(ctx.shape(v)[axis] for v in inputs)
+    for v in inputs:
+        s = ctx.shape(v)
+        if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, out_shape)) if i != axis):
+            raise ValueError(f"Concat inputs have incompatible shapes {s} and {tuple(out_shape)}")
+    out = ctx.output(node.outputs[0], out_shape, inputs[0].dtype)
+    out_strides = contiguous_strides(out_shape)
+    offset = 0
+    for v in inputs:
+        s = ctx.shape(v)
+        emit_strided(ctx, out, s, out_strides, offset * out_strides[axis],
+                     [(v, contiguous_strides(s), 0)], raw=True)
+        offset += s[axis]
+
+
+def slice_params(ctx, node, shape) -> tuple:
+    """(starts, steps, out_shape) after clamping, per ONNX Slice semantics."""
+    rank = len(shape)
+    if ctx.opset >= 10:
+        starts = const_input(ctx, node, 1, "starts")
+        ends = const_input(ctx, node, 2, "ends")
+        axes = const_input(ctx, node, 3, "axes")
+        steps = const_input(ctx, node, 4, "steps")
+    else:
+        starts = np.asarray(node.attrs["starts"])
+        ends = np.asarray(node.attrs["ends"])
+        axes = np.asarray(node.attrs["axes"]) if "axes" in node.attrs else None
+        steps = None
+    starts, ends = starts.reshape(-1).tolist(), ends.reshape(-1).tolist()
+    axes = list(range(len(starts))) if axes is None else axes.reshape(-1).tolist()
+    steps = [1] * len(starts) if steps is None else steps.reshape(-1).tolist()
+    first = [0] * rank
+    step_all = [1] * rank
+    out_shape = list(shape)
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis = norm_axis(int(axis), rank, node)
+        if step == 0:
+            raise ValueError("slice step 0")
+        begin, stop, stride = slice(int(start), int(end), int(step)).indices(shape[axis])
+        count = len(range(begin, stop, stride))
+        first[axis], step_all[axis], out_shape[axis] = begin, stride, count
+    return first, step_all, tuple(out_shape)
+
+
+@op("Slice")
+def slice_op(ctx, node):
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    first, steps, out_shape = slice_params(ctx, node, shape)
+    strides = contiguous_strides(shape)
+    base = sum(f * s for f, s in zip(first, strides))
+    out = ctx.output(node.outputs[0], out_shape, x.dtype)
+    emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0,
+                 [(x, tuple(s * st for s, st in zip(strides, steps)), base)], raw=True)

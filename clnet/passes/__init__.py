@@ -1,0 +1,2 @@
+"""Graph -> Graph passes (pure functions, no device)."""
+from .fusion import fold_batchnorm, fuse_epilogues, optimize  # noqa: F401

@@ -1,0 +1,137 @@
+"""Graph -> Graph rewrites that need no shapes and no device.
+
+* ``fold_batchnorm``: Conv followed by inference BatchNormalization becomes
+  one Conv with rescaled weights and bias.
+* ``fuse_epilogues``: a residual Add and/or an activation right after a
+  Conv/Gemm/MatMul become attributes of that node (``_residual``, ``_act``),
+  run in the GEMM's epilogue.  The lowering falls back to separate launches
+  when the shapes turn out not to allow it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph, Node, Value
+
+ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish"}
+
+
+def _single_consumer(graph: Graph, value: Value, consumers: dict):
+    users = consumers.get(value, [])
+    if len(users) != 1 or value in graph.outputs:
+        return None
+    return users[0]
+
+
+def _is_const(value) -> bool:
+    return value is not None and value.is_const
+
+
+def fold_batchnorm(graph: Graph) -> Graph:
+    consumers = graph.consumers()
+    removed = set()
+    for node in graph.nodes:
+        if node.op != "Conv" or node in removed or not _is_const(node.input(1)):
+            continue
+        bn = _single_consumer(graph, node.outputs[0], consumers)
+        if bn is None or bn.op != "BatchNormalization" or bn.attrs.get("training_mode", 0):
+            continue
+        if len(bn.outputs) > 1 or not all(_is_const(v) for v in bn.inputs[1:5]):
+            continue
+        if node.input(2) is not None and node.input(2).name and not _is_const(node.input(2)):
+            continue
+        from ..ops.elementwise import batchnorm_affine
+        scale, shift = batchnorm_affine(bn, bn.attrs.get("epsilon", 1e-5))
+        weight = np.asarray(node.inputs[1].data, np.float32)
+        if weight.shape[0] != scale.shape[0]:
+            continue
+        new_w = weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+        bias = node.input(2)
+        old_b = np.asarray(bias.data, np.float32) if bias is not None and bias.name \
+            else np.zeros_like(scale)
+        new_b = old_b * scale + shift
+        w_val = Value(node.inputs[1].name + "/bnfold", new_w.shape, new_w.dtype, new_w)
+        b_val = Value(node.inputs[1].name + "/bnfold_bias", new_b.shape, new_b.dtype, new_b)
+        graph.values[w_val.name] = w_val
+        graph.values[b_val.name] = b_val
+        node.inputs = [node.inputs[0], w_val, b_val]
+        node.outputs = [bn.outputs[0]]
+        removed.add(bn)
+    graph.nodes = [n for n in graph.nodes if n not in removed]
+    return graph
+
+
+def _activation_params(node: Node, opset: int):
+    """(name, p0, p1) for a fusable activation node, or None."""
+    if node.op not in ACTIVATIONS:
+        return None
+    if node.op == "Clip":
+        if opset < 11:
+            return ("Clip", node.attrs.get("min", -np.inf), node.attrs.get("max", np.inf))
+        lo, hi = -np.inf, np.inf
+        for index in (1, 2):
+            value = node.input(index)
+            if value is None or not value.name:
+                continue
+            if not value.is_const:
+                return None
+            bound = float(np.asarray(value.data).reshape(-1)[0])
+            lo, hi = (bound, hi) if index == 1 else (lo, bound)
+        return ("Clip", lo, hi)
+    if node.op == "LeakyRelu":
+        return ("LeakyRelu", node.attrs.get("alpha", 0.01), 0.0)
+    if node.op == "HardSigmoid":
+        return ("HardSigmoid", node.attrs.get("alpha", 0.2), node.attrs.get("beta", 0.5))
+    return (node.op, 0.0, 0.0)
+
+
+def _is_depthwise(node: Node) -> bool:
+    weight = node.input(1)
+    group = node.attrs.get("group", 1)
+    return _is_const(weight) and group > 1 and weight.data.shape[1] == 1
+
+
+def fuse_epilogues(graph: Graph) -> Graph:
+    """Fuse [residual Add] then [activation] into Conv/Gemm/MatMul producers."""
+    consumers = graph.consumers()
+    removed = set()
+    order = {node: i for i, node in enumerate(graph.nodes)}
+    moves = {}
+    for node in graph.nodes:
+        if node.op not in ("Conv", "Gemm", "MatMul") or node in removed:
+            continue
+        if any(k.startswith("_") for k in node.attrs):
+            continue
+        nxt = _single_consumer(graph, node.outputs[0], consumers)
+        if (nxt is not None and nxt.op == "Add" and node.op == "Conv" and not _is_depthwise(node)
+                and len([v for v in nxt.inputs if v is not None]) == 2):
+            other = nxt.inputs[1] if nxt.inputs[0] is node.outputs[0] else nxt.inputs[0]
+            if other is not node.outputs[0] and not other.is_const:
+                bias = node.input(2)
+                node.inputs = [node.inputs[0], node.inputs[1],
+                               bias if bias is not None and bias.name else None, other]
+                node.attrs["_residual"] = True
+                node.outputs = [nxt.outputs[0]]
+                removed.add(nxt)
+                moves[node] = order[nxt]
+                nxt = _single_consumer(graph, node.outputs[0], consumers)
+        if nxt is not None:
+            act = _activation_params(nxt, graph.opset)
+            if act is not None:
+                node.attrs["_act"] = act
+                node.outputs = [nxt.outputs[0]]
+                removed.add(nxt)
+                moves[node] = max(moves.get(node, 0), order[nxt])
+    if removed:
+        # a fused node runs where the last node it absorbed ran, so that a
+        # residual produced after the original Conv is ready in time
+        keyed = [(moves.get(n, order[n]), order[n], n) for n in graph.nodes if n not in removed]
+        graph.nodes = [n for _, _, n in sorted(keyed, key=lambda t: (t[0], t[1]))]
+    return graph
+
+
+def optimize(graph: Graph) -> Graph:
+    """The load-time passes that need no shapes, in order."""
+    graph = fold_batchnorm(graph)
+    graph = fuse_epilogues(graph)
+    return graph

@@ -1,0 +1,366 @@
+"""Lowering and planning: a Graph with concrete input shapes becomes a Plan.
+
+``build_plan`` walks the nodes in order.  Each node is either folded to a
+constant (all inputs constant), or handed to its op's lowering function,
+which declares output shapes and emits ``Launch``es through ``LowerCtx``.
+Then every intermediate tensor gets an arena offset by liveness, programs are
+built (in parallel), kernels are created with their arguments bound, and the
+result is a flat list of enqueues: the executor does no per-inference
+shape logic, lookups or allocation.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import pyopencl as cl
+
+from .compile import build_many
+from .errors import ClnetError, DeviceMemoryError, ModelError, UnsupportedOpError
+from .graph import Graph, Value
+from .ops.registry import lookup
+from .passes.fold import NEVER_FOLD, evaluate
+
+FLOAT_KINDS = (np.float16, np.float32, np.float64)
+
+
+def is_float(dtype) -> bool:
+    return dtype is not None and np.dtype(dtype).kind == "f"
+
+
+@dataclass(eq=False)
+class Weight:
+    """A constant uploaded once per session (possibly repacked)."""
+    key: tuple
+    buffer: "cl.Buffer"
+    nbytes: int
+
+
+@dataclass(eq=False)
+class Scratch:
+    """Temporary device memory used by the launches of one node."""
+    nbytes: int
+
+
+@dataclass(eq=False)
+class Launch:
+    program: str
+    defines: tuple
+    entry: str
+    gsize: tuple
+    lsize: Optional[tuple]
+    args: list
+    node: str = ""
+
+
+@dataclass
+class Region:
+    """One arena allocation: a tensor (root of its aliases) or a scratch."""
+    nbytes: int
+    start: int
+    end: int
+    offset: int = -1
+    buffer: Optional["cl.Buffer"] = None
+
+
+class LowerCtx:
+    """What an op's lowering function sees and emits."""
+
+    def __init__(self, dev, store_half: bool, opset: int, weights: dict):
+        self.dev = dev
+        self.store_half = store_half
+        self.opset = opset
+        self.launches: list = []
+        self._weights = weights          # session-wide cache: key -> Weight
+        self._alias: dict = {}           # Value -> Value it views
+        self._node = None
+
+    # -- queries ---------------------------------------------------------
+    @staticmethod
+    def shape(value: Value) -> tuple:
+        return tuple(value.shape)
+
+    @staticmethod
+    def const(value: Optional[Value]) -> Optional[np.ndarray]:
+        return None if value is None else value.data
+
+    def storage_dtype(self, dtype) -> np.dtype:
+        if is_float(dtype):
+            return np.dtype(np.float16 if self.store_half else np.float32)
+        if np.dtype(dtype) == np.bool_:
+            return np.dtype(np.uint8)
+        return np.dtype(dtype)
+
+    def itemsize(self, value: Value) -> int:
+        return self.storage_dtype(value.dtype).itemsize
+
+    def root(self, value: Value) -> Value:
+        while value in self._alias:
+            value = self._alias[value]
+        return value
+
+    # -- declarations ------------------------------------------------------
+    def output(self, value: Value, shape, dtype=None) -> Value:
+        shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape):
+            raise ModelError(f"{self._node.label()}: computed a negative dimension {shape} "
+                             f"for {value.name!r}")
+        value.shape = shape
+        if dtype is not None:
+            value.dtype = np.dtype(dtype)
+        elif value.dtype is None:
+            value.dtype = np.dtype(np.float32)
+        return value
+
+    def set_const(self, value: Value, data) -> None:
+        data = np.asarray(data)
+        if value.dtype is not None and data.dtype != value.dtype and value.dtype != np.dtype(object):
+            data = data.astype(value.dtype)
+        value.data = data
+        value.shape = tuple(data.shape)
+        value.dtype = data.dtype
+
+    def alias(self, out: Value, src: Value, shape) -> None:
+        """`out` is `src`'s memory seen with another shape (Reshape & co)."""
+        self.output(out, shape, src.dtype)
+        if src.is_const:
+            self.set_const(out, np.reshape(src.data, out.shape))
+        else:
+            self._alias[out] = src
+
+    def weight(self, array: np.ndarray, key: tuple) -> Weight:
+        """Upload a constant once per session (float arrays in storage type)."""
+        full_key = (key, self.store_half)
+        found = self._weights.get(full_key)
+        if found is not None:
+            return found
+        array = np.ascontiguousarray(array, dtype=self.storage_dtype(array.dtype))
+        nbytes = max(array.nbytes, 4)
+        if nbytes > self.dev.max_alloc:
+            raise DeviceMemoryError(f"constant {key[0]!r} needs {nbytes} bytes, more than the "
+                                    f"device's max allocation {self.dev.max_alloc}")
+        mf = cl.mem_flags
+        try:
+            if array.nbytes:
+                buf = cl.Buffer(self.dev.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=array)
+            else:
+                buf = cl.Buffer(self.dev.context, mf.READ_ONLY, size=4)
+        except cl.Error as exc:
+            raise DeviceMemoryError(f"cannot allocate {nbytes} bytes for constant {key[0]!r} "
+                                    f"on {self.dev.describe()}: {exc}") from None
+        weight = Weight(full_key, buf, nbytes)
+        self._weights[full_key] = weight
+        return weight
+
+    def scratch(self, nbytes: int) -> Scratch:
+        return Scratch(int(nbytes))
+
+    def launch(self, program: str, gsize, args: list, defines: Optional[dict] = None,
+               entry: Optional[str] = None, lsize=None) -> None:
+        gsize = tuple(int(g) for g in gsize)
+        if any(g == 0 for g in gsize):
+            return
+        bound = []
+        for arg in args:
+            if isinstance(arg, Value) and arg.is_const:
+                arg = self.weight(arg.data, (arg.name,))
+            bound.append(arg)
+        defs = dict(defines or {})
+        if self.store_half:
+            defs["STORE_HALF"] = True
+        self.launches.append(Launch(program, tuple(sorted(defs.items())), entry or program,
+                                    gsize, tuple(lsize) if lsize else None, bound,
+                                    self._node.label() if self._node else ""))
+
+
+@dataclass
+class Plan:
+    """Everything needed to run one input-shape signature."""
+    dev: object
+    input_slots: list        # (Value, buffer, storage dtype)
+    output_slots: list       # (Value, buffer or None, storage dtype, const data or None)
+    calls: list              # (kernel, gsize, lsize)
+    launches: list
+    arena_bytes: int
+    weight_bytes: int
+    lower_bound_bytes: int
+    build_s: float = 0.0
+    keep: list = field(default_factory=list)
+
+    def run(self, feeds: list, queue=None) -> list:
+        queue = queue or self.dev.queue
+        hosts = []
+        for (value, buf, sdtype), feed in zip(self.input_slots, feeds):
+            if buf is None:
+                continue
+            host = np.ascontiguousarray(feed, dtype=sdtype)
+            hosts.append(host)
+            cl.enqueue_copy(queue, buf, host, is_blocking=False)
+        enqueue = cl.enqueue_nd_range_kernel
+        for kernel, gsize, lsize in self.calls:
+            enqueue(queue, kernel, gsize, lsize)
+        results = []
+        for value, buf, sdtype, data in self.output_slots:
+            if data is not None:
+                results.append(data)
+                continue
+            host = np.empty(value.shape, dtype=sdtype)
+            if host.size:
+                cl.enqueue_copy(queue, host, buf, is_blocking=False)
+            results.append(host)
+        queue.finish()
+        return [r if r.dtype == v.dtype or data is not None else r.astype(v.dtype)
+                for r, (v, _, _, data) in zip(results, self.output_slots)]
+
+
+def lower_graph(graph: Graph, ctx: LowerCtx) -> None:
+    """Fold or lower every node in order; fills ctx.launches and shapes."""
+    for node in graph.nodes:
+        ctx._node = node
+        present = [v for v in node.inputs if v is not None]
+        if node.op not in NEVER_FOLD \
+                and all(v.is_const for v in present) \
+                and not any(k.startswith("_") for k in node.attrs):
+            for value, data in zip(node.outputs, evaluate(node, ctx.opset)):
+                ctx.set_const(value, data)
+            continue
+        missing = [v.name for v in present if v.shape is None]
+        if missing:
+            raise ModelError(f"{node.label()}: inputs {missing} have no value (not produced by "
+                             f"any node, not an initializer, not a graph input)")
+        entry = lookup(node.op, ctx.opset, node.domain)
+        if entry is None:
+            raise UnsupportedOpError(f"{node.label()}: ONNX op {node.op!r} (opset {ctx.opset}) "
+                                     f"is not supported")
+        try:
+            entry.fn(ctx, node)
+        except ClnetError:
+            raise
+        except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as exc:
+            raise ModelError(f"{node.label()}: invalid attributes or input shapes "
+                             f"{[ctx.shape(v) if v is not None else None for v in node.inputs]}: "
+                             f"{exc}") from None
+        for value in node.outputs:
+            if value.shape is None and value.name:
+                raise ModelError(f"{node.label()}: output {value.name!r} was not produced")
+    ctx._node = None
+
+
+def _plan_regions(graph: Graph, ctx: LowerCtx) -> tuple:
+    """Liveness intervals over launch indices for every arena region."""
+    regions: dict = {}
+    n = len(ctx.launches)
+
+    def region_of(obj, index: int, nbytes_of) -> None:
+        reg = regions.get(obj)
+        if reg is None:
+            regions[obj] = Region(nbytes_of(), index, index)
+        else:
+            reg.start = min(reg.start, index)
+            reg.end = max(reg.end, index)
+
+    def tensor_bytes(value: Value) -> int:
+        return max(value.size * ctx.itemsize(value), 1)
+
+    for value in graph.inputs:
+        if not value.is_const:
+            root = ctx.root(value)
+            region_of(root, -1, lambda r=root: tensor_bytes(r))
+    for index, launch in enumerate(ctx.launches):
+        for arg in launch.args:
+            if isinstance(arg, Value):
+                root = ctx.root(arg)
+                region_of(root, index, lambda r=root: tensor_bytes(r))
+            elif isinstance(arg, Scratch):
+                region_of(arg, index, lambda a=arg: max(a.nbytes, 1))
+    for value in graph.outputs:
+        if not value.is_const:
+            root = ctx.root(value)
+            region_of(root, n, lambda r=root: tensor_bytes(r))
+    # aliases keep their root alive as long as any of them is used
+    return regions
+
+
+def _assign_offsets(regions: list, align: int) -> tuple:
+    """Greedy by size: biggest first, lowest offset free over its lifetime."""
+    placed: list = []
+    for reg in sorted(regions, key=lambda r: -r.nbytes):
+        size = -(-reg.nbytes // align) * align
+        conflicts = sorted((p for p in placed if p.start <= reg.end and reg.start <= p.end),
+                           key=lambda p: p.offset)
+        offset = 0
+        for other in conflicts:
+            other_size = -(-other.nbytes // align) * align
+            if offset + size <= other.offset:
+                break
+            offset = max(offset, other.offset + other_size)
+        reg.offset = offset
+        placed.append(reg)
+    total = max((r.offset + -(-r.nbytes // align) * align for r in placed), default=0)
+    events = sorted({r.start for r in regions} | {r.end for r in regions})
+    lower = max((sum(r.nbytes for r in regions if r.start <= t <= r.end) for t in events),
+                default=0)
+    return total, lower
+
+
+def build_plan(graph: Graph, dev, store_half: bool, weights: dict) -> Plan:
+    """Lower a graph whose inputs have concrete shapes into a runnable Plan."""
+    start = time.perf_counter()
+    ctx = LowerCtx(dev, store_half, graph.opset, weights)
+    lower_graph(graph, ctx)
+
+    # every graph output must be its own region unless it is a constant
+    regions_by_obj = _plan_regions(graph, ctx)
+    align = dev.base_align
+    total, lower = _assign_offsets(list(regions_by_obj.values()), align)
+    mf = cl.mem_flags
+    try:
+        arena = cl.Buffer(dev.context, mf.READ_WRITE, size=max(total, align)) \
+            if total <= dev.max_alloc else None
+        for reg in regions_by_obj.values():
+            size = -(-reg.nbytes // align) * align
+            if arena is not None:
+                reg.buffer = arena.get_sub_region(reg.offset, size)
+            else:  # larger than one allocation may be: one buffer per region
+                reg.buffer = cl.Buffer(dev.context, mf.READ_WRITE, size=size)
+    except cl.Error as exc:
+        raise DeviceMemoryError(f"cannot allocate {total} bytes of activations on "
+                                f"{dev.describe()}: {exc}") from None
+
+    requests = sorted({(l.program, l.defines) for l in ctx.launches})
+    programs = dict(zip(requests, build_many(dev, [(p, dict(d)) for p, d in requests])))
+    calls = []
+    for launch in ctx.launches:
+        kernel = cl.Kernel(programs[(launch.program, launch.defines)], launch.entry)
+        args = []
+        for arg in launch.args:
+            if isinstance(arg, Value):
+                args.append(regions_by_obj[ctx.root(arg)].buffer)
+            elif isinstance(arg, Scratch):
+                args.append(regions_by_obj[arg].buffer)
+            elif isinstance(arg, Weight):
+                args.append(arg.buffer)
+            else:
+                args.append(arg)
+        kernel.set_args(*args)
+        gsize = launch.gsize
+        if launch.lsize:
+            gsize = tuple(-(-g // l) * l for g, l in zip(gsize, launch.lsize))
+        calls.append((kernel, gsize, launch.lsize))
+
+    input_slots = []
+    for value in graph.inputs:
+        reg = regions_by_obj.get(ctx.root(value))
+        input_slots.append((value, reg.buffer if reg else None, ctx.storage_dtype(value.dtype)))
+    output_slots = []
+    for value in graph.outputs:
+        if value.is_const:
+            output_slots.append((value, None, value.dtype, value.data))
+        else:
+            reg = regions_by_obj[ctx.root(value)]
+            output_slots.append((value, reg.buffer, ctx.storage_dtype(value.dtype), None))
+    weight_bytes = sum(w.nbytes for w in weights.values())
+    return Plan(dev, input_slots, output_slots, calls, ctx.launches, total, weight_bytes, lower,
+                time.perf_counter() - start)

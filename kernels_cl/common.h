@@ -1,0 +1,46 @@
+// Shared definitions for every clnet kernel (OpenCL C 1.2, no extensions).
+//
+// Storage type and arithmetic type are separate: tensors are stored as
+// STORE_T (float, or half with -DSTORE_HALF) and all arithmetic is float.
+// Half storage goes through vload_half/vstore_half, which every OpenCL 1.2
+// device supports without cl_khr_fp16.
+#ifndef CLNET_COMMON_H
+#define CLNET_COMMON_H
+
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+
+#ifdef STORE_HALF
+  #define STORE_T half
+  #define LOADF(p, i) vload_half((i), (p))
+  #define STOREF(p, i, v) vstore_half((v), (i), (p))
+  // n-wide loads/stores at element offset i (i need not be a multiple of n)
+  #define LOADFN(n, p, i) CAT(vload_half, n)(0, (p) + (i))
+  #define STOREFN(n, p, i, v) CAT(vstore_half, n)((v), 0, (p) + (i))
+#else
+  #define STORE_T float
+  #define LOADF(p, i) ((p)[i])
+  #define STOREF(p, i, v) ((p)[i] = (v))
+  #define LOADFN(n, p, i) CAT(vload, n)(0, (p) + (i))
+  #define STOREFN(n, p, i, v) CAT(vstore, n)((v), 0, (p) + (i))
+#endif
+
+// Activations usable as a fused epilogue (-DACT=ACT_RELU ...).  They work on
+// scalars and vectors alike; P0/P1 are the op's parameters (alpha, min/max).
+#define ACT_NONE(x) (x)
+#define ACT_RELU(x) fmax((x), 0.0f)
+#define ACT_CLIP(x) clamp((x), (float)(P0), (float)(P1))
+#define ACT_LEAKYRELU(x) select((x) * (float)(P0), (x), (x) > 0.0f)
+#define ACT_SIGMOID(x) (1.0f / (1.0f + exp(-(x))))
+#define ACT_TANH(x) tanh(x)
+#define ACT_HARDSIGMOID(x) clamp((x) * (float)(P0) + (float)(P1), 0.0f, 1.0f)
+#define ACT_HARDSWISH(x) ((x) * clamp((x) * (1.0f / 6.0f) + 0.5f, 0.0f, 1.0f))
+
+#ifndef P0
+  #define P0 0.0f
+#endif
+#ifndef P1
+  #define P1 0.0f
+#endif
+
+#endif  // CLNET_COMMON_H

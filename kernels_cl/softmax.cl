@@ -1,0 +1,27 @@
+// Softmax (or -DLOG_SOFTMAX) along one axis of length L; rows are (outer,
+// inner) pairs, the axis stride is `inner`.  Max-subtracted, float math.
+#include "common.h"
+
+__kernel void softmax(__global const STORE_T *x, __global STORE_T *y,
+                      const int rows, const int L, const int inner)
+{
+    const int r = get_global_id(0);
+    if (r >= rows)
+        return;
+    const int base = (r / inner) * L * inner + r % inner;
+    float mx = -INFINITY;
+    for (int i = 0; i < L; ++i)
+        mx = fmax(mx, LOADF(x, base + i * inner));
+    float sum = 0.0f;
+    for (int i = 0; i < L; ++i)
+        sum += exp(LOADF(x, base + i * inner) - mx);
+#ifdef LOG_SOFTMAX
+    const float lse = log(sum);
+    for (int i = 0; i < L; ++i)
+        STOREF(y, base + i * inner, LOADF(x, base + i * inner) - mx - lse);
+#else
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < L; ++i)
+        STOREF(y, base + i * inner, exp(LOADF(x, base + i * inner) - mx) * inv);
+#endif
+}
