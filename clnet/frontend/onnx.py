@@ -187,12 +187,28 @@ def check_supported(graph: Graph) -> None:
                                  f"{graph.opset}: " + "; ".join(bad))
 
 
+def _for_checker(proto: "onnx.ModelProto") -> "onnx.ModelProto":
+    """The checker insists on a shape for graph inputs/outputs, which exporters
+    (and onnxruntime) treat as optional: check a copy with unknown-rank
+    outputs given a placeholder shape instead of rejecting the model."""
+    shapeless = [v for v in list(proto.graph.input) + list(proto.graph.output)
+                 if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
+    if not shapeless:
+        return proto
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for v in list(copy.graph.input) + list(copy.graph.output):
+        if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape"):
+            v.type.tensor_type.shape.SetInParent()
+    return copy
+
+
 def load_model(model) -> Graph:
     """Read, check and convert an ONNX model (path, bytes or ModelProto)."""
     proto, base = _read(model)
     _load_external(proto, base)
     try:
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(_for_checker(proto))
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
         raise ModelError(f"the model fails ONNX validation: {first}") from None

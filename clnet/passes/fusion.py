@@ -103,6 +103,8 @@ def fuse_epilogues(graph: Graph) -> Graph:
         if any(k.startswith("_") for k in node.attrs):
             continue
         nxt = _single_consumer(graph, node.outputs[0], consumers)
+        if nxt in removed:  # already absorbed by another producer
+            continue
         if (nxt is not None and nxt.op == "Add" and node.op == "Conv" and not _is_depthwise(node)
                 and len([v for v in nxt.inputs if v is not None]) == 2):
             other = nxt.inputs[1] if nxt.inputs[0] is node.outputs[0] else nxt.inputs[0]

@@ -1,0 +1,77 @@
+"""Shared fixtures: the OpenCL device under test and model-checking helpers.
+
+The device comes from CLNET_DEVICE (default: the automatic choice); every
+device test skips with a reason when no OpenCL platform exists.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def device():
+    from clnet.device import list_devices, select_device
+    from clnet.errors import DeviceError
+
+    try:
+        if not list_devices():
+            pytest.skip("no OpenCL platform found")
+        return select_device(os.environ.get("CLNET_DEVICE") or None)
+    except DeviceError as exc:
+        pytest.skip(f"no usable OpenCL device: {exc}")
+
+
+@pytest.fixture(params=["fp32", "fp16"])
+def precision(request):
+    """Both storage modes: every kernel must be right in each."""
+    return request.param
+
+
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
+
+
+def run_both(model, feeds: dict, device, precision: str = "fp32"):
+    """(clnet outputs, reference outputs) of one model.
+
+    The reference is onnxruntime where installed, else onnx.reference.
+    """
+    import clnet
+
+    data = model.SerializeToString()
+    session = clnet.InferenceSession(data, device=device, precision=precision)
+    got = session.run(None, feeds)
+    return got, reference(model, feeds)
+
+
+def reference(model, feeds: dict) -> list:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        ort = None
+    if ort is not None:
+        try:
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            return ort.InferenceSession(model.SerializeToString(), opts,
+                                        providers=["CPUExecutionProvider"]).run(None, feeds)
+        except Exception:  # an op or opset onnxruntime lacks: use the ONNX reference
+            pass
+    from onnx.reference import ReferenceEvaluator
+    return ReferenceEvaluator(model).run(None, feeds)
+
+
+def assert_close(got, want, precision: str = "fp32", rtol: float = None) -> None:
+    """Max abs difference within rtol x max |reference| (at least 1e-6 absolute)."""
+    rtol = TOLERANCE[precision] if rtol is None else rtol
+    for g, w in zip(got, want):
+        w = np.asarray(w)
+        assert g.shape == w.shape, f"shape {g.shape} != reference {w.shape}"
+        if w.dtype.kind in "biu":
+            np.testing.assert_array_equal(g, w)
+            continue
+        scale = max(float(np.abs(w).max()) if w.size else 0.0, 1e-6)
+        err = float(np.abs(g.astype(np.float64) - w).max()) if w.size else 0.0
+        assert err <= rtol * scale, f"max |diff| {err:.3g} > {rtol} x {scale:.3g}"
