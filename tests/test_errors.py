@@ -1,0 +1,147 @@
+"""Bad input gets a clear clnet error (and one CLI line), never a crash."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import clnet
+from clnet.errors import (DeviceError, InputError, KernelBuildError, ModelError,
+                          UnsupportedOpError)
+
+
+def _relu_model(shape=(1, 3, 4, 4)):
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _unsupported_model():
+    nodes = [helper.make_node("Relu", ["x"], ["a"]),
+             helper.make_node("DFT", ["a"], ["b"], name="my_dft"),
+             helper.make_node("Det", ["b"], ["y"], name="my_det")]
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "clnet.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    good = _relu_model().SerializeToString()
+    files = {
+        "truncated": good[: len(good) // 2],
+        "not_onnx": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
+        "empty": b"",
+        "unsupported": _unsupported_model().SerializeToString(),
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = tmp_path / f"{name}.onnx"
+        paths[name].write_bytes(data)
+    paths["good"] = tmp_path / "good.onnx"
+    paths["good"].write_bytes(good)
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not_onnx", "empty"])
+def test_malformed_files_raise_model_error(bad_files, kind):
+    with pytest.raises(ModelError):
+        clnet.InferenceSession(str(bad_files[kind]))
+
+
+def test_missing_file():
+    with pytest.raises(ModelError, match="does not exist"):
+        clnet.InferenceSession("no/such/model.onnx")
+
+
+def test_unsupported_ops_are_all_named(bad_files):
+    with pytest.raises(UnsupportedOpError) as info:
+        clnet.InferenceSession(str(bad_files["unsupported"]))
+    msg = str(info.value)
+    assert "my_dft" in msg and "DFT" in msg and "my_det" in msg and "Det" in msg
+    assert "opset 17" in msg
+
+
+def test_wrong_inputs(device, bad_files):
+    session = clnet.InferenceSession(str(bad_files["good"]), device=device)
+    x = np.zeros((1, 3, 4, 4), np.float32)
+    with pytest.raises(InputError, match="'x'.*shape"):
+        session.run(None, {"x": np.zeros((1, 3, 4, 5), np.float32)})
+    with pytest.raises(InputError, match="dtype"):
+        session.run(None, {"x": x.astype(np.float64)})
+    with pytest.raises(InputError, match="unknown input"):
+        session.run(None, {"x": x, "z": x})
+    with pytest.raises(InputError, match="missing"):
+        session.run(None, {})
+    with pytest.raises(InputError, match="unknown output"):
+        session.run(["nope"], {"x": x})
+    np.testing.assert_array_equal(session.run(["y"], {"x": x - 1})[0], np.zeros_like(x))
+
+
+def test_bad_device_selection():
+    with pytest.raises(DeviceError):
+        clnet.select_device("no-such-device-anywhere")
+    with pytest.raises(DeviceError):
+        clnet.select_device("77:3")
+
+
+def test_kernel_build_error_has_log(device, tmp_path, monkeypatch):
+    from clnet import compile as clc
+
+    monkeypatch.setattr(clc, "kernel_dir", lambda: tmp_path)
+    clc.kernel_source.cache_clear()
+    (tmp_path / "common.h").write_text("")
+    (tmp_path / "broken.cl").write_text("__kernel void broken(__global float *x) { x[0] = y; }")
+    try:
+        with pytest.raises(KernelBuildError) as info:
+            clc.build_program(device, "broken", {"SOME_OPTION": 3})
+    finally:
+        clc.kernel_source.cache_clear()
+    msg = str(info.value)
+    assert "broken.cl" in msg and device.name in msg and "-DSOME_OPTION=3" in msg
+    assert "y" in msg.split("\n", 1)[1]          # the build log follows
+
+
+def test_external_data_cannot_escape_folder(tmp_path):
+    model = _relu_model()
+    weight = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    weight.data_location = TensorProto.EXTERNAL
+    entry = weight.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    weight.ClearField("raw_data")
+    model.graph.initializer.append(weight)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match="leaves the model's folder"):
+        clnet.InferenceSession(str(path))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not_onnx", "unsupported"])
+def test_cli_one_line_errors(bad_files, kind):
+    proc = _cli("run", str(bad_files[kind]))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clnet: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_wrong_shape(device, bad_files, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 5, 4), np.float32))
+    proc = _cli("run", str(bad_files["good"]), "--input", f"x={tmp_path / 'x.npy'}",
+                "--device", device.index)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "expected shape" in proc.stderr
+    debug = _cli("run", str(bad_files["good"]), "--input", f"x={tmp_path / 'x.npy'}", "--debug",
+                 "--device", device.index)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
