@@ -249,6 +249,37 @@ def devices_cmd(as_json, debug):
     click.echo(f"* automatic choice: {chosen.index} {chosen.name} ({chosen.platform_version})")
 
 
+@click.command(name="compile-kernels")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--device", "-d", default=None, help="Device selection (as for run).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the binaries, sources and manifest.json.")
+@click.option("--shape", "shapes", multiple=True, help="NAME=1x3x224x224 for symbolic dims.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@_fail_cleanly
+def compile_kernels_cmd(model, device, out_dir, shapes, precision, debug):
+    """Write every (kernel, options) MODEL needs: device binaries (for
+    CLNET_BINARIES) plus the sources and options, for offline compilers."""
+    from .compile import format_options, kernel_source, save_binary
+    from .runtime import InferenceSession
+
+    session = InferenceSession(model, device=device, precision=precision)
+    session.run(None, build_feeds(session, (), shapes, 0))
+    folder = Path(out_dir)
+    dev = session.device
+    manifest = []
+    for program, defines in sorted({(l.program, l.defines) for l in session.last_plan.launches}):
+        path = save_binary(dev, program, dict(defines), folder)
+        source = folder / f"{path.stem}.cl"
+        source.write_text(kernel_source(program))
+        manifest.append({"kernel": program, "binary": path.name, "source": source.name,
+                         "options": format_options(dict(defines), dev.quirk_defines())})
+    (folder / "manifest.json").write_text(json.dumps({"device": dev.describe(),
+                                                      "programs": manifest}, indent=1))
+    click.echo(f"wrote {len(manifest)} programs for {dev.name} to {folder}")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="clnet")
 def main():
@@ -257,6 +288,7 @@ def main():
 
 main.add_command(run_cmd)
 main.add_command(devices_cmd)
+main.add_command(compile_kernels_cmd)
 
 
 def run_main():

@@ -1,0 +1,52 @@
+"""Kernel compilation: memoised, options as -D, prebuilt binaries first."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clnet import compile as clc
+from clnet.errors import KernelBuildError
+
+
+def test_memoised_per_options(device):
+    a = clc.build_program(device, "probe", {})
+    assert clc.build_program(device, "probe", {}) is a
+    assert clc.build_program(device, "probe", {"UNUSED": 1}) is not a
+
+
+def test_every_kernel_file_compiles_alone_in_both_storage_modes(device):
+    names = sorted(p.stem for p in clc.kernel_dir().glob("*.cl"))
+    assert "gemm" in names and "elementwise" in names
+    for name in names:
+        for defines in ({}, {"STORE_HALF": True}):
+            clc.build_program(device, name, defines)
+
+
+def test_prebuilt_binaries_are_used_without_compiling(device, tmp_path, monkeypatch):
+    defines = {"SOME_FLAG": 7}
+    clc.save_binary(device, "probe", defines, tmp_path)
+    monkeypatch.setenv("CLNET_BINARIES", str(tmp_path))
+    monkeypatch.setattr(clc, "_MEMO", {})
+
+    def no_compiler(*args):
+        raise KernelBuildError("the online compiler must not be used")
+
+    monkeypatch.setattr(clc, "_compile", no_compiler)
+    prg = clc.build_program(device, "probe", defines)
+    import pyopencl as cl
+
+    n = 16
+    a = np.arange(n * n, dtype=np.float32).reshape(n, n) / 100
+    b = np.eye(n, dtype=np.float32)
+    mf = cl.mem_flags
+    ctx, queue = device.context, device.queue
+    bufs = [cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=m) for m in (a, b)]
+    out = cl.Buffer(ctx, mf.WRITE_ONLY, size=a.nbytes)
+    kernel = cl.Kernel(prg, "probe")
+    kernel.set_args(bufs[0], bufs[1], out, np.int32(n))
+    cl.enqueue_nd_range_kernel(queue, kernel, (n // 8, n), None)
+    result = np.empty_like(a)
+    cl.enqueue_copy(queue, result, out)
+    np.testing.assert_allclose(result, a @ b, rtol=1e-6)
+    with pytest.raises(KernelBuildError):   # not prebuilt: would need the compiler
+        clc.build_program(device, "probe", {"OTHER": 1})

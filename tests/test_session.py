@@ -1,0 +1,94 @@
+"""InferenceSession API (onnxruntime-shaped) and the onnx backend face."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import clnet
+from conftest import reference
+
+
+def _mlp(batch="N"):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((13, 7)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Softmax", ["r"], ["y"], axis=-1)]
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 13])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 7]),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, [batch, 7])],
+        [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_inputs_outputs_and_symbolic_batch(device):
+    model = _mlp()
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    (inp,) = session.get_inputs()
+    assert inp.name == "x" and inp.shape == ["N", 13] and inp.type == "tensor(float)"
+    assert [o.name for o in session.get_outputs()] == ["y", "h"]
+    rng = np.random.default_rng(1)
+    for batch in (1, 5, 3, 5):
+        x = rng.standard_normal((batch, 13)).astype(np.float32)
+        got = session.run(None, {"x": x})
+        want = reference(model, {"x": x})
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    assert len(session._plans) == 3               # one plan per shape signature
+    (h,) = session.run(["h"], {"x": x})
+    assert h.shape == (5, 7)
+
+
+def test_weights_shared_between_plans(device):
+    session = clnet.InferenceSession(_mlp().SerializeToString(), device=device)
+    session.run(None, {"x": np.ones((2, 13), np.float32)})
+    before = len(session._weights)
+    session.run(None, {"x": np.ones((4, 13), np.float32)})
+    assert len(session._weights) == before
+
+
+def test_arena_reuses_memory(device):
+    """Intermediates of a long chain share arena space by liveness."""
+    nodes, prev = [], "x"
+    for i in range(12):
+        nodes.append(helper.make_node("Relu" if i % 2 else "Sigmoid", [prev], [f"t{i}"]))
+        prev = f"t{i}"
+    nodes[-1].output[0] = "y"
+    graph = helper.make_graph(nodes, "chain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64, 127])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64, 127])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    x = np.random.default_rng(2).standard_normal((64, 127)).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], reference(model, {"x": x})[0],
+                               rtol=1e-5, atol=1e-6)
+    plan = session.last_plan
+    tensor = 64 * 127 * 4
+    assert plan.arena_bytes <= 3.2 * tensor        # 13 tensors live in ~3 slots
+    assert plan.lower_bound_bytes <= plan.arena_bytes
+
+
+def test_onnx_backend_api(device):
+    import clnet.onnx_backend as backend
+
+    model = _mlp(batch=2)
+    assert backend.supports_device("CPU")
+    assert backend.is_compatible(model)
+    x = np.random.default_rng(3).standard_normal((2, 13)).astype(np.float32)
+    rep = backend.prepare(model, "CPU")
+    outputs = rep.run([x])
+    np.testing.assert_allclose(outputs[0], reference(model, {"x": x})[0], rtol=1e-4, atol=1e-6)
+    outputs = backend.run_model(model, {"x": x})
+    assert outputs[1].shape == (2, 7)
+
+
+def test_model_proto_and_path_inputs(device, tmp_path):
+    model = _mlp(batch=3)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    x = np.ones((3, 13), np.float32)
+    a = clnet.InferenceSession(model, device=device).run(None, {"x": x})
+    b = clnet.InferenceSession(path, device=device).run(None, {"x": x})
+    np.testing.assert_array_equal(a[0], b[0])
