@@ -22,6 +22,7 @@ from .errors import ClnetError, DeviceMemoryError, ModelError, UnsupportedOpErro
 from .graph import Graph, Value
 from .ops.registry import lookup
 from .passes.fold import NEVER_FOLD, evaluate
+from .schedule import launch_dependencies
 
 FLOAT_KINDS = (np.float16, np.float32, np.float64)
 
@@ -53,6 +54,7 @@ class Launch:
     lsize: Optional[tuple]
     args: list
     node: str = ""
+    writes: tuple = ()       # the Values (roots) this launch produces
 
 
 @dataclass
@@ -68,9 +70,16 @@ class Region:
 class LowerCtx:
     """What an op's lowering function sees and emits."""
 
-    def __init__(self, dev, store_half: bool, opset: int, weights: dict):
+    def __init__(self, dev, store_half: bool, opset: int, weights: dict,
+                 storage: Optional[dict] = None, weight_int8: bool = False,
+                 extra_defines: Optional[dict] = None):
         self.dev = dev
-        self.store_half = store_half
+        self._default_half = store_half
+        self._storage = storage          # mixed precision: value name -> stored as half
+        self._value_half: dict = {}      # Value -> half storage, as lowered
+        self._node_half: Optional[bool] = None
+        self.weight_int8 = weight_int8   # Conv/Gemm/MatMul weights kept as int8
+        self.extra_defines = dict(extra_defines or {})
         self.opset = opset
         self.launches: list = []
         self._weights = weights          # session-wide cache: key -> Weight
@@ -86,6 +95,36 @@ class LowerCtx:
     def const(value: Optional[Value]) -> Optional[np.ndarray]:
         return None if value is None else value.data
 
+    @property
+    def store_half(self) -> bool:
+        """Half storage for the node being lowered (per node in mixed precision)."""
+        return self._default_half if self._node_half is None else self._node_half
+
+    def begin_node(self, node) -> None:
+        """Make `node` current; its storage is that of its outputs (else inputs)."""
+        self._node = node
+        self._node_half = None
+        if self._storage is None or node is None:
+            return
+        for value in list(node.outputs) + list(node.inputs):
+            if value is not None and value.name in self._storage:
+                self._node_half = self._storage[value.name]
+                return
+
+    def value_half(self, value: Value) -> bool:
+        """Whether a float tensor is stored as half (its root decides for views)."""
+        root = self.root(value)
+        if root in self._value_half:
+            return self._value_half[root]
+        if self._storage is not None and root.name in self._storage:
+            return self._storage[root.name]
+        return self.store_half
+
+    def value_storage_dtype(self, value: Value) -> np.dtype:
+        if is_float(value.dtype):
+            return np.dtype(np.float16 if self.value_half(value) else np.float32)
+        return self.storage_dtype(value.dtype)
+
     def storage_dtype(self, dtype) -> np.dtype:
         if is_float(dtype):
             return np.dtype(np.float16 if self.store_half else np.float32)
@@ -94,7 +133,7 @@ class LowerCtx:
         return np.dtype(dtype)
 
     def itemsize(self, value: Value) -> int:
-        return self.storage_dtype(value.dtype).itemsize
+        return self.value_storage_dtype(value).itemsize
 
     def root(self, value: Value) -> Value:
         while value in self._alias:
@@ -112,6 +151,8 @@ class LowerCtx:
             value.dtype = np.dtype(dtype)
         elif value.dtype is None:
             value.dtype = np.dtype(np.float32)
+        if is_float(value.dtype) and value not in self._alias:
+            self._value_half[value] = self.store_half
         return value
 
     def set_const(self, value: Value, data) -> None:
@@ -132,6 +173,11 @@ class LowerCtx:
 
     def weight(self, array: np.ndarray, key: tuple) -> Weight:
         """Upload a constant once per session (float arrays in storage type)."""
+        if self.weight_int8 and self._node is not None and is_float(array.dtype):
+            from .ops.quant import int8_weight
+            dequantized = int8_weight(self, array, key)
+            if dequantized is not None:
+                return dequantized
         full_key = (key, self.store_half)
         found = self._weights.get(full_key)
         if found is not None:
@@ -167,12 +213,15 @@ class LowerCtx:
             if isinstance(arg, Value) and arg.is_const:
                 arg = self.weight(arg.data, (arg.name,))
             bound.append(arg)
-        defs = dict(defines or {})
+        defs = dict(self.extra_defines)
+        defs.update(defines or {})
         if self.store_half:
             defs["STORE_HALF"] = True
+        writes = tuple(self.root(v) for v in self._node.outputs if v is not None) \
+            if self._node else ()
         self.launches.append(Launch(program, tuple(sorted(defs.items())), entry or program,
                                     gsize, tuple(lsize) if lsize else None, bound,
-                                    self._node.label() if self._node else ""))
+                                    self._node.label() if self._node else "", writes))
 
 
 @dataclass
@@ -188,6 +237,9 @@ class Plan:
     lower_bound_bytes: int
     build_s: float = 0.0
     keep: list = field(default_factory=list)
+    deps: list = field(default_factory=list)       # per launch: earlier launches it needs
+    bound_args: list = field(default_factory=list)  # per launch: the kernel's arguments
+    graph: Optional[Graph] = None
 
     def run(self, feeds: list, queue=None) -> list:
         queue = queue or self.dev.queue
@@ -218,7 +270,7 @@ class Plan:
 def lower_graph(graph: Graph, ctx: LowerCtx) -> None:
     """Fold or lower every node in order; fills ctx.launches and shapes."""
     for node in graph.nodes:
-        ctx._node = node
+        ctx.begin_node(node)
         present = [v for v in node.inputs if v is not None]
         if node.op not in NEVER_FOLD \
                 and all(v.is_const for v in present) \
@@ -245,7 +297,7 @@ def lower_graph(graph: Graph, ctx: LowerCtx) -> None:
         for value in node.outputs:
             if value.shape is None and value.name:
                 raise ModelError(f"{node.label()}: output {value.name!r} was not produced")
-    ctx._node = None
+    ctx.begin_node(None)
 
 
 def _plan_regions(graph: Graph, ctx: LowerCtx) -> tuple:
@@ -305,10 +357,13 @@ def _assign_offsets(regions: list, align: int) -> tuple:
     return total, lower
 
 
-def build_plan(graph: Graph, dev, store_half: bool, weights: dict) -> Plan:
-    """Lower a graph whose inputs have concrete shapes into a runnable Plan."""
+def build_plan(graph: Graph, dev, store_half: bool, weights: dict, **options) -> Plan:
+    """Lower a graph whose inputs have concrete shapes into a runnable Plan.
+
+    options go to LowerCtx: storage (mixed precision), weight_int8, extra_defines.
+    """
     start = time.perf_counter()
-    ctx = LowerCtx(dev, store_half, graph.opset, weights)
+    ctx = LowerCtx(dev, store_half, graph.opset, weights, **options)
     lower_graph(graph, ctx)
 
     # every graph output must be its own region unless it is a constant
@@ -316,6 +371,13 @@ def build_plan(graph: Graph, dev, store_half: bool, weights: dict) -> Plan:
     align = dev.base_align
     total, lower = _assign_offsets(list(regions_by_obj.values()), align)
     mf = cl.mem_flags
+    weight_total = sum(w.nbytes for w in weights.values())
+    if total + weight_total > dev.global_mem:
+        raise DeviceMemoryError(
+            f"the model needs {(total + weight_total) / 2**20:.1f} MiB on the device "
+            f"({weight_total / 2**20:.1f} MiB weights, {total / 2**20:.1f} MiB activations) but "
+            f"{dev.describe()} has {dev.global_mem / 2**20:.0f} MiB; use a smaller input "
+            f"shape, --precision fp16, or another device")
     try:
         arena = cl.Buffer(dev.context, mf.READ_WRITE, size=max(total, align)) \
             if total <= dev.max_alloc else None
@@ -332,6 +394,7 @@ def build_plan(graph: Graph, dev, store_half: bool, weights: dict) -> Plan:
     requests = sorted({(l.program, l.defines) for l in ctx.launches})
     programs = dict(zip(requests, build_many(dev, [(p, dict(d)) for p, d in requests])))
     calls = []
+    bound_per_launch = []
     for launch in ctx.launches:
         kernel = cl.Kernel(programs[(launch.program, launch.defines)], launch.entry)
         args = []
@@ -345,6 +408,7 @@ def build_plan(graph: Graph, dev, store_half: bool, weights: dict) -> Plan:
             else:
                 args.append(arg)
         kernel.set_args(*args)
+        bound_per_launch.append(args)
         gsize = launch.gsize
         if launch.lsize:
             gsize = tuple(-(-g // l) * l for g, l in zip(gsize, launch.lsize))
@@ -353,14 +417,41 @@ def build_plan(graph: Graph, dev, store_half: bool, weights: dict) -> Plan:
     input_slots = []
     for value in graph.inputs:
         reg = regions_by_obj.get(ctx.root(value))
-        input_slots.append((value, reg.buffer if reg else None, ctx.storage_dtype(value.dtype)))
+        input_slots.append((value, reg.buffer if reg else None, ctx.value_storage_dtype(value)))
     output_slots = []
     for value in graph.outputs:
         if value.is_const:
             output_slots.append((value, None, value.dtype, value.data))
         else:
             reg = regions_by_obj[ctx.root(value)]
-            output_slots.append((value, reg.buffer, ctx.storage_dtype(value.dtype), None))
+            output_slots.append((value, reg.buffer, ctx.value_storage_dtype(value), None))
     weight_bytes = sum(w.nbytes for w in weights.values())
-    return Plan(dev, input_slots, output_slots, calls, ctx.launches, total, weight_bytes, lower,
+    plan = Plan(dev, input_slots, output_slots, calls, ctx.launches, total, weight_bytes, lower,
                 time.perf_counter() - start)
+    plan.deps = launch_dependencies(_launch_accesses(ctx, regions_by_obj, arena is not None))
+    plan.bound_args = [list(kernel_args) for kernel_args in bound_per_launch]
+    plan.graph = graph
+    return plan
+
+
+def _launch_accesses(ctx: LowerCtx, regions_by_obj: dict, in_arena: bool) -> list:
+    """Per launch, the (start, end, is_write) byte ranges of its buffer args."""
+    # regions outside one arena are separate buffers: give each its own range
+    spread = {id(reg): i << 40 for i, reg in enumerate(regions_by_obj.values())}
+    accesses = []
+    for launch in ctx.launches:
+        written = {id(v) for v in launch.writes}
+        ranges = []
+        for arg in launch.args:
+            if isinstance(arg, Value):
+                root = ctx.root(arg)
+                is_write = id(root) in written
+            elif isinstance(arg, Scratch):
+                root, is_write = arg, True
+            else:
+                continue
+            reg = regions_by_obj[root]
+            base = reg.offset if in_arena else spread[id(reg)]
+            ranges.append((base, base + max(reg.nbytes, 1), is_write))
+        accesses.append(ranges)
+    return accesses

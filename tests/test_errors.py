@@ -145,3 +145,18 @@ def test_cli_wrong_shape(device, bad_files, tmp_path):
     debug = _cli("run", str(bad_files["good"]), "--input", f"x={tmp_path / 'x.npy'}", "--debug",
                  "--device", device.index)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_out_of_device_memory_is_a_clear_error(device):
+    """Activations larger than the device's memory raise DeviceMemoryError."""
+    from clnet.errors import DeviceMemoryError
+
+    count = device.global_mem // 2**31 + 2          # outputs of 2 GiB each
+    nodes = [helper.make_node("Expand", ["x", "shape"], [f"y{i}"]) for i in range(count)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None) for i in range(count)],
+        [numpy_helper.from_array(np.array([1 << 15, 1 << 14], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(DeviceMemoryError, match="MiB"):
+        clnet.InferenceSession(model.SerializeToString(), device=device)
