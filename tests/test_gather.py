@@ -4,6 +4,7 @@ data, with constant and run-time (int64/int32, negative) indices."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -24,6 +25,12 @@ def make_model(nodes, inputs: dict, inits: dict = None, outputs=("y",), opset: i
     graph = helper.make_graph(nodes, "t", graph_inputs, graph_outputs, init)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
+    try:   # typed outputs, so that onnxruntime (not only onnx.reference) checks us
+        typed = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    except Exception:
+        return model
+    for out, inferred in zip(model.graph.output, typed.graph.output):
+        out.type.tensor_type.elem_type = inferred.type.tensor_type.elem_type
     return model
 
 

@@ -1,15 +1,18 @@
 """Shape and data-movement ops.
 
 Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) alias their input's
-memory and launch nothing.  Copies (Transpose, Slice, Concat, Expand) are
-bit copies through the strided elementwise kernel, for any dtype.
+memory and launch nothing.  Copies (Transpose, Slice, Concat, Expand, Tile,
+Split, DepthToSpace, SpaceToDepth) are bit copies through the strided
+elementwise kernel, for any dtype; Trilu and OneHot use kernels_cl/index.cl.
 """
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper
 
 from ..errors import UnsupportedOpError
-from .elementwise import broadcast_strides, contiguous_strides, emit_strided
+from .elementwise import (C_TYPES, RAW_TYPES, broadcast_strides, contiguous_strides,
+                          emit_strided)
 from .registry import op
 
 
@@ -201,3 +204,159 @@ def slice_op(ctx, node):
     out = ctx.output(node.outputs[0], out_shape, x.dtype)
     emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0,
                  [(x, tuple(s * st for s, st in zip(strides, steps)), base)], raw=True)
+
+
+@op("Tile")
+def tile(ctx, node):
+    """Each dim d becomes (repeat, d): a broadcast read of the input."""
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    repeats = [int(r) for r in const_input(ctx, node, 1, "repeats").reshape(-1)]
+    if len(repeats) != len(shape) or any(r < 0 for r in repeats):
+        raise ValueError(f"Tile repeats {repeats} do not fit a rank-{len(shape)} input")
+    strides = contiguous_strides(shape)
+    view_shape, view_strides = [], []
+    for dim, rep, stride in zip(shape, repeats, strides):
+        view_shape += [rep, dim]
+        view_strides += [0, stride]
+    out = ctx.output(node.outputs[0], [d * r for d, r in zip(shape, repeats)], x.dtype)
+    emit_strided(ctx, out, view_shape, contiguous_strides(view_shape), 0,
+                 [(x, tuple(view_strides), 0)], raw=True)
+
+
+def split_sizes(ctx, node, length: int) -> list:
+    """Output lengths along the axis: given, or equal parts (ONNX rules)."""
+    given = const_input(ctx, node, 1, "split") if ctx.opset >= 13 \
+        else node.attrs.get("split")
+    outputs = len(node.outputs)
+    if given is not None and len(np.asarray(given).reshape(-1)):
+        sizes = [int(s) for s in np.asarray(given).reshape(-1)]
+    elif "num_outputs" in node.attrs:
+        count = int(node.attrs["num_outputs"])
+        part = -(-length // count)
+        sizes = [part] * (count - 1) + [length - part * (count - 1)]
+    else:
+        if length % outputs:
+            raise ValueError(f"cannot split length {length} into {outputs} equal parts")
+        sizes = [length // outputs] * outputs
+    if sum(sizes) != length or len(sizes) != outputs or any(s < 0 for s in sizes):
+        raise ValueError(f"split sizes {sizes} do not cover length {length} in {outputs} "
+                         f"outputs")
+    return sizes
+
+
+@op("Split")
+def split(ctx, node):
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    axis = norm_axis(node.attrs.get("axis", 0), len(shape), node)
+    strides = contiguous_strides(shape)
+    start = 0
+    for value, size in zip(node.outputs, split_sizes(ctx, node, shape[axis])):
+        out_shape = shape[:axis] + (size,) + shape[axis + 1:]
+        out = ctx.output(value, out_shape, x.dtype)
+        emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0,
+                     [(x, strides, start * strides[axis])], raw=True)
+        start += size
+
+
+def _permuted_copy(ctx, node, view_shape, perm, out_shape) -> None:
+    """out = transpose(reshape(x, view_shape), perm), reshaped to out_shape."""
+    x = node.inputs[0]
+    strides = contiguous_strides(view_shape)
+    shape = tuple(view_shape[p] for p in perm)
+    out = ctx.output(node.outputs[0], out_shape, x.dtype)
+    emit_strided(ctx, out, shape, contiguous_strides(shape), 0,
+                 [(x, tuple(strides[p] for p in perm), 0)], raw=True)
+
+
+@op("DepthToSpace")
+def depth_to_space(ctx, node, mode: str = "DCR"):
+    n, c, h, w = ctx.shape(node.inputs[0])
+    b = int(node.attrs["blocksize"])
+    if c % (b * b):
+        raise ValueError(f"DepthToSpace: {c} channels are not divisible by blocksize² {b * b}")
+    mode = node.attrs.get("mode", mode)
+    out_shape = (n, c // (b * b), h * b, w * b)
+    if mode == "DCR":
+        _permuted_copy(ctx, node, (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2), out_shape)
+    elif mode == "CRD":
+        _permuted_copy(ctx, node, (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3), out_shape)
+    else:
+        raise UnsupportedOpError(f"{node.label()}: DepthToSpace mode {mode!r}")
+
+
+@op("SpaceToDepth")
+def space_to_depth(ctx, node, mode: str = "DCR"):
+    n, c, h, w = ctx.shape(node.inputs[0])
+    b = int(node.attrs["blocksize"])
+    if h % b or w % b:
+        raise ValueError(f"SpaceToDepth: spatial dims {(h, w)} are not divisible by {b}")
+    mode = node.attrs.get("mode", mode)
+    if mode not in ("DCR", "CRD"):
+        raise UnsupportedOpError(f"{node.label()}: SpaceToDepth mode {mode!r}")
+    perm = (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)
+    _permuted_copy(ctx, node, (n, c, h // b, b, w // b, b), perm,
+                   (n, c * b * b, h // b, w // b))
+
+
+@op("Trilu")
+def trilu(ctx, node, upper: int = 1):
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    if len(shape) < 2:
+        raise ValueError(f"Trilu needs a rank >= 2 input, got {shape}")
+    k = const_input(ctx, node, 1, "k")
+    k = 0 if k is None else int(k.reshape(-1)[0])
+    out = ctx.output(node.outputs[0], shape, x.dtype)
+    defines = {"T": RAW_TYPES[ctx.itemsize(x)]}
+    if node.attrs.get("upper", upper):
+        defines["UPPER"] = True
+    ctx.launch("index", (out.size,), [x, out, np.int32(shape[-2]), np.int32(shape[-1]),
+                                      np.int64(k)], defines, entry="trilu")
+
+
+@op("OneHot")
+def one_hot(ctx, node, axis: int = -1):
+    indices, values = node.inputs[0], node.inputs[2]
+    depth = const_input(ctx, node, 1, "depth")
+    depth = int(np.asarray(depth).reshape(-1)[0])
+    shape = ctx.shape(indices)
+    axis = norm_axis(node.attrs.get("axis", axis), len(shape) + 1, node)
+    if int(np.prod(ctx.shape(values), dtype=np.int64)) != 2:
+        raise ValueError(f"OneHot values must hold (off, on), got shape {ctx.shape(values)}")
+    out_shape = shape[:axis] + (depth,) + shape[axis:]
+    out = ctx.output(node.outputs[0], out_shape, values.dtype)
+    defines = {"T": RAW_TYPES[ctx.itemsize(values)]}
+    if indices.dtype.kind == "f":
+        defines["IDX_FLOAT"] = True
+    else:
+        defines["IDX_T"] = C_TYPES[np.dtype(indices.dtype)]
+    inner = int(np.prod(shape[axis:], dtype=np.int64))
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    ctx.launch("index", (inner, depth, outer),
+               [indices, values, out, np.int32(inner), np.int32(depth)], defines,
+               entry="one_hot")
+
+
+@op("EyeLike")
+def eye_like(ctx, node, k: int = 0):
+    """Depends only on the input's shape: a constant of the plan."""
+    x = node.inputs[0]
+    rows, cols = ctx.shape(x)
+    dtype = node.attrs.get("dtype")
+    dtype = helper.tensor_dtype_to_np_dtype(dtype) if dtype is not None else x.dtype
+    ctx.set_const(node.outputs[0], np.eye(rows, cols, node.attrs.get("k", k), dtype=dtype))
+
+
+def _needs_constants(what: str):
+    def lower(ctx, node):
+        raise UnsupportedOpError(f"{node.label()}: {node.op} with inputs computed at run time "
+                                 f"has a data-dependent output shape; {what} must be known "
+                                 f"at load time (opset {ctx.opset})")
+    return lower
+
+
+# with constant inputs these are folded before lowering
+op("Range")(_needs_constants("start, limit and delta"))
+op("ConstantOfShape")(_needs_constants("the shape"))

@@ -1,0 +1,60 @@
+// Pad in every ONNX mode, as a bit copy (T is an unsigned type of the
+// element's size).  Each output element maps back to one input element, or
+// to the constant; negative pads crop.
+#include "common.h"
+
+#ifndef T
+  #define T uint            // element bits moved: uchar, ushort, uint or ulong
+#endif
+#ifndef PAD_MODE
+  #define PAD_MODE 0        // 0 constant, 1 reflect, 2 edge, 3 wrap
+#endif
+
+// Input coordinate for padded coordinate c of a dim of length n, or -1.
+inline int source(int c, const int n)
+{
+    if (c >= 0 && c < n)
+        return c;
+#if PAD_MODE == 1
+    if (n == 1)
+        return 0;
+    const int period = 2 * (n - 1);
+    c %= period;
+    if (c < 0)
+        c += period;
+    return c < n ? c : period - c;
+#elif PAD_MODE == 2
+    return clamp(c, 0, n - 1);
+#elif PAD_MODE == 3
+    c %= n;
+    return c < 0 ? c + n : c;
+#else
+    return -1;
+#endif
+}
+
+// Negative pads crop first; the modes then work on the cropped input.
+// oshape: output dims (rank of them, innermost last); length/first: the
+// cropped input's dims and first element per dim; begin: pads before (>= 0);
+// istride: the input's element strides.
+__kernel void pad(__global const T *x, __global T *y, const int rank,
+                  const int8 oshape, const int8 length, const int8 first,
+                  const int8 begin, const int8 istride, const ulong value_bits)
+{
+    const int i = get_global_id(0);
+    int od[8], len[8], f[8], b[8], s[8];
+    vstore8(oshape, 0, od);
+    vstore8(length, 0, len);
+    vstore8(first, 0, f);
+    vstore8(begin, 0, b);
+    vstore8(istride, 0, s);
+    int rem = i, off = 0;
+    bool inside = true;
+    for (int d = rank - 1; d >= 0; --d) {
+        const int src = source(rem % od[d] - b[d], len[d]);
+        rem /= od[d];
+        inside = inside && src >= 0;
+        off += (f[d] + src) * s[d];
+    }
+    y[i] = inside ? x[off] : (T)value_bits;
+}

@@ -1,0 +1,110 @@
+"""Data-movement ops on the device (Tile, Split, Pad, DepthToSpace,
+SpaceToDepth, Trilu, OneHot, EyeLike, Squeeze/Unsqueeze/Flatten/Reshape edge
+cases) against the reference, in both storage modes and for int64 data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from test_gather import check, rand, RNG
+
+
+@pytest.mark.parametrize("repeats", [(1, 3, 2), (2, 1, 1)])
+def test_tile(device, precision, repeats):
+    check(device, precision, [helper.make_node("Tile", ["x", "r"], ["y"])],
+          {"x": rand(3, 5, 13)}, {"r": np.array(repeats, np.int64)})
+
+
+def test_tile_int64(device):
+    x = RNG.integers(-9, 9, size=(3, 1)).astype(np.int64)
+    check(device, "fp32", [helper.make_node("Tile", ["x", "r"], ["y"])],
+          {"x": x}, {"r": np.array([2, 13], np.int64)})
+
+
+@pytest.mark.parametrize("form", ["input", "attr", "num_outputs", "equal"])
+def test_split(device, precision, form):
+    x = rand(3, 13, 2)
+    outs = ["a", "b", "c"]
+    if form == "input":
+        node, opset, inits = helper.make_node("Split", ["x", "s"], outs, axis=1), 13, \
+            {"s": np.array([6, 0, 7], np.int64)}
+    elif form == "attr":
+        node, opset, inits = helper.make_node("Split", ["x"], outs, axis=-2,
+                                              split=[1, 5, 7]), 11, None
+    elif form == "num_outputs":   # uneven: 5, 5, 3
+        node, opset, inits = helper.make_node("Split", ["x"], outs, axis=1,
+                                              num_outputs=3), 18, None
+    else:
+        node, opset, inits = helper.make_node("Split", ["x"], outs), 13, None
+    check(device, precision, [node], {"x": x}, inits, opset=opset, outputs=outs)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+def test_pad_modes(device, precision, mode):
+    pads = np.array([0, 2, 1, 1, 3, -1], np.int64)   # negative: crop
+    if mode == "reflect":
+        pads = np.array([0, 2, 1, 1, 4, -1], np.int64)
+    nodes = [helper.make_node("Pad", ["x", "p", "v"], ["y"], mode=mode)]
+    inits = {"p": pads, "v": np.array(1.5, np.float32)}
+    check(device, precision, nodes, {"x": rand(3, 5, 13)}, inits, opset=19)
+
+
+def test_pad_axes_and_int64(device):
+    x = RNG.integers(-5, 5, size=(3, 13)).astype(np.int64)
+    nodes = [helper.make_node("Pad", ["x", "p", "v", "a"], ["y"])]
+    inits = {"p": np.array([2, 3], np.int64), "v": np.array(-7, np.int64),
+             "a": np.array([-1], np.int64)}
+    check(device, "fp32", nodes, {"x": x}, inits, opset=18)
+
+
+def test_pad_attribute_form(device, precision):
+    node = helper.make_node("Pad", ["x"], ["y"], pads=[1, 0, 2, 3], value=-2.0)
+    check(device, precision, [node], {"x": rand(5, 13)}, opset=2)
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_space_round_trip(device, precision, mode):
+    x = rand(2, 12, 3, 5)
+    check(device, precision, [helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2,
+                                               mode=mode)], {"x": x})
+    check(device, precision, [helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=3)],
+          {"x": rand(1, 3, 6, 9)})
+
+
+@pytest.mark.parametrize("upper", [0, 1])
+@pytest.mark.parametrize("k", [-2, 0, 3])
+def test_trilu(device, precision, upper, k):
+    check(device, precision, [helper.make_node("Trilu", ["x", "k"], ["y"], upper=upper)],
+          {"x": rand(2, 5, 13)}, {"k": np.array(k, np.int64)}, opset=14)
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_one_hot(device, precision, axis):
+    idx = RNG.integers(-13, 13, size=(3, 5)).astype(np.int64)
+    nodes = [helper.make_node("OneHot", ["i", "d", "v"], ["y"], axis=axis)]
+    check(device, precision, nodes, {"i": idx},
+          {"d": np.array(13, np.int64), "v": np.array([-0.5, 2.0], np.float32)}, opset=11)
+
+
+def test_one_hot_float_indices(device, precision):
+    idx = np.array([[0, 2.0, 12], [-1, 5, 7]], np.float32)
+    nodes = [helper.make_node("OneHot", ["i", "d", "v"], ["y"])]
+    check(device, precision, nodes, {"i": idx},
+          {"d": np.array(13, np.int64), "v": np.array([0, 1], np.int64)}, opset=11)
+
+
+def test_eye_like(device):
+    check(device, "fp32", [helper.make_node("EyeLike", ["x"], ["y"], k=2)], {"x": rand(5, 13)})
+
+
+def test_view_edge_cases(device, precision):
+    x = rand(3, 1, 13, 1)
+    nodes = [helper.make_node("Squeeze", ["x", "a"], ["s"]),            # -> 3, 13, 1
+             helper.make_node("Unsqueeze", ["s", "b"], ["u"]),         # -> 1, 3, 13, 1, 1
+             helper.make_node("Flatten", ["u"], ["f"], axis=-2),       # -> 39, 1
+             helper.make_node("Reshape", ["f", "r"], ["y"])]           # -> 13, 1, 3
+    inits = {"a": np.array([1], np.int64), "b": np.array([0, -1], np.int64),
+             "r": np.array([13, 0, -1], np.int64)}
+    got = check(device, precision, nodes, {"x": x}, inits)
+    assert got[0].shape == (13, 1, 3)
