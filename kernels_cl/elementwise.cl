@@ -27,7 +27,7 @@
   #define ST_OUT(p, i, v) ((p)[i] = (OUT_T)(v))
 #else
   #define T_OUT STORE_T
-  #define ST_OUT(p, i, v) STOREF(p, i, v)
+  #define ST_OUT(p, i, v) STOREF(p, i, (float)(v))
 #endif
 #ifdef A_RAW
   #define T_A A_T

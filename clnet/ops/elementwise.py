@@ -18,7 +18,7 @@ RAW_TYPES = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}
 C_TYPES = {np.dtype(np.int64): "long", np.dtype(np.int32): "int", np.dtype(np.int8): "char",
            np.dtype(np.uint8): "uchar", np.dtype(np.bool_): "uchar", np.dtype(np.int16): "short",
            np.dtype(np.uint16): "ushort", np.dtype(np.uint32): "uint", np.dtype(np.uint64): "ulong"}
-_SAFE_EXPR = re.compile(r"^[A-Za-z0-9_.+\-*/%<>=!?:&|^(),]+$")
+_SAFE_EXPR = re.compile(r"^[A-Za-z0-9_.+\-*/%<>=!?:&|^(),~]+$")
 
 
 def contiguous_strides(shape) -> tuple:
@@ -139,56 +139,169 @@ def _require_float(ctx, node) -> None:
                 f"tensors are computed on the device for {node.op} (opset {ctx.opset})")
 
 
+
+def c_type(ctx, value) -> "str | None":
+    """C type of a non-float operand (None: a float tensor in storage type)."""
+    dtype = value.dtype
+    if dtype is None or dtype.kind == "f":
+        return None
+    ctype = C_TYPES.get(np.dtype(dtype))
+    if ctype is None:
+        raise UnsupportedOpError(f"{ctx._node.label()}: {value.name!r} has dtype {dtype}, "
+                                 f"which clnet cannot compute on the device")
+    return ctype
+
+
+def emit_typed(ctx, out, inputs, fexpr, iexpr=None, params=(), out_dtype=None,
+               compute_from: int = 0, float_compute: bool = False) -> None:
+    """emit_map for tensors of any dtype.
+
+    Float operands (any storage) make the compute type float and use fexpr;
+    integer/bool operands are read as their C type, and when no operand is
+    float the expression is iexpr computed in the C type of
+    inputs[compute_from].  float_compute: compute fexpr in float anyway.
+    """
+    node = ctx._node
+    out_dtype = np.dtype(out_dtype if out_dtype is not None else inputs[compute_from].dtype)
+    ctypes = [c_type(ctx, v) for v in inputs]
+    types = {name: t for name, t in zip("ABC", ctypes) if t}
+    if any(t is None for t in ctypes) or float_compute:
+        compute, expr = "float", fexpr
+    elif iexpr is None:
+        raise UnsupportedOpError(f"{node.label()}: {node.op} (opset {ctx.opset}) on "
+                                 f"{inputs[compute_from].dtype} tensors is not supported")
+    else:
+        compute, expr = ctypes[compute_from], iexpr
+    if out_dtype.kind != "f":
+        if out_dtype not in C_TYPES:
+            raise UnsupportedOpError(f"{node.label()}: {node.op} producing {out_dtype} "
+                                     f"tensors is not supported")
+        types["OUT"] = C_TYPES[out_dtype]
+    emit_map(ctx, out, inputs, expr, params, out_dtype, types, compute)
+
+
+def present_inputs(node) -> list:
+    return [v for v in node.inputs if v is not None and v.name != ""]
+
+
 # ---------------------------------------------------------------- unary --
+# op: (float expression, integer expression or None)
 UNARY = {
-    "Relu": "fmax(a,0.0f)",
-    "Sigmoid": "1.0f/(1.0f+exp(-a))",
-    "Tanh": "tanh(a)",
-    "Neg": "-a",
-    "Abs": "fabs(a)",
-    "Exp": "exp(a)",
-    "Log": "log(a)",
-    "Sqrt": "sqrt(a)",
-    "Reciprocal": "1.0f/a",
-    "Floor": "floor(a)",
-    "Ceil": "ceil(a)",
-    "Erf": "erf(a)",
-    "Softplus": "a>20.0f?a:log1p(exp(a))",
-    "Softsign": "a/(1.0f+fabs(a))",
-    "HardSwish": "a*clamp(a*(1.0f/6.0f)+0.5f,0.0f,1.0f)",
+    "Relu": ("fmax(a,0.0f)", "a>0?a:0"),
+    "Sigmoid": ("1.0f/(1.0f+exp(-a))", None),
+    "Tanh": ("tanh(a)", None),
+    "Neg": ("-a", "-a"),
+    "Abs": ("fabs(a)", "a<0?-a:a"),
+    "Sign": ("sign(a)", "(a>0)-(a<0)"),
+    "Exp": ("exp(a)", None),
+    "Log": ("log(a)", None),
+    "Sqrt": ("sqrt(a)", None),
+    "Reciprocal": ("1.0f/a", None),
+    "Floor": ("floor(a)", None),
+    "Ceil": ("ceil(a)", None),
+    "Round": ("rint(a)", None),
+    "Erf": ("erf(a)", None),
+    "Sin": ("sin(a)", None), "Cos": ("cos(a)", None), "Tan": ("tan(a)", None),
+    "Asin": ("asin(a)", None), "Acos": ("acos(a)", None), "Atan": ("atan(a)", None),
+    "Sinh": ("sinh(a)", None), "Cosh": ("cosh(a)", None), "Asinh": ("asinh(a)", None),
+    "Acosh": ("acosh(a)", None), "Atanh": ("atanh(a)", None),
+    "Softplus": ("a>20.0f?a:log1p(exp(a))", None),
+    "Softsign": ("a/(1.0f+fabs(a))", None),
+    "HardSwish": ("a*clamp(a*(1.0f/6.0f)+0.5f,0.0f,1.0f)", None),
+    "Mish": ("a*tanh(a>20.0f?a:log1p(exp(a)))", None),
+    "Not": ("a==0.0f", "!a"),
+    "BitwiseNot": (None, "~a"),
+    "IsNaN": ("isnan(a)", "0"),
 }
+BOOL_RESULT = {"Not", "IsNaN", "IsInf"}
 
 
-def _unary(expr):
+def _unary(fexpr, iexpr):
     def lower(ctx, node):
-        _require_float(ctx, node)
-        emit_map(ctx, node.outputs[0], [node.inputs[0]], expr)
+        x = node.inputs[0]
+        if fexpr is None and x.dtype is not None and x.dtype.kind == "f":
+            raise UnsupportedOpError(f"{node.label()}: {node.op} needs integer tensors, got "
+                                     f"{x.dtype}")
+        out_dtype = np.bool_ if node.op in BOOL_RESULT else None
+        emit_typed(ctx, node.outputs[0], [x], fexpr, iexpr, out_dtype=out_dtype)
     return lower
 
 
-for _name, _expr in UNARY.items():
-    op(_name)(_unary(_expr))
+for _name, (_fexpr, _iexpr) in UNARY.items():
+    op(_name)(_unary(_fexpr, _iexpr))
+
+
+def _act(ctx, node, expr: str, *params: float) -> None:
+    _require_float(ctx, node)
+    emit_map(ctx, node.outputs[0], [node.inputs[0]], expr, params)
 
 
 @op("LeakyRelu")
 def leaky_relu(ctx, node, alpha: float = 0.01):
-    _require_float(ctx, node)
-    alpha = node.attrs.get("alpha", alpha)
-    emit_map(ctx, node.outputs[0], [node.inputs[0]], "a>0.0f?a:a*P0", (alpha,))
+    _act(ctx, node, "a>0.0f?a:a*P0", node.attrs.get("alpha", alpha))
 
 
 @op("HardSigmoid")
 def hard_sigmoid(ctx, node, alpha: float = 0.2, beta: float = 0.5):
-    _require_float(ctx, node)
-    alpha, beta = node.attrs.get("alpha", alpha), node.attrs.get("beta", beta)
-    emit_map(ctx, node.outputs[0], [node.inputs[0]], "clamp(a*P0+P1,0.0f,1.0f)", (alpha, beta))
+    _act(ctx, node, "clamp(a*P0+P1,0.0f,1.0f)", node.attrs.get("alpha", alpha),
+         node.attrs.get("beta", beta))
 
 
 @op("Elu")
 def elu(ctx, node, alpha: float = 1.0):
-    _require_float(ctx, node)
-    emit_map(ctx, node.outputs[0], [node.inputs[0]], "a>0.0f?a:P0*(exp(a)-1.0f)",
-             (node.attrs.get("alpha", alpha),))
+    _act(ctx, node, "a>0.0f?a:P0*(exp(a)-1.0f)", node.attrs.get("alpha", alpha))
+
+
+@op("Selu")
+def selu(ctx, node, alpha: float = 1.67326319217681884765625,
+         gamma: float = 1.05070102214813232421875):
+    _act(ctx, node, "a>0.0f?P1*a:P1*P0*(exp(a)-1.0f)", node.attrs.get("alpha", alpha),
+         node.attrs.get("gamma", gamma))
+
+
+@op("Celu")
+def celu(ctx, node, alpha: float = 1.0):
+    _act(ctx, node, "fmax(a,0.0f)+fmin(0.0f,P0*(exp(a/P0)-1.0f))",
+         node.attrs.get("alpha", alpha))
+
+
+@op("ThresholdedRelu")
+def thresholded_relu(ctx, node, alpha: float = 1.0):
+    _act(ctx, node, "a>P0?a:0.0f", node.attrs.get("alpha", alpha))
+
+
+@op("Shrink")
+def shrink(ctx, node, bias: float = 0.0, lambd: float = 0.5):
+    _act(ctx, node, "a<-P1?a+P0:(a>P1?a-P0:0.0f)", node.attrs.get("bias", bias),
+         node.attrs.get("lambd", lambd))
+
+
+@op("Swish")
+def swish(ctx, node, alpha: float = 1.0):
+    _act(ctx, node, "a/(1.0f+exp(-P0*a))", node.attrs.get("alpha", alpha))
+
+
+@op("Gelu")
+def gelu(ctx, node, approximate: str = "none"):
+    if node.attrs.get("approximate", approximate) == "tanh":
+        _act(ctx, node, "0.5f*a*(1.0f+tanh(0.7978845608028654f*(a+0.044715f*a*a*a)))")
+    else:
+        _act(ctx, node, "0.5f*a*(1.0f+erf(a*0.7071067811865476f))")
+
+
+@op("IsInf")
+def is_inf(ctx, node, detect_negative: int = 1, detect_positive: int = 1):
+    neg = node.attrs.get("detect_negative", detect_negative)
+    pos = node.attrs.get("detect_positive", detect_positive)
+    expr = {(1, 1): "isinf(a)", (1, 0): "a==-INFINITY", (0, 1): "a==INFINITY",
+            (0, 0): "0"}[(int(bool(neg)), int(bool(pos)))]
+    emit_typed(ctx, node.outputs[0], [node.inputs[0]], expr, "0", out_dtype=np.bool_)
+
+
+@op("PRelu")
+def prelu(ctx, node):
+    x, slope = node.inputs[:2]
+    emit_typed(ctx, node.outputs[0], [x, slope], "a<0.0f?a*b:a", "a<0?a*b:a")
 
 
 def clip_bounds(ctx, node) -> tuple:
@@ -210,31 +323,132 @@ def clip_bounds(ctx, node) -> tuple:
 
 @op("Clip")
 def clip(ctx, node):
-    _require_float(ctx, node)
-    lo, hi = clip_bounds(ctx, node)
-    emit_map(ctx, node.outputs[0], [node.inputs[0]], "fmin(fmax(a,P0),P1)", (lo, hi))
+    x = node.inputs[0]
+    bounds = [node.input(i) for i in (1, 2)] if ctx.opset >= 11 else [None, None]
+    bounds = [b if b is not None and b.name else None for b in bounds]
+    if x.dtype.kind == "f" and all(b is None or b.is_const for b in bounds):
+        lo, hi = clip_bounds(ctx, node)
+        emit_map(ctx, node.outputs[0], [x], "fmin(fmax(a,P0),P1)", (lo, hi))
+        return
+    if ctx.opset < 11:
+        _require_float(ctx, node)
+    inputs, fexpr, iexpr = [x], "a", "a"
+    for bound, fn in ((bounds[0], "max"), (bounds[1], "min")):
+        if bound is None:
+            continue
+        inputs.append(bound)
+        name = "bc"[len(inputs) - 2]
+        fexpr, iexpr = f"f{fn}({fexpr},{name})", f"{fn}({iexpr},{name})"
+    emit_typed(ctx, node.outputs[0], inputs, fexpr, iexpr)
 
 
 # --------------------------------------------------------------- binary --
-BINARY = {"Add": "a+b", "Sub": "a-b", "Mul": "a*b", "Div": "a/b", "Pow": "pow(a,b)",
-          "Max": "fmax(a,b)", "Min": "fmin(a,b)"}
+# op: (float expression, integer expression or None)
+BINARY = {
+    "Add": ("a+b", "a+b"), "Sub": ("a-b", "a-b"), "Mul": ("a*b", "a*b"),
+    "Div": ("a/b", "a/b"),
+    "BitwiseAnd": (None, "a&b"), "BitwiseOr": (None, "a|b"), "BitwiseXor": (None, "a^b"),
+}
 
 
-def _binary(expr):
+def _binary(fexpr, iexpr):
     def lower(ctx, node):
-        _require_float(ctx, node)
-        inputs = [v for v in node.inputs if v is not None]
-        if len(inputs) == 1:
-            emit_map(ctx, node.outputs[0], inputs, "a")
-            return
-        if len(inputs) > 2:  # variadic Max/Min: fold pairwise at plan time
-            raise UnsupportedOpError(f"{node.label()}: {node.op} with {len(inputs)} inputs")
-        emit_map(ctx, node.outputs[0], inputs, expr)
+        a, b = node.inputs[:2]
+        if fexpr is None and a.dtype.kind == "f":
+            raise UnsupportedOpError(f"{node.label()}: {node.op} needs integer tensors, got "
+                                     f"{a.dtype}")
+        emit_typed(ctx, node.outputs[0], [a, b], fexpr, iexpr)
     return lower
 
 
-for _name, _expr in BINARY.items():
-    op(_name)(_binary(_expr))
+for _name, (_fexpr, _iexpr) in BINARY.items():
+    op(_name)(_binary(_fexpr, _iexpr))
+
+
+@op("Pow")
+def power(ctx, node):
+    """Pow: the result has the base's type; integer exponents use pown."""
+    base, exponent = node.inputs[:2]
+    expr = "pow(a,b)" if exponent.dtype.kind == "f" else "pown(a,(int)b)"
+    if base.dtype.kind != "f":
+        expr = f"rint({expr})" if exponent.dtype.kind != "f" else expr
+    emit_typed(ctx, node.outputs[0], [base, exponent], expr, out_dtype=base.dtype,
+               float_compute=True)
+
+
+@op("Mod")
+def mod(ctx, node, fmod: int = 0):
+    a, b = node.inputs[:2]
+    fexpr, iexpr = "fmod(a,b)", "a%b"
+    if not node.attrs.get("fmod", fmod):  # the remainder takes the divisor's sign
+        iexpr = "(a%b!=0&&((a%b<0)!=(b<0)))?a%b+b:a%b"
+        fexpr = "(fmod(a,b)!=0.0f&&((fmod(a,b)<0.0f)!=(b<0.0f)))?fmod(a,b)+b:fmod(a,b)"
+    emit_typed(ctx, node.outputs[0], [a, b], fexpr, iexpr)
+
+
+@op("BitShift")
+def bit_shift(ctx, node, direction: str = "LEFT"):
+    left = node.attrs.get("direction", direction) == "LEFT"
+    a, b = node.inputs[:2]
+    emit_typed(ctx, node.outputs[0], [a, b], None, "a<<b" if left else "a>>b")
+
+
+# ------------------------------------------------------------- variadic --
+VARIADIC = {"Sum": ("a+b", "a+b"), "Mean": ("a+b", "a+b"),
+            "Max": ("fmax(a,b)", "max(a,b)"), "Min": ("fmin(a,b)", "min(a,b)")}
+
+
+def _variadic(fexpr, iexpr):
+    def lower(ctx, node):
+        from ..graph import Value
+
+        inputs = present_inputs(node)
+        out = node.outputs[0]
+        mean = node.op == "Mean" and len(inputs) > 1
+        if len(inputs) == 1:
+            emit_typed(ctx, out, inputs, "a", "a")
+            return
+        acc = inputs[0]
+        for index, value in enumerate(inputs[1:], start=1):
+            last = index == len(inputs) - 1
+            target = out if last else Value(f"{out.name}#partial{index}")
+            fx = f"({fexpr})*P0" if last and mean else fexpr
+            emit_typed(ctx, target, [acc, value], fx, iexpr,
+                       params=(1.0 / len(inputs),), out_dtype=inputs[0].dtype)
+            acc = target
+    return lower
+
+
+for _name, (_fexpr, _iexpr) in VARIADIC.items():
+    op(_name)(_variadic(_fexpr, _iexpr))
+
+
+# ----------------------------------------------------------------- cast --
+def _cast(ctx, node, x, to_dtype) -> None:
+    to_dtype = np.dtype(to_dtype)
+    for dtype in (x.dtype, to_dtype):
+        if dtype.kind != "f" and dtype not in C_TYPES or dtype.kind == "f" \
+                and dtype.itemsize not in (2, 4, 8) or dtype.names is not None:
+            raise UnsupportedOpError(f"{node.label()}: {node.op} between {x.dtype} and "
+                                     f"{to_dtype} is not supported")
+    expr = "a!=0" if to_dtype == np.bool_ else "a"
+    emit_typed(ctx, node.outputs[0], [x], expr, expr, out_dtype=to_dtype)
+
+
+@op("Cast")
+def cast(ctx, node):
+    from onnx import helper
+    try:
+        to_dtype = helper.tensor_dtype_to_np_dtype(int(node.attrs["to"]))
+    except (KeyError, TypeError, ValueError):
+        raise UnsupportedOpError(f"{node.label()}: Cast to ONNX type {node.attrs.get('to')} "
+                                 f"is not supported") from None
+    _cast(ctx, node, node.inputs[0], to_dtype)
+
+
+@op("CastLike")
+def cast_like(ctx, node):
+    _cast(ctx, node, node.inputs[0], node.inputs[1].dtype)
 
 
 @op("BatchNormalization")
