@@ -133,8 +133,14 @@ def _summary(arr: np.ndarray) -> str:
               help="NAME=1x3x224x224: shape of a random input with symbolic dims.")
 @click.option("--device", "-d", default=None, help="gpu, cpu, accelerator, P:D or a name "
               "substring (default: CLNET_DEVICE, else automatic).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32",
-              show_default=True, help="fp16 stores tensors in half precision.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "auto", "fp16-compute"]),
+              default="fp32", show_default=True,
+              help="fp16 stores tensors in half precision; auto chooses per tensor from a "
+                   "calibration run; fp16-compute also computes in half (cl_khr_fp16).")
+@click.option("--explain-precision", is_flag=True,
+              help="Print each tensor's observed range, storage type and why (auto).")
+@click.option("--int8-weights", is_flag=True,
+              help="Keep Conv/Gemm/MatMul weights as int8 (per-channel scales).")
 @click.option("--repeat", default=10, show_default=True, type=click.IntRange(1),
               help="Timed runs; the median latency is reported.")
 @click.option("--warmup", default=1, show_default=True, type=click.IntRange(0))
@@ -146,13 +152,14 @@ def _summary(arr: np.ndarray) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @_fail_cleanly
-def run_cmd(model, inputs, shapes, device, precision, repeat, warmup, seed, output_path,
-            labels, as_json, debug):
+def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_weights, repeat,
+            warmup, seed, output_path, labels, as_json, debug):
     """Run MODEL (an ONNX file) on an OpenCL device and report outputs and latency."""
     from .runtime import InferenceSession
 
     start = time.perf_counter()
-    session = InferenceSession(model, device=device, precision=precision)
+    session = InferenceSession(model, device=device, precision=precision,
+                               weight_int8=int8_weights)
     load_s = time.perf_counter() - start
     feeds = build_feeds(session, inputs, shapes, seed)
     first = time.perf_counter()
@@ -195,6 +202,8 @@ def run_cmd(model, inputs, shapes, device, precision, repeat, warmup, seed, outp
         pred = np.asarray(outputs[0]).reshape(len(truth), -1).argmax(axis=1)
         report["top1"] = pred.tolist()
         report["accuracy"] = float((pred == truth.reshape(-1)).mean())
+    if explain_precision:
+        report["precision_report"] = _precision_rows(session)
     if as_json:
         click.echo(json.dumps(report))
         return
@@ -208,6 +217,16 @@ def run_cmd(model, inputs, shapes, device, precision, repeat, warmup, seed, outp
         click.echo("true:      " + " ".join(str(int(t)) for t in truth.reshape(-1)))
         click.echo(f"accuracy:  {report['accuracy'] * 100:.1f}% ({len(truth)} samples)")
     click.echo(f"latency:   {latency_ms:.3f} ms median of {repeat} runs")
+    if explain_precision:
+        from .passes.precision import format_report
+        click.echo(format_report(session.precision_report) if session.precision_report else
+                   f"every float tensor is stored as "
+                   f"{'fp16' if session.precision != 'fp32' else 'fp32'} ({precision})")
+
+
+def _precision_rows(session) -> list:
+    return [{"tensor": r.name, "max_abs": r.max_abs, "storage": "fp16" if r.half else "fp32",
+             "why": r.why} for r in session.precision_report]
 
 
 @click.command(name="devices")
@@ -280,6 +299,35 @@ def compile_kernels_cmd(model, device, out_dir, shapes, precision, debug):
     click.echo(f"wrote {len(manifest)} programs for {dev.name} to {folder}")
 
 
+@click.command(name="optimize")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--fp16", is_flag=True, help="Store weights and compute in float16.")
+@click.option("--keep-fp32", "keep_fp32", multiple=True,
+              help="With --fp16: a graph input/output to keep float32 (repeatable; "
+                   "default: all of them).")
+@click.option("--int8", "int8", is_flag=True,
+              help="int8 weights (per output channel) behind DequantizeLinear.")
+@click.option("--calibration", default=None, type=click.Path(dir_okay=False),
+              help=".npz of inputs: report the optimised model's error on them.")
+@click.option("--prune", default=0.0, type=click.FloatRange(0.0, 0.99),
+              help="Zero this fraction of each weight by magnitude.")
+@click.option("--structured", is_flag=True, help="With --prune: zero whole output channels.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@_fail_cleanly
+def optimize_cmd(src, dst, fp16, keep_fp32, int8, calibration, prune, structured, as_json,
+                 debug):
+    """Optimise the ONNX model SRC and write it to DST (runs anywhere ONNX runs)."""
+    from .optimize import OptimizeOptions, format_optimize_report, optimize_file
+
+    feeds = _load_array_file(calibration) if calibration else None
+    options = OptimizeOptions(fp16=fp16, keep_fp32=tuple(keep_fp32) or None, int8=int8,
+                              prune=prune, structured=structured)
+    report = optimize_file(src, dst, options, feeds)
+    click.echo(json.dumps(report) if as_json else format_optimize_report(report))
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="clnet")
 def main():
@@ -289,6 +337,7 @@ def main():
 main.add_command(run_cmd)
 main.add_command(devices_cmd)
 main.add_command(compile_kernels_cmd)
+main.add_command(optimize_cmd)
 
 
 def run_main():

@@ -18,7 +18,7 @@ from .frontend import load_model
 from .passes import optimize
 from .plan import Plan, build_plan
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "auto", "fp16-compute")
 ONNX_TYPE_NAMES = {
     np.dtype(np.float32): "tensor(float)", np.dtype(np.float16): "tensor(float16)",
     np.dtype(np.float64): "tensor(double)", np.dtype(np.int64): "tensor(int64)",
@@ -43,17 +43,24 @@ class InferenceSession:
     device: a selection string (see clnet.device), a Device, or None for
     CLNET_DEVICE / the automatic choice.
     precision: "fp32", or "fp16" for half-precision storage of every float
-    tensor (arithmetic and accumulation stay fp32).
+    tensor (arithmetic and accumulation stay fp32), "auto" for fp16 storage
+    wherever a calibration run and the rules of clnet.passes.precision say it
+    is safe (see ``precision_report``), or "fp16-compute" for fp16 storage
+    and native half arithmetic (devices with cl_khr_fp16 only).
+    calibration: feed dicts for "auto" (default: one seeded random feed).
+    weight_int8: keep Conv/Gemm/MatMul weights as int8 with per-output-channel
+    scales (4x smaller), dequantized on the device before each use.
     """
 
     def __init__(self, model, device=None, precision: str = "fp32", providers=None,
-                 **_ignored):
+                 calibration=None, weight_int8: bool = False, **_ignored):
         start = time.perf_counter()
         if precision not in PRECISIONS:
             raise ClnetError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         self.precision = precision
         self.device: Device = device if isinstance(device, Device) else select_device(device)
         self.graph = optimize(load_model(model))
+        self._setup_precision(calibration, weight_int8)
         self._weights: dict = {}
         self._plans: dict = {}
         self.last_plan: Optional[Plan] = None
@@ -81,6 +88,25 @@ class InferenceSession:
         weights = sum(w.nbytes for w in self._weights.values())
         arena = max((p.arena_bytes for p in self._plans.values()), default=0)
         return weights + arena
+
+    def _setup_precision(self, calibration, weight_int8: bool) -> None:
+        """Storage options of every plan; for "auto", calibrate and assign."""
+        self.precision_report: list = []
+        self._store_half = self.precision in ("fp16", "fp16-compute")
+        self._plan_options: dict = {"weight_int8": bool(weight_int8)}
+        if self.precision == "fp16-compute":
+            if not self.device.fp16:
+                raise ClnetError(f"precision 'fp16-compute' needs native half arithmetic "
+                                 f"(cl_khr_fp16), which {self.device.describe()} lacks; use "
+                                 f"'fp16' (half storage, fp32 math) or 'auto'")
+            self._plan_options["extra_defines"] = {"COMPUTE_HALF": True}
+        if self.precision != "auto":
+            return
+        from .passes.precision import assign_precision, calibrate, random_feeds
+        feeds = list(calibration) if calibration is not None else [random_feeds(self.graph)]
+        stats = calibrate(self.graph, self.device, feeds)
+        self.graph, storage, self.precision_report = assign_precision(self.graph, stats)
+        self._plan_options["storage"] = storage
 
     # -- running -----------------------------------------------------------
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict) -> list:
@@ -140,7 +166,8 @@ class InferenceSession:
                 if value.dtype is None:
                     value.dtype = np.dtype(np.float32)
             try:
-                plan = build_plan(graph, self.device, self.precision == "fp16", self._weights)
+                plan = build_plan(graph, self.device, self._store_half, self._weights,
+                                  **self._plan_options)
             except MemoryError as exc:
                 raise DeviceMemoryError(f"out of host memory while planning: {exc}") from None
             self._plans[signature] = plan

@@ -25,6 +25,16 @@
   #define STOREFN(n, p, i, v) CAT(vstore, n)((v), 0, (p) + (i))
 #endif
 
+// Native half arithmetic (--precision fp16-compute): only where the device
+// has cl_khr_fp16 (the host adds -DHAS_FP16); elementwise math then runs in
+// half while GEMM, conv and reductions keep their float accumulators.
+#if defined(COMPUTE_HALF) && defined(HAS_FP16)
+  #pragma OPENCL EXTENSION cl_khr_fp16 : enable
+  #ifndef CT
+    #define CT half
+  #endif
+#endif
+
 // Activations usable as a fused epilogue (-DACT=ACT_RELU ...).  They work on
 // scalars and vectors alike; P0/P1 are the op's parameters (alpha, min/max).
 #define ACT_NONE(x) (x)

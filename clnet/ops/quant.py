@@ -1,0 +1,319 @@
+"""Quantized ops and storage conversions on kernels_cl/quant.cl.
+
+* ``ConvertStorage`` (domain clnet): fp32 <-> fp16 storage copies inserted
+  by the mixed-precision pass (clnet/passes/precision.py).
+* ONNX QuantizeLinear, DequantizeLinear (per tensor or per axis),
+  DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul and
+  QLinearConv for 8- and 16-bit integers, with int32 accumulation.
+* ``int8_weight``: weight-only int8 for float models (per output channel),
+  dequantized by a small kernel right before the GEMM that reads it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from .elementwise import int_vec
+from .gemm import batch_map, conv_geometry
+from .registry import op
+
+INT_TYPES = {np.dtype(np.int8): "char", np.dtype(np.uint8): "uchar",
+             np.dtype(np.int16): "short", np.dtype(np.uint16): "ushort",
+             np.dtype(np.int32): "int"}
+QUANT_TYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16))
+GEMM_OPS = ("Conv", "Gemm", "MatMul")
+INT8_MIN_ELEMENTS = 1024     # smaller weights are not worth a dequantize launch
+
+
+# ------------------------------------------------------------ helpers ----
+def _present(node, index):
+    value = node.input(index)
+    return value if value is not None and value.name else None
+
+
+def _int_type(node, value, allowed=QUANT_TYPES) -> str:
+    dtype = np.dtype(value.dtype)
+    if dtype not in allowed:
+        names = ", ".join(str(d) for d in allowed)
+        raise UnsupportedOpError(f"{node.label()}: input {value.name!r} has type {dtype}; "
+                                 f"{node.op} supports {names} here")
+    return INT_TYPES[dtype]
+
+
+def _range_defines(dtype) -> dict:
+    info = np.iinfo(dtype)
+    return {"QMIN": int(info.min), "QMAX": int(info.max)}
+
+
+def _zeros(ctx, dtype):
+    """A one-element zero buffer standing in for an omitted zero point."""
+    return ctx.weight(np.zeros(1, dtype), ("zero", np.dtype(dtype).name))
+
+
+def _axis_layout(ctx, node, shape, scale) -> tuple:
+    """(inner, channels) for a per-tensor or per-axis scale."""
+    if node.attrs.get("block_size", 0):
+        raise UnsupportedOpError(f"{node.label()}: blocked quantization (block_size) is not "
+                                 f"supported (opset {ctx.opset})")
+    count = int(np.prod(ctx.shape(scale), dtype=np.int64))
+    if len(ctx.shape(scale)) == 0 or count == 1:
+        return 1, 1
+    axis = node.attrs.get("axis", 1)
+    axis = axis + len(shape) if axis < 0 else axis
+    if len(ctx.shape(scale)) != 1 or not 0 <= axis < len(shape) or shape[axis] != count:
+        raise ValueError(f"scale of shape {ctx.shape(scale)} does not match axis {axis} of "
+                         f"input {shape}")
+    return int(np.prod(shape[axis + 1:], dtype=np.int64)), count
+
+
+# ----------------------------------------------------- storage copies ----
+@op("ConvertStorage", domain="clnet")
+def convert_storage(ctx, node):
+    x = node.inputs[0]
+    out = ctx.output(node.outputs[0], ctx.shape(x), x.dtype)
+    defines = {"IN_HALF": ctx.value_half(x), "OUT_HALF": ctx.value_half(out)}
+    ctx.launch("quant", (out.size,), [x, out, np.int32(out.size)], defines,
+               entry="convert_storage")
+
+
+# ------------------------------------------------ (de)quantize linear ----
+def _out_qtype(ctx, node, zero):
+    if zero is not None:
+        return np.dtype(zero.dtype)
+    to = node.attrs.get("output_dtype", 0)
+    if to:
+        from onnx import helper
+        return np.dtype(helper.tensor_dtype_to_np_dtype(to))
+    return np.dtype(np.uint8)
+
+
+@op("QuantizeLinear")
+def quantize_linear(ctx, node):
+    x, scale, zero = node.inputs[0], node.inputs[1], _present(node, 2)
+    qtype = _out_qtype(ctx, node, zero)
+    if qtype not in QUANT_TYPES:
+        raise UnsupportedOpError(f"{node.label()}: QuantizeLinear to {qtype} is not supported "
+                                 f"(int8, uint8, int16, uint16 are; opset {ctx.opset})")
+    shape = ctx.shape(x)
+    inner, channels = _axis_layout(ctx, node, shape, scale)
+    out = ctx.output(node.outputs[0], shape, qtype)
+    defines = {"Y_T": INT_TYPES[qtype], "ZP_T": INT_TYPES[qtype], **_range_defines(qtype)}
+    if zero is None:
+        defines["NO_ZP"] = True
+    args = [x, scale, zero if zero is not None else _zeros(ctx, qtype), ctx.scratch(8), out,
+            np.int32(out.size), np.int32(inner), np.int32(channels)]
+    ctx.launch("quant", (out.size,), args, defines, entry="quantize_linear")
+
+
+@op("DequantizeLinear")
+def dequantize_linear(ctx, node):
+    x, scale, zero = node.inputs[0], node.inputs[1], _present(node, 2)
+    xtype = _int_type(node, x, QUANT_TYPES + (np.dtype(np.int32),))
+    shape = ctx.shape(x)
+    inner, channels = _axis_layout(ctx, node, shape, scale)
+    out = ctx.output(node.outputs[0], shape, scale.dtype)
+    defines = {"X_T": xtype, "ZP_T": xtype}
+    if zero is None:
+        defines["NO_ZP"] = True
+    args = [x, scale, zero if zero is not None else _zeros(ctx, x.dtype), out,
+            np.int32(out.size), np.int32(inner), np.int32(channels)]
+    ctx.launch("quant", (out.size,), args, defines, entry="dequantize_linear")
+
+
+@op("DynamicQuantizeLinear")
+def dynamic_quantize_linear(ctx, node):
+    x = node.inputs[0]
+    y, y_scale, y_zero = node.outputs
+    n = x.size
+    ctx.output(y, ctx.shape(x), np.uint8)
+    ctx.output(y_scale, (), x.dtype)
+    ctx.output(y_zero, (), np.uint8)
+    wg = 1 << (min(256, ctx.dev.max_work_group_size).bit_length() - 1)
+    minmax = ctx.scratch(8)
+    ctx.launch("quant", (wg,), [x, np.int32(n), minmax, y_scale, y_zero], {"WG": wg},
+               entry="minmax", lsize=(wg,))
+    defines = {"DYNAMIC": True, "Y_T": "uchar", "ZP_T": "uchar", "QMIN": 0, "QMAX": 255}
+    ctx.launch("quant", (n,), [x, y_scale, y_zero, minmax, y, np.int32(n), np.int32(1),
+                               np.int32(1)], defines, entry="quantize_linear")
+
+
+# ------------------------------------------------------ integer GEMMs ----
+def _per_index(ctx, node, value, count: int, what: str) -> int:
+    """Element stride of a zero point / scale: 0 per tensor, 1 per row/column."""
+    if value is None:
+        return 0
+    size = int(np.prod(ctx.shape(value), dtype=np.int64))
+    if size == 1:
+        return 0
+    if size == count and len([d for d in ctx.shape(value) if d != 1]) == 1:
+        return 1
+    raise UnsupportedOpError(f"{node.label()}: {what} {value.name!r} of shape "
+                             f"{ctx.shape(value)} (only per-tensor or per-{count} supported)")
+
+
+def _emit_qgemm(ctx, node, out, operands, zeros, dims, batches, requant=None) -> None:
+    """One qgemm launch.  operands: (a, a dtype, b, b dtype) where a/b are
+    Values or scratch; zeros: (za, zb, za_stride, zb_stride)."""
+    M, N, K, Z, lda, ldb, row_z = dims
+    a, a_dtype, b, b_dtype = operands
+    za, zb, za_stride, zb_stride = zeros
+    atype, btype = INT_TYPES[np.dtype(a_dtype)], INT_TYPES[np.dtype(b_dtype)]
+    defines = {"A_T": atype, "B_T": btype}
+    extra = [None, None, None, None, None]
+    sa_stride = sb_stride = 0
+    if requant is not None:
+        bias, sa, sa_stride, sb, sb_stride, sy, yzp, ytype = requant
+        defines.update({"REQUANT": True, "Y_T": INT_TYPES[ytype], **_range_defines(ytype)})
+        if bias is not None:
+            defines["HAS_BIAS"] = True
+        if yzp is None:
+            defines["NO_YZP"] = True
+            yzp = _zeros(ctx, ytype)
+        extra = [bias if bias is not None else _zeros(ctx, np.int32), sa, sb, sy, yzp]
+    za = za if za is not None else _zeros(ctx, a_dtype)
+    zb = zb if zb is not None else _zeros(ctx, b_dtype)
+    zA, zB, zC = batches
+    args = [a, b, out, za, zb, int_vec((za_stride, zb_stride, sa_stride, sb_stride)),
+            np.int32(M), np.int32(N), np.int32(K), np.int32(lda), np.int32(ldb),
+            int_vec(zA), int_vec(zB), int_vec(zC), np.int32(row_z)] + extra
+    ctx.launch("quant", (-(-N // 4), -(-M // 4), Z), args, defines, entry="qgemm")
+
+
+def _matmul_int(ctx, node, a, b, za, zb, requant_of=None):
+    a_shape, b_shape = ctx.shape(a), ctx.shape(b)
+    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    M, K = a2[-2:]
+    K2, N = b2[-2:]
+    if K != K2:
+        raise ValueError(f"{node.op} inner dims differ: {a_shape} x {b_shape}")
+    full = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+    out_shape = full + (M, N)
+    if len(a_shape) == 1:
+        out_shape = out_shape[:-2] + (N,)
+    if len(b_shape) == 1:
+        out_shape = out_shape[:-1]
+    requant = requant_of(M, N) if requant_of else None
+    out = ctx.output(node.outputs[0], out_shape, requant[-1] if requant else np.int32)
+    maps = [batch_map(a2[:-2], full), batch_map(b2[:-2], full)]
+    if None in maps:
+        raise UnsupportedOpError(f"{node.label()}: {node.op} batch broadcast {a2} x {b2}")
+    Z = int(np.prod(full, dtype=np.int64))
+    zeros = (za, zb, _per_index(ctx, node, za, M, "a_zero_point"),
+             _per_index(ctx, node, zb, N, "b_zero_point"))
+    batches = ((*maps[0], M * K, 0), (*maps[1], K * N, 0), (M * N, 0, 0, 0))
+    _int_type(node, a)
+    _int_type(node, b)
+    _emit_qgemm(ctx, node, out, (a, a.dtype, b, b.dtype), zeros, (M, N, K, Z, K, N, 0),
+                batches, requant)
+
+
+@op("MatMulInteger")
+def matmul_integer(ctx, node):
+    _matmul_int(ctx, node, node.inputs[0], node.inputs[1], _present(node, 2), _present(node, 3))
+
+
+@op("QLinearMatMul")
+def qlinear_matmul(ctx, node):
+    a, sa, za, b, sb, zb, sy, zy = (node.input(i) for i in range(8))
+    zy = zy if zy is not None and zy.name else None
+
+    def requant(M, N):
+        ytype = np.dtype(zy.dtype) if zy is not None else np.dtype(a.dtype)
+        return (None, sa, _per_index(ctx, node, sa, M, "a_scale"), sb,
+                _per_index(ctx, node, sb, N, "b_scale"), sy, zy, ytype)
+
+    _matmul_int(ctx, node, a, b, za if za is not None and za.name else None,
+                zb if zb is not None and zb.name else None, requant)
+
+
+def _conv_int(ctx, node, x, w, zx, zw, requant_of=None):
+    x_shape, w_shape = ctx.shape(x), ctx.shape(w)
+    nd = len(x_shape) - 2
+    if nd not in (1, 2):
+        raise UnsupportedOpError(f"{node.label()}: {nd}-D {node.op} is not supported")
+    group = node.attrs.get("group", 1)
+    N, C = x_shape[:2]
+    M = w_shape[0]
+    if C != w_shape[1] * group or M % group:
+        raise ValueError(f"{node.op} channels: input {x_shape}, weights {w_shape}, group {group}")
+    begin, _, strides, dil, out_sp, kernel = conv_geometry(node, x_shape, w_shape)
+    if any(o <= 0 for o in out_sp):
+        raise ValueError(f"{node.op} output would be empty: input {x_shape}, kernel {kernel}")
+    if nd == 1:
+        H, W, OH, OW = 1, x_shape[2], 1, out_sp[0]
+        geo = (1, kernel[0], 1, strides[0]), (0, begin[0], 1, dil[0])
+    else:
+        (H, W), (OH, OW) = x_shape[2:], out_sp
+        geo = (*kernel, *strides), (*begin, *dil)
+    Cg, Mg = C // group, M // group
+    K, P, Z = Cg * int(np.prod(kernel)), OH * OW, N * group
+    if zx is not None and int(np.prod(ctx.shape(zx), dtype=np.int64)) != 1:
+        raise UnsupportedOpError(f"{node.label()}: per-channel input zero point "
+                                 f"{zx.name!r} is not supported")
+    requant = requant_of(M) if requant_of else None
+    out = ctx.output(node.outputs[0], (N, M, *out_sp), requant[-1] if requant else np.int32)
+    cols = ctx.scratch(Z * K * P * np.dtype(x.dtype).itemsize)
+    ctx.launch("quant", (P, K, Z),
+               [x, cols, zx if zx is not None else _zeros(ctx, x.dtype), np.int32(0),
+                np.int32(Cg), np.int32(H), np.int32(W), np.int32(OH), np.int32(OW),
+                np.int32(K), int_vec(geo[0]), int_vec(geo[1])],
+               {"B_T": _int_type(node, x)}, entry="qim2col")
+    zeros = (zw, zx, _per_index(ctx, node, zw, M, "w_zero_point"), 0)
+    batches = ((1, group, Mg * K, 0), (1, Z, K * P, 0), (Mg * P, 0, 0, 0))
+    _int_type(node, w)
+    _emit_qgemm(ctx, node, out, (w, w.dtype, cols, x.dtype), zeros, (Mg, P, K, Z, K, P, Mg),
+                batches, requant)
+
+
+@op("ConvInteger")
+def conv_integer(ctx, node):
+    _conv_int(ctx, node, node.inputs[0], node.inputs[1], _present(node, 2), _present(node, 3))
+
+
+@op("QLinearConv")
+def qlinear_conv(ctx, node):
+    x, sx, zx, w, sw, zw, sy, zy = (node.input(i) for i in range(8))
+    bias = _present(node, 8)
+    zy = zy if zy is not None and zy.name else None
+
+    def requant(M):
+        ytype = np.dtype(zy.dtype) if zy is not None else np.dtype(x.dtype)
+        return (bias, sw, _per_index(ctx, node, sw, M, "w_scale"), sx, 0, sy, zy, ytype)
+
+    _conv_int(ctx, node, x, w, zx if zx is not None and zx.name else None,
+              zw if zw is not None and zw.name else None, requant)
+
+
+# --------------------------------------------------- weight-only int8 ----
+def int8_weight(ctx, array: np.ndarray, key: tuple):
+    """Keep a GEMM weight as int8 with per-output-channel scales.
+
+    Returns a Scratch holding the dequantized weight (filled by a launch
+    emitted now, before the GEMM that reads it), or None to upload `array`
+    as it is.  A weight laid out [..., K, T] (GEMM panels) gets one scale per
+    (..., t) lane, i.e. per output channel; a 2-D weight one per row.
+    """
+    node = ctx._node
+    if node.op not in GEMM_OPS or array.ndim not in (2, 4) or array.size < INT8_MIN_ELEMENTS:
+        return None
+    k, t = (array.shape[-2], array.shape[-1]) if array.ndim == 4 else (array.shape[-1], 1)
+    q_key, s_key = key + ("int8",), key + ("int8_scale",)
+    q_weight = ctx._weights.get((q_key, ctx.store_half))
+    s_weight = ctx._weights.get((s_key, ctx.store_half))
+    if q_weight is None or s_weight is None:
+        q, scale = quantize_per_lane(np.asarray(array, np.float32), k, t)
+        q_weight, s_weight = ctx.weight(q, q_key), ctx.weight(scale, s_key)
+    out = ctx.scratch(array.size * ctx.storage_dtype(np.float32).itemsize)
+    ctx.launch("quant", (array.size,), [q_weight, s_weight, out, np.int32(array.size),
+                                        np.int32(k * t), np.int32(t)], entry="dequant_weight")
+    return out
+
+
+def quantize_per_lane(array: np.ndarray, k: int, t: int) -> tuple:
+    """Symmetric int8 of array viewed as [lanes, k, t]: (q flat, scales flat)."""
+    lanes = array.reshape(-1, k, t)
+    peak = np.abs(lanes).max(axis=1)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(lanes / scale[:, None, :]), -127, 127).astype(np.int8)
+    return q.reshape(-1), scale.reshape(-1)

@@ -1,0 +1,203 @@
+"""Mixed precision: the assignment pass, calibration, and precision="auto"."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import reference
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=13):
+    graph = helper.make_graph(nodes, "m", inputs, outputs, list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def _info(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def overflow_model(rng):
+    """x @ W reaches ~1e5 (beyond fp16's 65504) before being scaled back down."""
+    w = (rng.standard_normal((13, 31)) * 300).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Mul", ["h", "s"], ["y"])]
+    inits = [numpy_helper.from_array(w, "w"),
+             numpy_helper.from_array(np.array(1e-4, np.float32), "s")]
+    return _model(nodes, [_info("x", [3, 13])], [_info("y", [3, 31])], inits)
+
+
+def attention_model(rng, seq=13, dim=16):
+    """Single-head self-attention with a softmax and a residual."""
+    wq, wk, wv = ((rng.standard_normal((dim, dim)) / 4).astype(np.float32) for _ in range(3))
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q"]),
+             helper.make_node("MatMul", ["x", "wk"], ["k"]),
+             helper.make_node("MatMul", ["x", "wv"], ["v"]),
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+             helper.make_node("Mul", ["scores", "scale"], ["scaled"]),
+             helper.make_node("Softmax", ["scaled"], ["probs"], axis=-1),
+             helper.make_node("MatMul", ["probs", "v"], ["ctx"]),
+             helper.make_node("Add", ["ctx", "x"], ["sum"]),
+             helper.make_node("Relu", ["sum"], ["y"])]
+    inits = [numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(wk, "wk"),
+             numpy_helper.from_array(wv, "wv"),
+             numpy_helper.from_array(np.array(dim ** -0.5, np.float32), "scale")]
+    return _model(nodes, [_info("x", [1, seq, dim])], [_info("y", [1, seq, dim])], inits)
+
+
+# -- the pass alone (no device) ---------------------------------------------
+def test_pass_rules_ties_and_conversions():
+    from clnet.frontend import load_model
+    from clnet.passes.precision import CONVERT_OP, ValueStats, assign_precision
+
+    model = attention_model(np.random.default_rng(0))
+    graph = load_model(model.SerializeToString())
+    stats = {"q": ValueStats(np.dtype(np.float32), 9000.0)}
+    graph, storage, report = assign_precision(graph, stats)
+    why = {r.name: r.why for r in report}
+    assert storage["scaled"] is False and "softmax" in why["scaled"]
+    assert storage["probs"] is False and "softmax" in why["probs"]
+    assert storage["y"] is False and why["y"] == "graph output"
+    assert storage["q"] is False and "9000" in why["q"]
+    assert storage["k"] == storage["kt"], "a transpose copies bits: one storage"
+    assert storage["v"] is True and storage["ctx"] is True
+    # every node now sees one storage type across its run-time float inputs
+    for node in graph.nodes:
+        if node.op == CONVERT_OP:
+            assert storage[node.inputs[0].name] != storage[node.outputs[0].name]
+            continue
+        runtime = [v for v in list(node.inputs) + list(node.outputs)
+                   if v is not None and not v.is_const and v.name in storage]
+        kinds = {storage[v.name] for v in runtime}
+        assert len(kinds) == 1, f"{node.op} mixes storage: {[v.name for v in runtime]}"
+
+
+def test_pass_keeps_views_with_their_source():
+    from clnet.frontend import load_model
+    from clnet.passes.precision import assign_precision
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Reshape", ["r", "shape"], ["flat"]),
+             helper.make_node("Softmax", ["flat"], ["y"], axis=-1)]
+    inits = [numpy_helper.from_array(np.array([1, -1], np.int64), "shape")]
+    graph = load_model(_model(nodes, [_info("x", [3, 5, 7])], [_info("y", [1, 105])],
+                              inits).SerializeToString())
+    _, storage, report = assign_precision(graph)
+    assert storage["r"] is False, "a view of a softmax input shares its fp32 memory"
+    assert "shares memory" in {r.name: r.why for r in report}["r"]
+
+
+# -- on the device ----------------------------------------------------------
+def test_overflow_is_inf_in_fp16_and_right_in_auto(device):
+    import clnet
+
+    rng = np.random.default_rng(0)
+    model = overflow_model(rng)
+    feed = {"x": (rng.standard_normal((3, 13)) * 40).astype(np.float32)}
+    want = reference(model, feed)[0]
+    data = model.SerializeToString()
+    fp16 = clnet.InferenceSession(data, device=device, precision="fp16").run(None, feed)[0]
+    assert not np.isfinite(fp16).all(), "the fp16 intermediate should have overflowed"
+    session = clnet.InferenceSession(data, device=device, precision="auto",
+                                     calibration=[feed])
+    got = session.run(None, feed)[0]
+    assert np.isfinite(got).all()
+    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+    row = {r.name: r for r in session.precision_report}["h"]
+    assert not row.half and row.max_abs > 65504
+
+
+def test_attention_auto_within_1e2(device):
+    import clnet
+
+    rng = np.random.default_rng(1)
+    model = attention_model(rng)
+    feed = {"x": rng.standard_normal((1, 13, 16)).astype(np.float32)}
+    want = reference(model, feed)[0]
+    session = clnet.InferenceSession(model.SerializeToString(), device=device, precision="auto")
+    got = session.run(None, feed)[0]
+    assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max()
+    assert any(r.half for r in session.precision_report)
+
+
+def test_resnet18_auto_memory_and_top1(device):
+    import clnet
+    from clnet.zoo import resnet18
+
+    model = resnet18(batch=1, size=96, seed=0)
+    x = np.random.default_rng(7).standard_normal((1, 3, 96, 96)).astype(np.float32)
+    data = model.SerializeToString()
+    fp32 = clnet.InferenceSession(data, device=device)
+    want = fp32.run(None, {"input": x})[0]
+    for precision in ("fp16", "auto"):
+        session = clnet.InferenceSession(data, device=device, precision=precision)
+        got = session.run(None, {"input": x})[0]
+        ratio = session.device_bytes / fp32.device_bytes
+        assert ratio <= 0.55, f"{precision}: device memory {ratio:.3f} x fp32"
+        assert got.argmax() == want.argmax()
+        assert np.abs(got - want).max() <= 1e-2 * np.abs(want).max()
+
+
+def test_digits_auto_keeps_every_top1(device):
+    import clnet
+
+    path = str(EXAMPLES / "digits.onnx")
+    with np.load(EXAMPLES / "digits_samples.npz") as data:
+        feeds = {k: data[k] for k in data.files}
+    want = clnet.InferenceSession(path, device=device).run(None, feeds)[0]
+    got = clnet.InferenceSession(path, device=device, precision="auto").run(None, feeds)[0]
+    np.testing.assert_array_equal(got.argmax(axis=-1), want.argmax(axis=-1))
+
+
+def test_fp16_compute_needs_the_extension(device):
+    import clnet
+    from clnet.errors import ClnetError
+
+    data = overflow_model(np.random.default_rng(0)).SerializeToString()
+    if device.fp16:
+        clnet.InferenceSession(data, device=device, precision="fp16-compute")
+        return
+    with pytest.raises(ClnetError, match="cl_khr_fp16"):
+        clnet.InferenceSession(data, device=device, precision="fp16-compute")
+
+
+def test_compute_half_define_is_inert_without_fp16(device):
+    """-DCOMPUTE_HALF alone must not enable half math (no HAS_FP16)."""
+    import clnet.ops  # noqa: F401  (registers the ops)
+    from clnet.graph import Graph, Node, Value
+    from clnet.plan import build_plan
+
+    if device.fp16:
+        pytest.skip("the device has cl_khr_fp16: the guarded path is live here")
+    x, y = Value("x", (3, 13), np.dtype(np.float32)), Value("y")
+    graph = Graph([Node("Sigmoid", [x], [y])], [x], [y])
+    plan = build_plan(graph, device, False, {}, extra_defines={"COMPUTE_HALF": True})
+    feed = np.linspace(-3, 3, 39, dtype=np.float32).reshape(3, 13)
+    got = plan.run([feed])[0]
+    np.testing.assert_allclose(got, 1 / (1 + np.exp(-feed)), rtol=1e-6)
+
+
+def test_cli_explain_precision(device, tmp_path):
+    path = tmp_path / "attention.onnx"
+    path.write_bytes(attention_model(np.random.default_rng(2)).SerializeToString())
+    proc = subprocess.run(
+        [sys.executable, "-m", "clnet.cli", "run", str(path), "--precision", "auto",
+         "--explain-precision", "--repeat", "1", "--json", "--device", device.index],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    rows = {r["tensor"]: r for r in report["precision_report"]}
+    assert rows["probs"]["storage"] == "fp32" and "softmax" in rows["probs"]["why"]
+    assert rows["v"]["storage"] == "fp16"
+    assert report["precision"] == "auto"
