@@ -12,7 +12,8 @@ from conftest import assert_close, run_both
 
 RNG = np.random.default_rng(4)
 ONNX_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int64): TensorProto.INT64,
-              np.dtype(np.int32): TensorProto.INT32, np.dtype(np.bool_): TensorProto.BOOL}
+              np.dtype(np.int32): TensorProto.INT32, np.dtype(np.bool_): TensorProto.BOOL,
+              np.dtype(np.uint8): TensorProto.UINT8}
 
 
 def make_model(nodes, inputs: dict, inits: dict = None, outputs=("y",), opset: int = 18):
