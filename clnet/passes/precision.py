@@ -50,6 +50,9 @@ TIED = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Tr
         "Slice", "Concat", "Expand", "Split", "Tile", "Gather", "DepthToSpace",
         "SpaceToDepth"}
 NO_DATA = {"Shape", "Size"}
+# a sensitive input made by one of these from one run-time tensor (a scaled
+# score, a shifted logit) is kept fp32 back to where it was computed
+PASS_BACK = {"Mul", "Add", "Sub", "Div", "Neg", "Identity", "Reshape", "Transpose"}
 
 
 @dataclass
@@ -92,9 +95,14 @@ class _Groups:
 
 
 def _float_values(graph: Graph, stats: dict) -> list:
-    """Run-time float tensors in graph order."""
+    """Run-time float tensors in graph order (not those known at load time,
+    such as Constant outputs, which are folded when a plan is made)."""
+    from ..frontend.onnx import host_computable
+
+    known = host_computable(graph)
+
     def is_float(v: Value) -> bool:
-        if v is None or v.is_const or not v.name:
+        if v is None or v.is_const or not v.name or v in known:
             return False
         if v.name in stats:
             return _is_float(stats[v.name].dtype)
@@ -111,12 +119,16 @@ def _float_values(graph: Graph, stats: dict) -> list:
 def _forced_fp32(graph: Graph, floats: set, stats: dict, bound: float) -> dict:
     """value -> reason it must stay fp32, from the rules and the calibration."""
     forced: dict = {}
+    producers = graph.producers()
     for node in graph.nodes:
         kind = SENSITIVE.get(node.op)
         if kind:
             for v in list(node.inputs) + list(node.outputs):
                 if v in floats:
                     forced.setdefault(v, f"{kind} ({node.op}) input/output")
+            for v in node.inputs:
+                if v in floats:
+                    _force_back(v, producers, floats, forced, f"feeds a {kind} ({node.op})")
         big = [v for v in node.inputs if v is not None and v.is_const
                and _is_float(v.dtype) and v.data.size
                and float(np.max(np.abs(v.data))) > FP16_MAX]
@@ -136,6 +148,18 @@ def _forced_fp32(graph: Graph, floats: set, stats: dict, bound: float) -> dict:
         if v in floats:
             forced.setdefault(v, "graph output")
     return forced
+
+
+def _force_back(value, producers: dict, floats: set, forced: dict, reason: str) -> None:
+    for _ in range(4):
+        node = producers.get(value)
+        if node is None or node.op not in PASS_BACK:
+            return
+        runtime = [v for v in node.inputs if v in floats]
+        if len(runtime) != 1:
+            return
+        value = runtime[0]
+        forced.setdefault(value, f"{reason}, through {node.op}")
 
 
 def _tie(graph: Graph, floats: set) -> _Groups:
@@ -219,7 +243,7 @@ def _insert_conversions(graph: Graph, storage: dict, report: list) -> None:
         want = _node_storage(node, storage)
         if want is not None and node.op not in NO_DATA:
             for i, v in enumerate(node.inputs):
-                if v is None or v.is_const or storage.get(v.name, want) == want:
+                if v is None or v.name not in storage or storage[v.name] == want:
                     continue
                 key = (v, want)
                 if key not in made:
