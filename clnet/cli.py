@@ -338,6 +338,8 @@ main.add_command(run_cmd)
 main.add_command(devices_cmd)
 main.add_command(compile_kernels_cmd)
 main.add_command(optimize_cmd)
+from .tune_cli import tune_cmd  # noqa: E402  (a module of its own)
+main.add_command(tune_cmd)
 
 
 def run_main():

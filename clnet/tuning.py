@@ -1,28 +1,148 @@
 """Kernel parameters per device: tuned values when present, defaults when not.
 
-The tuner (a later `clnet tune`) writes per-device JSON; until a device has
-been tuned these defaults, chosen per device class, apply.
+`clnet tune` measures candidates per problem shape and writes one JSON file
+per device into ``cache_dir()/tuning``; lookups here read it once per process.
+A shape without a tuned entry takes the entry of the nearest tuned shape of
+the same kind (by log-distance of M, N, K), else the device-class default.
+A corrupted or foreign file is ignored with a warning.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Optional
 
-DEFAULTS = {
-    # A CPU (PoCL) wants wide register tiles: one work-item computes 4 x 16.
-    "CPU": {"TM": 4, "TN": 16},
-    "GPU": {"TM": 4, "TN": 8},
-    "ACCELERATOR": {"TM": 4, "TN": 8},
+from .device import cache_dir
+
+FORMAT_VERSION = 1
+
+# Per device class.  A CPU (PoCL) wants a wide register tile in vectors of
+# the native width: 6 x 32 floats is 12 zmm accumulators with AVX-512 (or
+# 6 x 16 in 12 ymm with AVX2); one work-item per work-group keeps PoCL from
+# looping and re-vectorising already vectorised work-items.
+CLASS_DEFAULTS = {
+    "CPU": {"TM": 6, "TN": "2*VW", "VW": "native", "LSIZE": (1, 1, 1)},
+    "GPU": {"TM": 4, "TN": 8, "VW": 4},
+    "ACCELERATOR": {"TM": 4, "TN": 8, "VW": 4},
 }
+KEYS = ("TM", "TN", "VW", "LSIZE", "M_FIRST", "KSPLIT")
 
 
-@lru_cache(maxsize=None)
-def _device_defaults(dev_type: str) -> dict:
-    return dict(DEFAULTS.get(dev_type, DEFAULTS["GPU"]))
+def device_key(dev) -> str:
+    """A file-name-safe identity of device + driver (tuning is per both)."""
+    text = f"{dev.name}-{dev.driver}-{dev.platform_version}"
+    return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")[:120]
 
 
-def gemm_params(dev, M: int, N: int, K: int) -> dict:
-    """GEMM tile parameters for one problem shape on one device."""
-    params = dict(_device_defaults(dev.type))
+def tuning_path(dev) -> Path:
+    return cache_dir() / "tuning" / f"{device_key(dev)}.json"
+
+
+def class_defaults(dev) -> dict:
+    """GEMM parameters for an untuned device of this class."""
+    params = dict(CLASS_DEFAULTS.get(dev.type, CLASS_DEFAULTS["GPU"]))
+    if params.get("VW") == "native":
+        width = int(getattr(dev.cl_device, "native_vector_width_float", 4) or 4)
+        params["VW"] = max(4, min(16, width))
+    if params.get("TN") == "2*VW":
+        params["TN"] = 2 * params["VW"]
+    return params
+
+
+_LOADED: dict = {}
+
+
+def load_tuning(dev) -> dict:
+    """{kernel: [entries]} from the device's tuning file ({} when absent or bad)."""
+    path = tuning_path(dev)
+    key = str(path)
+    if key in _LOADED:
+        return _LOADED[key]
+    data: dict = {}
+    if path.is_file():
+        try:
+            raw = json.loads(path.read_text())
+            if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
+                raise ValueError(f"unknown format version {raw.get('version')!r}")
+            data = {k: _valid_entries(v) for k, v in raw.get("kernels", {}).items()}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            warnings.warn(f"ignoring the tuning file {path}: {exc}; delete it or run "
+                          f"'clnet tune' again", RuntimeWarning, stacklevel=2)
+            data = {}
+    _LOADED[key] = data
+    return data
+
+
+def _valid_entries(entries) -> list:
+    if not isinstance(entries, list):
+        raise ValueError("kernel entries must be a list")
+    good = []
+    for entry in entries:
+        shape, params = entry["shape"], entry["params"]
+        if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
+            raise ValueError(f"bad shape {shape!r}")
+        good.append({"shape": tuple(shape), "params": _checked_params(params),
+                     "gflops": float(entry.get("gflops", 0.0))})
+    return good
+
+
+def _checked_params(params: dict) -> dict:
+    params = {k: v for k, v in params.items() if k in KEYS}
+    tm, tn, vw = params.get("TM"), params.get("TN"), params.get("VW")
+    if not (isinstance(tm, int) and 1 <= tm <= 32 and vw in (4, 8, 16)
+            and isinstance(tn, int) and tn % vw == 0 and tn <= 64):
+        raise ValueError(f"bad GEMM parameters {params!r}")
+    if params.get("LSIZE") is not None:
+        params["LSIZE"] = tuple(int(v) for v in params["LSIZE"])
+    return params
+
+
+def save_tuning(dev, kernel: str, entries: list) -> Path:
+    """Merge entries ({shape, params, gflops}) for one kernel into the file."""
+    path = tuning_path(dev)
+    current = load_tuning(dev)
+    merged = {tuple(e["shape"]): e for e in current.get(kernel, [])}
+    for entry in entries:
+        merged[tuple(entry["shape"])] = entry
+    current = dict(current)
+    current[kernel] = list(merged.values())
+    doc = {"version": FORMAT_VERSION, "device": dev.describe(),
+           "kernels": {k: [{"shape": list(e["shape"]), "params": _jsonable(e["params"]),
+                            "gflops": round(float(e.get("gflops", 0.0)), 2)} for e in v]
+                       for k, v in current.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)
+    _LOADED.pop(str(path), None)
+    return path
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def _nearest(entries: list, shape: tuple) -> Optional[dict]:
+    def distance(entry) -> float:
+        return sum(abs(math.log(a) - math.log(b)) for a, b in zip(entry["shape"], shape))
+    if not entries:
+        return None
+    return min(entries, key=distance)["params"]
+
+
+def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
+    """GEMM parameters for one problem shape on one device.
+
+    kind: "gemm" (row-major activation A) or "conv" (packed weights A), with
+    "_fp16" appended in half storage (fp32 entries serve when it has none).
+    """
+    table = load_tuning(dev)
+    entries = table.get(kind) or table.get(kind.split("_")[0], [])
+    tuned = _nearest(entries, (max(M, 1), max(N, 1), max(K, 1)))
+    params = dict(tuned) if tuned else class_defaults(dev)
     if M < params["TM"]:
-        params["TM"] = 1 if M == 1 else 2
+        params["TM"] = max(1, M)
     return params

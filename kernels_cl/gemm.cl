@@ -1,25 +1,68 @@
 // Register-blocked GEMM with a fused epilogue:
-//   C[z][m][n] = ACT(sum_k A[z][m][k] * B[z][k][n] + bias + R[z][m][n])
-// Each work-item computes a TM x TN tile of C with TN-wide float vectors.
-// B is always packed in column panels Bp[z][N/TN][K][TN] (zero-padded), so
-// the inner loop streams one contiguous vector per k.  A is either packed in
-// row panels Ap[z][M/TM][K][TM] (constant weights, packed once at load:
-// -DA_PACKED) or row-major with leading dimension lda (activations).
+//   C[z][m][n] = ACT(ALPHA * sum_k A[z][m][k] * B[z][k][n] + bias + R[z][m][n])
+// Each work-item computes a TM x TN tile of C held in TM * (TN / VW) float
+// vectors of width VW.  B is packed in column panels Bp[z][N/TN][K][TN]
+// (zero-padded), so the inner loop streams contiguous vectors.  A is either
+// packed in row panels Ap[z][M/TM][K][TM] (constant weights, packed once at
+// load: -DA_PACKED) or row-major with leading dimension lda (activations).
+// A is read along K in float4 loads (vload_half4 in half storage: a scalar
+// vload_half is a slow software conversion on some CPUs).
 // Batch index z maps to operand batches as ((z / div) % mod) * stride + base,
 // which covers plain batches, broadcast batches and convolution groups.
+// Split-K (-DKSPLIT=S): dimension 2 runs z * S + s, each slice sums K / S
+// steps and writes its partial tile to C + s * zc.s3; a reduction adds them.
+// Multiply-adds are written as a * b + c (not fma()): one compiler turns a
+// vector fma() into an out-of-line call, and -cl-mad-enable lets both fuse.
 #include "common.h"
 
 #ifndef TM
   #define TM 4              // rows of C per work-item
 #endif
 #ifndef TN
-  #define TN 16             // columns of C per work-item: 4, 8 or 16
+  #define TN 16             // columns of C per work-item (a multiple of VW)
+#endif
+#ifndef VW
+  #define VW 16             // float vector width of the accumulators: 4, 8 or 16
+#endif
+#ifndef KSPLIT
+  #define KSPLIT 1          // slices of K computed by separate work-items
 #endif
 #ifndef ACT
   #define ACT ACT_NONE      // fused activation (see common.h)
 #endif
+// -DM_FIRST: dimension 0 walks rows of tiles (work-items next to each other
+// share a B panel) instead of columns (they share rows of A).
 
-#define VT CAT(float, TN)
+#define VT CAT(float, VW)
+#define NV (TN / VW)
+
+#ifdef A_PACKED
+  #define A_AT(i, k) LOADF(ap, (k) * TM + (i))
+#else
+  #define A_AT(i, k) LOADF(arow[i], (k))
+#endif
+
+inline void gemm_store(__global STORE_T *C, __global const STORE_T *R, const int c_off,
+                       const int n_left, VT v)
+{
+    if (n_left >= VW) {
+#ifdef RESIDUAL
+        v += LOADFN(VW, R, c_off);
+#endif
+        v = ACT(v);
+        STOREFN(VW, C, c_off, v);
+        return;
+    }
+    float t[VW];
+    CAT(vstore, VW)(v, 0, t);
+    for (int j = 0; j < n_left; ++j) {
+        float s = t[j];
+#ifdef RESIDUAL
+        s += LOADF(R, c_off + j);
+#endif
+        STOREF(C, c_off + j, ACT(s));
+    }
+}
 
 __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
                    __global STORE_T *C, __global const STORE_T *bias,
@@ -28,13 +71,28 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
                    const int4 za, const int4 zb, const int4 zc,
                    const int bias_zstride)
 {
+#ifdef M_FIRST
+    const int nb = get_global_id(1);
+    const int mb = get_global_id(0);
+#else
     const int nb = get_global_id(0);
     const int mb = get_global_id(1);
-    const int z = get_global_id(2);
+#endif
     const int n0 = nb * TN;
     const int m0 = mb * TM;
     if (n0 >= N || m0 >= M)
         return;
+#if KSPLIT > 1
+    const int z = get_global_id(2) / KSPLIT;
+    const int slice = get_global_id(2) % KSPLIT;
+    const int k_step = ((K + KSPLIT - 1) / KSPLIT + 3) & ~3;
+    const int k_begin = min(K, slice * k_step);
+    const int k_end = min(K, k_begin + k_step);
+#else
+    const int z = get_global_id(2);
+    const int k_begin = 0;
+    const int k_end = K;
+#endif
     const int za_idx = (z / za.s0) % za.s1;
     const int zb_idx = (z / zb.s0) % zb.s1;
     __global const STORE_T *bp = B + zb.s3 + zb_idx * zb.s2 + nb * K * TN;
@@ -42,77 +100,150 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
     __global const STORE_T *ap = A + za.s3 + za_idx * za.s2 + mb * K * TM;
 #else
     __global const STORE_T *arow[TM];
+    #pragma unroll
     for (int i = 0; i < TM; ++i)
         arow[i] = A + za.s3 + za_idx * za.s2 + min(m0 + i, M - 1) * lda;
 #endif
 
-    VT acc[TM];
+    VT acc[TM][NV];
+    #pragma unroll
     for (int i = 0; i < TM; ++i)
-        acc[i] = (VT)(0.0f);
+        #pragma unroll
+        for (int j = 0; j < NV; ++j)
+            acc[i][j] = (VT)(0.0f);
 
-    int k = 0;
-    for (; k + 4 <= K; k += 4) {
-        float a[TM][4];
+    int k = k_begin;
+    for (; k + 4 <= k_end; k += 4) {
+        float4 a4[TM];
 #ifdef A_PACKED
         float t[4 * TM];
+        #pragma unroll
         for (int j = 0; j < TM; ++j)
             vstore4(LOADFN(4, ap, k * TM + 4 * j), j, t);
-        for (int kk = 0; kk < 4; ++kk)
-            for (int i = 0; i < TM; ++i)
-                a[i][kk] = t[kk * TM + i];
-#else
+        #pragma unroll
         for (int i = 0; i < TM; ++i)
-            vstore4(LOADFN(4, arow[i], k), 0, a[i]);
+            a4[i] = (float4)(t[i], t[TM + i], t[2 * TM + i], t[3 * TM + i]);
+#else
+        #pragma unroll
+        for (int i = 0; i < TM; ++i)
+            a4[i] = LOADFN(4, arow[i], k);
 #endif
-        for (int kk = 0; kk < 4; ++kk) {
-            const VT bv = LOADFN(TN, bp, (k + kk) * TN);
+        __global const STORE_T *bk = bp + k * TN;
+        #pragma unroll
+        for (int j = 0; j < NV; ++j) {
+            const VT b0 = LOADFN(VW, bk, j * VW);
+            #pragma unroll
             for (int i = 0; i < TM; ++i)
-                acc[i] = a[i][kk] * bv + acc[i];
+                acc[i][j] = a4[i].s0 * b0 + acc[i][j];
+        }
+        #pragma unroll
+        for (int j = 0; j < NV; ++j) {
+            const VT b1 = LOADFN(VW, bk, TN + j * VW);
+            #pragma unroll
+            for (int i = 0; i < TM; ++i)
+                acc[i][j] = a4[i].s1 * b1 + acc[i][j];
+        }
+        #pragma unroll
+        for (int j = 0; j < NV; ++j) {
+            const VT b2 = LOADFN(VW, bk, 2 * TN + j * VW);
+            #pragma unroll
+            for (int i = 0; i < TM; ++i)
+                acc[i][j] = a4[i].s2 * b2 + acc[i][j];
+        }
+        #pragma unroll
+        for (int j = 0; j < NV; ++j) {
+            const VT b3 = LOADFN(VW, bk, 3 * TN + j * VW);
+            #pragma unroll
+            for (int i = 0; i < TM; ++i)
+                acc[i][j] = a4[i].s3 * b3 + acc[i][j];
         }
     }
-    for (; k < K; ++k) {
-        const VT bv = LOADFN(TN, bp, k * TN);
-        for (int i = 0; i < TM; ++i) {
-#ifdef A_PACKED
-            const float av = LOADF(ap, k * TM + i);
-#else
-            const float av = LOADF(arow[i], k);
-#endif
-            acc[i] = av * bv + acc[i];
+    for (; k < k_end; ++k) {
+        #pragma unroll
+        for (int j = 0; j < NV; ++j) {
+            const VT bv = LOADFN(VW, bp, k * TN + j * VW);
+            #pragma unroll
+            for (int i = 0; i < TM; ++i)
+                acc[i][j] = A_AT(i, k) * bv + acc[i][j];
         }
     }
 
+#if KSPLIT > 1
+    // partial sums: the epilogue runs in the reduction kernel
+    __global STORE_T *part = C + slice * zc.s3;
+    #pragma unroll
+    for (int i = 0; i < TM && m0 + i < M; ++i)
+        #pragma unroll
+        for (int j = 0; j < NV; ++j) {
+            const int c_off = z * zc.s0 + (m0 + i) * zc.s2 + n0 + j * VW;
+            if (n0 + j * VW < N) {
+                const int n_left = N - n0 - j * VW;
+                if (n_left >= VW) {
+                    STOREFN(VW, part, c_off, acc[i][j]);
+                } else {
+                    float t[VW];
+                    CAT(vstore, VW)(acc[i][j], 0, t);
+                    for (int q = 0; q < n_left; ++q)
+                        STOREF(part, c_off + q, t[q]);
+                }
+            }
+        }
+#else
+    #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + i;
         if (m >= M)
             break;
-        VT v = acc[i];
+        #pragma unroll
+        for (int j = 0; j < NV; ++j) {
+            const int n = n0 + j * VW;
+            if (n >= N)
+                break;
+            VT v = acc[i][j];
 #ifdef ALPHA
-        v *= ALPHA;
+            v *= ALPHA;
 #endif
 #ifdef BIAS_ROW
-        v += LOADF(bias, za_idx * bias_zstride + m);
+            v += LOADF(bias, za_idx * bias_zstride + m);
 #endif
 #ifdef BIAS_COL
-        v += LOADFN(TN, bias, za_idx * bias_zstride + n0);  // padded to TN
+            v += LOADFN(VW, bias, za_idx * bias_zstride + n);  // padded to TN
 #endif
-        const int c_off = zc.s1 + z * zc.s0 + m * zc.s2 + n0;
-        if (n0 + TN <= N) {
-#ifdef RESIDUAL
-            v += LOADFN(TN, R, c_off);
-#endif
-            v = ACT(v);
-            STOREFN(TN, C, c_off, v);
-        } else {
-            float t[TN];
-            CAT(vstore, TN)(v, 0, t);
-            for (int j = 0; j < N - n0; ++j) {
-                float s = t[j];
-#ifdef RESIDUAL
-                s += LOADF(R, c_off + j);
-#endif
-                STOREF(C, c_off + j, ACT(s));
-            }
+            gemm_store(C, R, zc.s1 + z * zc.s0 + m * zc.s2 + n, N - n, v);
         }
     }
+#endif
+}
+
+// Split-K reduction with the epilogue: C = ACT(ALPHA * sum_s P[s] + bias + R).
+// One work-item per output element; P holds KSPLIT partial C's of zc.s3
+// elements each, laid out like C without its base offset.
+__kernel void gemm_reduce(__global const STORE_T *P, __global STORE_T *C,
+                          __global const STORE_T *bias, __global const STORE_T *R,
+                          const int M, const int N, const int4 za, const int4 zc,
+                          const int bias_zstride)
+{
+    const int n = get_global_id(0);
+    const int m = get_global_id(1);
+    const int z = get_global_id(2);
+    if (n >= N || m >= M)
+        return;
+    const int off = z * zc.s0 + m * zc.s2 + n;
+    float s = 0.0f;
+    for (int q = 0; q < KSPLIT; ++q)
+        s += LOADF(P, q * zc.s3 + off);
+#ifdef ALPHA
+    s *= ALPHA;
+#endif
+    const int za_idx = (z / za.s0) % za.s1;
+#ifdef BIAS_ROW
+    s += LOADF(bias, za_idx * bias_zstride + m);
+#endif
+#ifdef BIAS_COL
+    s += LOADF(bias, za_idx * bias_zstride + n);
+#endif
+#ifdef RESIDUAL
+    s += LOADF(R, zc.s1 + off);
+#endif
+    STOREF(C, zc.s1 + off, ACT(s));
 }

@@ -8,38 +8,57 @@
 
 // im2col for 2-D convolution, straight into panels.  z = image * G + group,
 // k = (channel in group, ky, kx), column = output pixel oy * OW + ox.
+// One work-item fills one panel row: TN consecutive output pixels of one k,
+// so its reads run along an image row and its writes are contiguous.
 __kernel void im2col(__global const STORE_T *x, __global STORE_T *out,
                      const int x_off, const int c_group, const int H, const int W,
                      const int OH, const int OW, const int K, const int n_panels,
                      const int4 kern, const int4 pad_dil)
 {
-    const int col = get_global_id(0);
+    const int panel = get_global_id(0);
     const int k = get_global_id(1);
     const int z = get_global_id(2);
     const int kh = kern.s0, kw = kern.s1;
     const int kx = k % kw;
     const int ky = (k / kw) % kh;
     const int c = k / (kw * kh);
-    float v = 0.0f;
-    if (col < OH * OW) {
-        const int oy = col / OW, ox = col % OW;
+    __global const STORE_T *plane = x + x_off + (z * c_group + c) * H * W;
+    const int col0 = panel * TN;
+    int oy = col0 / OW, ox = col0 % OW;
+    float v[TN];
+    #pragma unroll
+    for (int j = 0; j < TN; ++j) {
         const int iy = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
         const int ix = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
-        if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-            v = LOADF(x, x_off + (z * c_group + c) * H * W + iy * W + ix);
+        const bool inside = oy < OH && iy >= 0 && iy < H && ix >= 0 && ix < W;
+        v[j] = inside ? LOADF(plane, iy * W + ix) : 0.0f;
+        if (++ox == OW) {
+            ox = 0;
+            ++oy;
+        }
     }
-    STOREF(out, ((z * n_panels + col / TN) * K + k) * TN + col % TN, v);
+    __global STORE_T *dst = out + ((z * n_panels + panel) * K + k) * TN;
+    #pragma unroll
+    for (int j = 0; j < TN; j += 4)
+        STOREFN(4, dst, j, vload4(0, v + j));
 }
 
-// A strided matrix src[z][k][n] = src[base + z*sz + k*sk + n*sn] into panels.
+// A strided matrix src[z][k][n] = src[base + z*sz + k*sk + n*sn] into panels;
+// one work-item per panel row (TN columns of one k).
 __kernel void pack_b(__global const STORE_T *src, __global STORE_T *out,
                      const int K, const int N, const int n_panels, const int4 strides)
 {
-    const int col = get_global_id(0);
+    const int panel = get_global_id(0);
     const int k = get_global_id(1);
     const int z = get_global_id(2);
-    float v = 0.0f;
-    if (col < N)
-        v = LOADF(src, strides.s3 + z * strides.s0 + k * strides.s1 + col * strides.s2);
-    STOREF(out, ((z * n_panels + col / TN) * K + k) * TN + col % TN, v);
+    __global const STORE_T *row = src + strides.s3 + z * strides.s0 + k * strides.s1;
+    const int col0 = panel * TN;
+    float v[TN];
+    #pragma unroll
+    for (int j = 0; j < TN; ++j)
+        v[j] = col0 + j < N ? LOADF(row, (col0 + j) * strides.s2) : 0.0f;
+    __global STORE_T *dst = out + ((z * n_panels + panel) * K + k) * TN;
+    #pragma unroll
+    for (int j = 0; j < TN; j += 4)
+        STOREFN(4, dst, j, vload4(0, v + j));
 }

@@ -55,35 +55,75 @@ def pack_a(a: np.ndarray, tm: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(g, panels, tm, k).transpose(0, 1, 3, 2))
 
 
-def emit_gemm(ctx, out, a, b, M, N, K, Z, *, a_packed, tm, tn, za, zb, zc, lda=0,
-              bias=None, bias_mode=None, bias_zstride=0, residual=None, defines=None,
-              alpha=1.0) -> None:
-    """One launch of gemm.cl.  za/zb: (div, mod, stride, base); zc: (stride, base, ldc)."""
-    defs = {"TM": tm, "TN": tn}
+def gemm_launch_config(params: dict, M: int, N: int, Z: int, *, a_packed: bool) -> tuple:
+    """(defines, global size, local size or None) of gemm.cl for one problem."""
+    tm, tn = params["TM"], params["TN"]
+    defs = {"TM": tm, "TN": tn, "VW": params.get("VW", min(tn, 16))}
     if a_packed:
         defs["A_PACKED"] = True
+    gsize = (-(-N // tn), -(-M // tm), Z)
+    if params.get("M_FIRST"):
+        defs["M_FIRST"] = True
+        gsize = (gsize[1], gsize[0], Z)
+    ksplit = int(params.get("KSPLIT", 1))
+    if ksplit > 1:
+        defs["KSPLIT"] = ksplit
+        gsize = (gsize[0], gsize[1], Z * ksplit)
+    lsize = params.get("LSIZE")
+    if lsize:
+        lsize = (tuple(int(v) for v in lsize) + (1, 1))[:2] + (1,)
+        lsize = tuple(min(l, g) for l, g in zip(lsize, gsize))
+        gsize = tuple(-(-g // l) * l for g, l in zip(gsize, lsize))
+    return defs, gsize, lsize
+
+
+def emit_gemm(ctx, out, a, b, M, N, K, Z, *, a_packed, params, za, zb, zc, lda=0,
+              bias=None, bias_mode=None, bias_zstride=0, residual=None, defines=None,
+              alpha=1.0) -> None:
+    """gemm.cl launch(es).  za/zb: (div, mod, stride, base); zc: (stride, base, ldc).
+
+    With params["KSPLIT"] > 1 the K slices write partial products to a
+    scratch buffer and gemm_reduce sums them and applies the epilogue.
+    """
+    defs, gsize, lsize = gemm_launch_config(params, M, N, Z, a_packed=a_packed)
+    epilogue = {}
     if bias is not None:
-        defs["BIAS_ROW" if bias_mode == "row" else "BIAS_COL"] = True
+        epilogue["BIAS_ROW" if bias_mode == "row" else "BIAS_COL"] = True
     if residual is not None:
-        defs["RESIDUAL"] = True
+        epilogue["RESIDUAL"] = True
     if alpha != 1.0:
         from .elementwise import _float_literal
-        defs["ALPHA"] = _float_literal(alpha)
-    defs.update(defines or {})
-    gsize = (-(-N // tn), -(-M // tm), Z)
-    args = [a, b, out, bias, residual, np.int32(M), np.int32(N), np.int32(K), np.int32(lda),
-            int_vec(za), int_vec(zb), int_vec(zc), np.int32(bias_zstride)]
-    ctx.launch("gemm", gsize, args, defs)
+        epilogue["ALPHA"] = _float_literal(alpha)
+    epilogue.update(defines or {})
+    ksplit = defs.get("KSPLIT", 1)
+    c_size = Z * zc[0]
+    target = out if ksplit == 1 else ctx.scratch(ksplit * c_size * ctx.itemsize(out))
+    zc_vec = int_vec(tuple(zc) + (c_size,) if ksplit == 1 else (zc[0], 0, zc[2], c_size))
+    args = [a, b, target, bias, residual, np.int32(M), np.int32(N), np.int32(K),
+            np.int32(lda), int_vec(za), int_vec(zb), zc_vec, np.int32(bias_zstride)]
+    if ksplit == 1:
+        ctx.launch("gemm", gsize, args, {**defs, **epilogue}, lsize=lsize)
+        return
+    ctx.launch("gemm", gsize, args, defs, lsize=lsize)
+    ctx.launch("gemm", (N, M, Z), [target, out, bias, residual, np.int32(M), np.int32(N),
+                                   int_vec(za), int_vec(tuple(zc) + (c_size,)),
+                                   np.int32(bias_zstride)],
+               {"KSPLIT": ksplit, **epilogue}, entry="gemm_reduce")
 
 
 def emit_pack_b(ctx, src, K, N, Z, strides, tn):
     """Pack an activation matrix src[z][k][n] (element strides) into panels."""
     panels = -(-N // tn)
     scratch = ctx.scratch(Z * panels * tn * K * ctx.itemsize(src))
-    ctx.launch("pack", (panels * tn, K, Z),
+    ctx.launch("pack", (panels, K, Z),
                [src, scratch, np.int32(K), np.int32(N), np.int32(panels), int_vec(strides)],
                {"TN": tn}, entry="pack_b")
     return scratch, panels
+
+
+def _divisor_at_most(n: int, limit: int) -> int:
+    """The largest divisor of n that is <= limit (a local size the grid fits)."""
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
 
 def batch_map(batch, full) -> tuple:
@@ -139,7 +179,7 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
     a may be a Value, a constant view, or a Scratch holding a row-major A;
     b_strides: element strides (batch, k, n) of a run-time B if not contiguous.
     """
-    p = gemm_params(ctx.dev, M, N, K)
+    p = gemm_params(ctx.dev, M, N, K, _kind(ctx, a))
     tm, tn = p["TM"], p["TN"]
     defines = act_defines(node)
     b_batch = int(np.prod(b2[:-2], dtype=np.int64))
@@ -178,9 +218,15 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
             raise UnsupportedOpError(f"{node.label()}: MatMul batch broadcast {a2} x {b2}")
         za = (maps[0][0], maps[0][1], a_zstride, 0)
         zb = (maps[1][0], maps[1][1], b_zstride, 0)
-    emit_gemm(ctx, out, a_arg, b_arg, Mz, N, K, Z, a_packed=a_packed, tm=tm, tn=tn, za=za,
+    emit_gemm(ctx, out, a_arg, b_arg, Mz, N, K, Z, a_packed=a_packed, params=p, za=za,
               zb=zb, zc=(Mz * N, 0, N), lda=K, bias=bias, bias_mode=bias_mode,
               residual=residual, defines=defines, alpha=alpha_k)
+
+
+def _kind(ctx, a) -> str:
+    """The tuning table of a GEMM: packed weights A ("conv") or not, per storage."""
+    kind = "conv" if _is_const(a) else "gemm"
+    return kind + "_fp16" if ctx.store_half else kind
 
 
 def _require_float(node, *values):
@@ -220,7 +266,7 @@ def gemm(ctx, node):
         c_shape = ctx.shape(c)
         if c.is_const and int(np.prod(c_shape)) in (1, N) and (len(c_shape) < 2 or c_shape[0] == 1):
             vec = np.broadcast_to(np.asarray(c.data, np.float32).reshape(-1) * beta, (N,))
-            tn = gemm_params(ctx.dev, M, N, K)["TN"]
+            tn = gemm_params(ctx.dev, M, N, K, _kind(ctx, a))["TN"]
             padded = np.zeros(-(-N // tn) * tn, np.float32)
             padded[:N] = vec
             bias, bias_mode = ctx.weight(padded, (c.name, "bias_col", beta, tn)), "col"
@@ -355,7 +401,7 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
     N, C, H, W, M, OH, OW = dims
     Cg, Mg = C // group, M // group
     K, P = Cg * khw, OH * OW
-    p = gemm_params(ctx.dev, Mg, P, K)
+    p = gemm_params(ctx.dev, Mg, P, K, "conv_fp16" if ctx.store_half else "conv")
     tm, tn = p["TM"], p["TN"]
     ap = pack_a(weights.reshape(group, Mg, K), tm)
     a_arg = ctx.weight(ap, (node.inputs[1].name, "conv_a", tm))
@@ -370,11 +416,11 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
         n = min(chunk, N - n0)
         Z = n * group
         scratch = ctx.scratch(Z * panels * K * tn * ctx.itemsize(x))
-        ctx.launch("pack", (panels * tn, K, Z),
+        ctx.launch("pack", (panels, K, Z),
                    [x, scratch, np.int32(n0 * C * H * W), np.int32(Cg), np.int32(H), np.int32(W),
                     np.int32(OH), np.int32(OW), np.int32(K), np.int32(panels)] + list(geometry),
-                   {"TN": tn}, entry="im2col")
-        emit_gemm(ctx, out, a_arg, scratch, Mg, P, K, Z, a_packed=True, tm=tm, tn=tn,
+                   {"TN": tn}, entry="im2col", lsize=(1, _divisor_at_most(K, 64), 1))
+        emit_gemm(ctx, out, a_arg, scratch, Mg, P, K, Z, a_packed=True, params=p,
                   za=(1, group, ap.shape[1] * K * tm, 0), zb=(1, Z, panels * K * tn, 0),
                   zc=(Mg * P, n0 * M * P, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
                   residual=residual, defines=defines)

@@ -1,0 +1,210 @@
+"""`clnet tune`: search GEMM parameters per problem shape on one device.
+
+The search space is data (SPACE); every candidate is built, run, and checked
+against a float64 numpy reference before its time counts.  The fastest
+verified candidate per shape is merged into the device's tuning file
+(clnet/tuning.py), which the runtime reads when it lowers a model.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Callable, Iterable, Optional
+
+import click
+import numpy as np
+
+from .compile import build_program
+from .errors import ClnetError
+from .tuning import class_defaults, save_tuning
+
+# Candidate values per parameter; "VW" values beyond the device's native
+# width are dropped.  KSPLIT > 1 only for shapes with few output tiles.
+SPACE = {
+    "TM": (4, 6, 8),
+    "TN_VECTORS": (1, 2),        # TN = VW * this
+    "VW": (8, 16),
+    "LSIZE": ((1, 1, 1), None),
+    "M_FIRST": (0, 1),
+    "KSPLIT": (1, 4),
+}
+QUICK_SPACE = {"TM": (4, 6, 8), "TN_VECTORS": (1, 2), "VW": (16,), "LSIZE": ((1, 1, 1),),
+               "M_FIRST": (0,), "KSPLIT": (1,)}
+
+
+def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> list:
+    """The parameter sets worth trying for one shape on one device."""
+    space = space or SPACE
+    native = max(4, min(16, int(getattr(dev.cl_device, "native_vector_width_float", 4) or 4)))
+    found, seen = [], set()
+    for tm, tnv, vw, lsize, m_first, ksplit in itertools.product(
+            space["TM"], space["TN_VECTORS"], space["VW"], space["LSIZE"],
+            space["M_FIRST"], space["KSPLIT"]):
+        vw = min(vw, native)
+        tiles = -(-M // tm) * -(-N // (vw * tnv))
+        if ksplit > 1 and (tiles >= 64 or K < 256 * ksplit):
+            continue
+        params = {"TM": min(tm, M), "TN": vw * tnv, "VW": vw, "LSIZE": lsize,
+                  "M_FIRST": m_first, "KSPLIT": ksplit}
+        key = tuple(sorted((k, str(v)) for k, v in params.items()))
+        if key not in seen:
+            seen.add(key)
+            found.append(params)
+    return found
+
+
+class _Problem:
+    """Host data and device buffers of one GEMM shape (shared by candidates)."""
+
+    def __init__(self, dev, M: int, N: int, K: int, kind: str, half: bool, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.dev, self.M, self.N, self.K, self.kind, self.half = dev, M, N, K, kind, half
+        self.sdt = np.float16 if half else np.float32
+        self.a = rng.standard_normal((M, K)).astype(self.sdt).astype(np.float32)
+        self.b = rng.standard_normal((K, N)).astype(self.sdt).astype(np.float32)
+        self.want = reference(self.a, self.b)
+
+    def run(self, queue, params: dict, reps: int) -> Optional[float]:
+        """Seconds per launch (min over reps) if the result is right, else None."""
+        import pyopencl as cl
+
+        from .ops.gemm import gemm_launch_config, pack_a, pack_b
+        ctx, mf = self.dev.context, cl.mem_flags
+        a_packed = self.kind == "conv"
+        a_host = pack_a(self.a[None], params["TM"])[0] if a_packed else self.a
+        buf = lambda host: cl.Buffer(ctx, mf.READ_ONLY | mf.COPY_HOST_PTR,  # noqa: E731
+                                     hostbuf=np.ascontiguousarray(host, self.sdt))
+        a_buf, b_buf = buf(a_host), buf(pack_b(self.b, params["TN"]))
+        size = self.M * self.N
+        ksplit = int(params.get("KSPLIT", 1))
+        c_buf = cl.Buffer(ctx, mf.READ_WRITE, size=max(size * ksplit, 1) * 4)
+        defs, gsize, lsize = gemm_launch_config(params, self.M, self.N, 1, a_packed=a_packed)
+        if self.half:
+            defs["STORE_HALF"] = True
+        prg = build_program(self.dev, "gemm", defs)
+        one = np.array([1, 1, 0, 0], np.int32)
+        zc = np.array([size, 0, self.N, size], np.int32)
+        gemm = cl.Kernel(prg, "gemm")
+        gemm.set_args(a_buf, b_buf, c_buf, None, None, np.int32(self.M), np.int32(self.N),
+                      np.int32(self.K), np.int32(self.K), one, one, zc, np.int32(0))
+        launches = [(gemm, gsize, lsize)]
+        out_buf = c_buf
+        if ksplit > 1:
+            out_buf = cl.Buffer(ctx, mf.READ_WRITE, size=max(size, 1) * 4)
+            red = cl.Kernel(prg, "gemm_reduce")
+            red.set_args(c_buf, out_buf, None, None, np.int32(self.M), np.int32(self.N), one,
+                         zc, np.int32(0))
+            launches.append((red, (self.N, self.M, 1), None))
+        times = []
+        for rep in range(reps + 1):
+            events = [cl.enqueue_nd_range_kernel(queue, k, g, l) for k, g, l in launches]
+            events[-1].wait()
+            if rep == 0:
+                got = np.empty((self.M, self.N), self.sdt)
+                cl.enqueue_copy(queue, got, out_buf)
+                if not verified(got.astype(np.float32), self.want, self.half):
+                    return None
+                continue
+            times.append(sum(e.profile.end - e.profile.start for e in events) * 1e-9)
+        return min(times)
+
+
+def reference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The product every candidate must reproduce (float64 on the host)."""
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
+
+
+def verified(got: np.ndarray, want: np.ndarray, half: bool) -> bool:
+    scale = float(np.abs(want).max()) + 1e-6
+    err = float(np.abs(got - want).max()) / scale
+    return bool(np.isfinite(got).all()) and err < (1e-2 if half else 1e-4)
+
+
+def tune_gemm(dev, shapes: Iterable, *, half: bool = False, space: Optional[dict] = None,
+              reps: int = 3, progress: Optional[Callable] = None) -> list:
+    """Best verified parameters per (M, N, K, kind); entries for save_tuning."""
+    queue = dev.new_queue(profiling=True)
+    entries = []
+    for M, N, K, kind in shapes:
+        problem = _Problem(dev, M, N, K, kind, half)
+        best, rejected = None, 0
+        trials = candidates(dev, M, N, K, space)
+        for params in trials:
+            try:
+                seconds = problem.run(queue, params, reps)
+            except (ClnetError, RuntimeError) as exc:
+                seconds, params = None, dict(params, error=str(exc)[:80])
+            if seconds is None:
+                rejected += 1
+                continue
+            if best is None or seconds < best[0]:
+                best = (seconds, params)
+        entry = {"shape": (M, N, K), "kind": kind, "rejected": rejected, "tried": len(trials)}
+        if best is not None:
+            entry.update(params=best[1], gflops=2.0 * M * N * K / best[0] * 1e-9)
+        entries.append(entry)
+        if progress:
+            progress(entry)
+    return entries
+
+
+def model_shapes(path: str, device: str, precision: str) -> list:
+    """The (M, N, K, kind) of every GEMM launch a model's plan makes."""
+    from .runtime import InferenceSession
+    session = InferenceSession(path, device=device, precision=precision)
+    shapes = []
+    for launch in session.last_plan.launches:
+        if launch.entry != "gemm":
+            continue
+        M, N, K = (int(v) for v in launch.args[5:8])
+        kind = "conv" if dict(launch.defines).get("A_PACKED") else "gemm"
+        if (M, N, K, kind) not in shapes:
+            shapes.append((M, N, K, kind))
+    return shapes
+
+
+DEFAULT_SHAPES = [(n, n, n, kind) for n in (256, 512, 1024) for kind in ("gemm", "conv")] + [
+    (1, 1000, 768, "gemm"), (7, 3072, 768, "gemm"), (197, 768, 3072, "gemm"),
+    (64, 3136, 576, "conv"), (128, 784, 1152, "conv"), (256, 196, 2304, "conv"),
+    (512, 49, 4608, "conv")]
+
+
+@click.command("tune")
+@click.option("--device", default=None, help="Device selector (see 'clnet devices').")
+@click.option("--model", "model", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Tune the GEMM shapes of this ONNX model (default: common shapes).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32")
+@click.option("--quick", is_flag=True, help="A smaller search space.")
+@click.option("--reps", default=3, show_default=True, help="Timed launches per candidate.")
+def tune_cmd(device, model, precision, quick, reps):
+    """Search GEMM/conv kernel parameters and save them for this device."""
+    from .device import select_device
+    try:
+        dev = select_device(device)
+        shapes = model_shapes(model, device, precision) if model else DEFAULT_SHAPES
+    except ClnetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"tuning {len(shapes)} GEMM shapes on {dev.describe()}")
+    click.echo(f"untuned default: {class_defaults(dev)}")
+    start = time.perf_counter()
+    done = []
+
+    def report(entry):
+        done.append(entry)
+        M, N, K = entry["shape"]
+        head = f"[{len(done)}/{len(shapes)}] {entry['kind']:4s} M={M} N={N} K={K}"
+        if "params" not in entry:
+            click.echo(f"{head}: no candidate verified ({entry['rejected']} rejected)")
+            return
+        click.echo(f"{head}: {entry['gflops']:.1f} GFLOP/s with {entry['params']} "
+                   f"({entry['tried']} tried, {entry['rejected']} rejected)")
+
+    entries = tune_gemm(dev, shapes, half=precision == "fp16",
+                        space=QUICK_SPACE if quick else None, reps=reps, progress=report)
+    path = None
+    suffix = "_fp16" if precision == "fp16" else ""
+    for kind in ("gemm", "conv"):
+        good = [e for e in entries if e["kind"] == kind and "params" in e]
+        if good:
+            path = save_tuning(dev, kind + suffix, good)
+    click.echo(f"done in {time.perf_counter() - start:.1f} s; saved to {path}")
