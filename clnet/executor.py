@@ -1,0 +1,476 @@
+"""Executors of a Plan: several queues, event profiling, overlapped uploads.
+
+``Plan.run`` is the plain path (one in-order queue, no events).  An
+``Executor`` runs the same prebound kernels on one or more in-order queues of
+the plan's device, joined by event wait-lists decided at construction
+(``clnet.schedule.assign_queues``), and can keep every event for profiling.
+``AsyncRunner`` double-buffers the inputs so that the upload of the next
+input overlaps the compute of the current one.
+
+Each loop here is flat: per step a tuple unpack, a wait-list built from
+precomputed indices and one enqueue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pyopencl as cl
+
+from .schedule import assign_queues, launch_cost
+
+
+@dataclass
+class Record:
+    """One profiled command: what, where, and its OpenCL event."""
+    kind: str          # "kernel", "upload", "download", "copy"
+    name: str          # the node label or the tensor name
+    op: str
+    track: str         # "device/queue" track name
+    event: "cl.Event"
+    flops: float = 0.0
+
+    def times_ns(self) -> tuple:
+        prof = self.event.profile
+        return int(prof.start), int(prof.end)
+
+
+def _kernel_op(launch) -> str:
+    label = launch.node
+    return label[label.rfind("(") + 1:-1] if label.endswith(")") else launch.program
+
+
+class Executor:
+    """Run a Plan on ``n_queues`` in-order queues, optionally profiled."""
+
+    def __init__(self, plan, n_queues: int = 1, profile: bool = False, track: str = ""):
+        self.plan = plan
+        dev = plan.dev
+        self.profile = profile
+        self.track = track or dev.index
+        n_queues = max(1, min(int(n_queues), len(plan.calls) or 1))
+        self.queues = [dev.new_queue(profiling=profile) for _ in range(n_queues)]
+        costs = [launch_cost(launch) for launch in plan.launches]
+        deps = plan.deps or [(i - 1,) if i else () for i in range(len(plan.calls))]
+        self.queue_of, waits = assign_queues(deps, costs, n_queues)
+        last_on = {}
+        for index, q in enumerate(self.queue_of):
+            last_on[q] = index
+        first_on = {}
+        for index, q in enumerate(self.queue_of):
+            first_on.setdefault(q, index)
+        # the uploads happen on queue 0: other queues' first launches wait for them
+        self.needs_upload = {i for q, i in first_on.items() if q != 0}
+        self.tails = tuple(i for q, i in last_on.items() if q != 0)
+        keep = set(self.tails)
+        for index, wait in enumerate(waits):
+            keep.update(wait)
+        self.steps = [(self.queues[q], kernel, gsize, lsize, waits[i], i in keep or profile,
+                       i in self.needs_upload)
+                      for i, (q, (kernel, gsize, lsize)) in
+                      enumerate(zip(self.queue_of, plan.calls))]
+        flops_of = {}
+        if plan.graph is not None:
+            from .schedule import node_flops
+            flops_of = {n.label(): node_flops(n) for n in plan.graph.nodes}
+        last_of = {launch.node: i for i, launch in enumerate(plan.launches)}
+        # a node's flops are counted once, on its last launch
+        self._labels = [(launch.node or launch.program, _kernel_op(launch),
+                         flops_of.get(launch.node, 0.0) if last_of[launch.node] == i else 0.0)
+                        for i, launch in enumerate(plan.launches)]
+        self.records: list = []
+
+    @property
+    def n_queues(self) -> int:
+        return len(self.queues)
+
+    def submit(self, feeds: list) -> tuple:
+        """Enqueue one inference; returns (host outputs, their events)."""
+        plan = self.plan
+        first = self.queues[0]
+        records = [] if self.profile else None
+        hosts = []
+        uploads = []
+        for (value, buf, sdtype), feed in zip(plan.input_slots, feeds):
+            if buf is None:
+                continue
+            host = np.ascontiguousarray(feed, dtype=sdtype)
+            hosts.append(host)
+            event = cl.enqueue_copy(first, buf, host, is_blocking=False)
+            uploads.append(event)
+            if records is not None:
+                records.append(Record("upload", value.name, "upload",
+                                      f"{self.track} copies", event))
+        events = [None] * len(self.steps)
+        enqueue = cl.enqueue_nd_range_kernel
+        for index, (queue, kernel, gsize, lsize, waits, keep, upload) in enumerate(self.steps):
+            wait_for = [events[j] for j in waits]
+            if upload:
+                wait_for += uploads
+            event = enqueue(queue, kernel, gsize, lsize, wait_for=wait_for or None)
+            if keep:
+                events[index] = event
+        if records is not None:
+            for index, event in enumerate(events):
+                name, op, flops = self._labels[index]
+                records.append(Record("kernel", name, op,
+                                      f"{self.track} queue {self.queue_of[index]}", event,
+                                      flops))
+        tail_wait = [events[i] for i in self.tails]
+        results, done = self._download(first, tail_wait, records)
+        if records is not None:
+            self.records = records
+        return results, done, hosts
+
+    def _download(self, queue, tail_wait: list, records) -> tuple:
+        results, done = [], []
+        for value, buf, sdtype, data in self.plan.output_slots:
+            if data is not None:
+                results.append(data)
+                continue
+            host = np.empty(value.shape, dtype=sdtype)
+            if host.size:
+                event = cl.enqueue_copy(queue, host, buf, is_blocking=False,
+                                        wait_for=tail_wait or None)
+                done.append(event)
+                if records is not None:
+                    records.append(Record("download", value.name, "download",
+                                          f"{self.track} copies", event))
+            results.append(host)
+        if not done and tail_wait:
+            done.extend(tail_wait)
+        return results, done
+
+    def finish(self) -> None:
+        for queue in self.queues:
+            queue.finish()
+
+    def collect(self, results: list) -> list:
+        return [r if data is not None or r.dtype == v.dtype else r.astype(v.dtype)
+                for r, (v, _, _, data) in zip(results, self.plan.output_slots)]
+
+    def run(self, feeds: list) -> list:
+        results, _, _ = self.submit(feeds)
+        self.finish()
+        return self.collect(results)
+
+
+class AsyncRunner:
+    """Double-buffered inputs: upload of inference k+1 overlaps compute of k.
+
+    Each input gets two buffers outside the arena (the arena is reused by
+    other tensors during compute, so it cannot receive the next input); the
+    kernels that read an input are bound twice, once per buffer.  Uploads go
+    on their own queue and wait only for the inference two back, which used
+    the same buffer.
+    """
+
+    def __init__(self, plan):
+        self.plan = plan
+        dev = plan.dev
+        self.compute = dev.new_queue()
+        self.copy = dev.new_queue()
+        mf = cl.mem_flags
+        inputs = [buf for _, buf, _ in plan.input_slots if buf is not None]
+        self.buffers = [[cl.Buffer(dev.context, mf.READ_WRITE, size=buf.size) for buf in inputs]
+                        for _ in range(2)]
+        self.calls = [self._bind(inputs, parity) for parity in range(2)]
+        self.done: list = [None, None]
+        self.count = 0
+
+    def _bind(self, inputs: list, parity: int) -> list:
+        swap = {id(buf): new for buf, new in zip(inputs, self.buffers[parity])}
+        calls = []
+        for (kernel, gsize, lsize), args in zip(self.plan.calls, self.plan.bound_args):
+            if any(id(a) in swap for a in args):
+                kernel = cl.Kernel(kernel.program, kernel.function_name)
+                kernel.set_args(*[swap.get(id(a), a) for a in args])
+            calls.append((kernel, gsize, lsize))
+        return calls
+
+    def submit(self, feeds: list) -> "PendingRun":
+        parity = self.count % 2
+        self.count += 1
+        previous = self.done[parity]
+        uploads, hosts = [], []
+        slots = [slot for slot in self.plan.input_slots if slot[1] is not None]
+        feeds = [f for (_, buf, _), f in zip(self.plan.input_slots, feeds) if buf is not None]
+        for (value, _, sdtype), feed, buf in zip(slots, feeds, self.buffers[parity]):
+            host = np.ascontiguousarray(feed, dtype=sdtype)
+            hosts.append(host)
+            uploads.append(cl.enqueue_copy(self.copy, buf, host, is_blocking=False,
+                                           wait_for=[previous] if previous else None))
+        enqueue = cl.enqueue_nd_range_kernel
+        calls = self.calls[parity]
+        if calls:
+            kernel, gsize, lsize = calls[0]
+            enqueue(self.compute, kernel, gsize, lsize, wait_for=uploads or None)
+            for kernel, gsize, lsize in calls[1:]:
+                enqueue(self.compute, kernel, gsize, lsize)
+        else:
+            cl.enqueue_barrier(self.compute, wait_for=uploads or None)
+        results, events = [], []
+        for value, buf, sdtype, data in self.plan.output_slots:
+            if data is not None:
+                results.append(data)
+                continue
+            host = np.empty(value.shape, dtype=sdtype)
+            if host.size:
+                events.append(cl.enqueue_copy(self.compute, host, buf, is_blocking=False))
+            results.append(host)
+        marker = cl.enqueue_marker(self.compute)
+        self.done[parity] = marker
+        self.compute.flush()
+        self.copy.flush()
+        return PendingRun(self.plan, results, marker, hosts)
+
+
+class PendingRun:
+    """The outputs of an inference still running; ``result()`` waits."""
+
+    def __init__(self, plan, results: list, marker, hosts: list,
+                 select: Optional[list] = None):
+        self._plan = plan
+        self._results = results
+        self._marker = marker
+        self._hosts = hosts
+        self._select = select
+        self._value: Optional[list] = None
+
+    def done(self) -> bool:
+        status = self._marker.command_execution_status
+        return status == cl.command_execution_status.COMPLETE
+
+    def result(self) -> list:
+        if self._value is None:
+            self._marker.wait()
+            outs = [r if data is not None or r.dtype == v.dtype else r.astype(v.dtype)
+                    for r, (v, _, _, data) in zip(self._results, self._plan.output_slots)]
+            self._value = outs if self._select is None else [outs[i] for i in self._select]
+            self._hosts = []
+        return self._value
+
+
+# -- runners: one per (session, input signature) ---------------------------------
+
+class SingleRunner:
+    """One device: the plain ``Plan.run`` path, or an Executor when several
+    queues or profiling are asked for."""
+
+    strategy = "single"
+
+    def __init__(self, plan, n_queues: int = 1, profile: bool = False):
+        self.plan = plan
+        self.plans = [plan]
+        self.executor = Executor(plan, n_queues, profile) if n_queues > 1 or profile else None
+        self._async: Optional[AsyncRunner] = None
+
+    @property
+    def records(self) -> list:
+        return self.executor.records if self.executor is not None else []
+
+    def run(self, feeds: list) -> list:
+        if self.executor is None:
+            return self.plan.run(feeds)
+        return self.executor.run(feeds)
+
+    def submit(self, feeds: list) -> PendingRun:
+        if self._async is None:
+            self._async = AsyncRunner(self.plan)
+        return self._async.submit(feeds)
+
+
+class DataRunner:
+    """Data parallel: the batch split by rows, one plan (and weight replica)
+    per device, all enqueued before any is waited for."""
+
+    strategy = "data"
+
+    def __init__(self, plans: list, rows: list, profile: bool = False):
+        self.plans = plans
+        self.rows = rows
+        self.executors = [Executor(p, 1, profile) for p in plans]
+        bounds = np.cumsum([0] + list(rows))
+        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self.records: list = []
+
+    def run(self, feeds: list) -> list:
+        pending = []
+        for executor, rows in zip(self.executors, self.slices):
+            results, _, hosts = executor.submit([np.asarray(f)[rows] for f in feeds])
+            for queue in executor.queues:
+                queue.flush()
+            pending.append((executor, results, hosts))
+        parts = []
+        for executor, results, _ in pending:
+            executor.finish()
+            parts.append(executor.collect(results))
+        if self.executors[0].profile:
+            self.records = [r for e in self.executors for r in e.records]
+        return [np.concatenate([part[i] for part in parts], axis=0)
+                for i in range(len(parts[0]))]
+
+
+class PipelineRunner:
+    """Pipeline (model) parallel: stages on devices, tensors handed on through
+    the host.  ``run`` goes stage after stage; ``stream`` runs one thread per
+    stage so that stage s works on input k while stage s+1 works on k-1."""
+
+    strategy = "pipeline"
+
+    def __init__(self, stages: list, plans: list, output_values: list, profile: bool = False):
+        self.stages = stages
+        self.plans = plans
+        self.output_values = output_values
+        self.profile = profile
+        self.executors = [Executor(p, 1, profile, track=p.dev.index) for p in plans]
+        self.records: list = []
+
+    def _run_stage(self, index: int, tensors: dict) -> None:
+        import time
+
+        plan = self.plans[index]
+        feeds = [tensors[v.name] for v, _, _ in plan.input_slots]
+        start = time.perf_counter()
+        outs = self.executors[index].run(feeds)
+        elapsed = time.perf_counter() - start
+        stage = self.stages[index]
+        stage.measured_s = elapsed if stage.measured_s is None else min(stage.measured_s, elapsed)
+        if self.profile:
+            self.records.extend(self.executors[index].records)
+        for (value, _, _, _), out in zip(plan.output_slots, outs):
+            tensors[value.name] = out
+
+    def run(self, feeds: list, input_names: Optional[list] = None) -> list:
+        tensors = dict(zip(input_names or [], feeds))
+        if self.profile:
+            self.records = []
+        for index in range(len(self.plans)):
+            self._run_stage(index, tensors)
+        return [tensors[v.name] if v.data is None else v.data for v in self.output_values]
+
+    def stream(self, feeds_iter, input_names: list):
+        """Yield the outputs of each feed list, stages overlapping in time."""
+        import queue as pyqueue
+        import threading
+
+        if self.profile:
+            self.records = []
+        links = [pyqueue.Queue(maxsize=2) for _ in range(len(self.plans) + 1)]
+        errors: list = []
+
+        def worker(index: int) -> None:
+            while True:
+                item = links[index].get()
+                if item is None or errors:
+                    links[index + 1].put(None)
+                    return
+                try:
+                    self._run_stage(index, item)
+                except Exception as exc:  # handed to the consumer below
+                    errors.append(exc)
+                    links[index + 1].put(None)
+                    return
+                links[index + 1].put(item)
+
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+                   for i in range(len(self.plans))]
+        for thread in threads:
+            thread.start()
+
+        def feeder() -> None:
+            for feeds in feeds_iter:
+                links[0].put(dict(zip(input_names, feeds)))
+            links[0].put(None)
+
+        threading.Thread(target=feeder, daemon=True).start()
+        while True:
+            item = links[-1].get()
+            if item is None:
+                break
+            yield [item[v.name] if v.data is None else v.data for v in self.output_values]
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+
+class Finished:
+    """A handle like PendingRun for work that already completed."""
+
+    def __init__(self, outputs: list):
+        self._outputs = outputs
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> list:
+        return self._outputs
+
+
+def make_runner(session, signature: tuple):
+    """The runner of one input signature under the session's strategy."""
+    devices, strategy = session.devices, session.strategy
+    if len(devices) == 1 or strategy == "single":
+        return SingleRunner(session._plan_for(signature), session.queues, session.profile)
+    if strategy in ("data", "auto"):
+        runner = _data_runner(session, signature, strict=strategy == "data")
+        if runner is not None:
+            return runner
+    return _pipeline_runner(session, signature)
+
+
+def _data_runner(session, signature: tuple, strict: bool):
+    from .errors import ClnetError, ModelError
+    from .schedule import device_model, split_batch
+
+    batches = {shape[0] if shape else None for shape in signature}
+    batch = batches.pop() if len(batches) == 1 else None
+    if not batch or (batch < 2 and not strict):
+        if strict:
+            raise ModelError(f"strategy 'data' splits the first dimension of every input, "
+                             f"but the input shapes {list(signature)} do not share one; use "
+                             f"strategy 'pipeline' or 'single'")
+        return None
+    speeds = [device_model(dev).gflops for dev in session.devices]
+    rows = split_batch(batch, speeds)
+    plans, used = [], []
+    for dev, count in zip(session.devices, rows):
+        if count == 0:
+            continue
+        sub = tuple((count,) + tuple(shape[1:]) for shape in signature)
+        try:
+            plan = session._build(sub, dev)
+        except ClnetError as exc:
+            if strict:
+                raise ModelError(f"strategy 'data': the model does not run with batch {count} "
+                                 f"on {dev.index}: {exc}") from None
+            return None
+        bad = [v.name for v, _, _, data in plan.output_slots
+               if data is None and (not v.shape or v.shape[0] != count)]
+        if bad:
+            if strict:
+                raise ModelError(f"strategy 'data': outputs {bad} do not follow the batch "
+                                 f"dimension, so the batch cannot be split across devices")
+            return None
+        plans.append(plan)
+        used.append(count)
+    return DataRunner(plans, used, session.profile)
+
+
+def _pipeline_runner(session, signature: tuple):
+    from .graph import Graph
+    from .schedule import device_model, place_stages
+
+    full = session._plan_for(signature)
+    models = [device_model(dev) for dev in session.devices]
+    shaped = full.graph.copy()
+    stages = place_stages(shaped, models)
+    plans = []
+    for stage in stages:
+        sub = Graph(shaped.nodes[stage.first:stage.last], list(stage.inputs),
+                    list(stage.outputs), shaped.opset, f"{shaped.name}/stage{stage.index}")
+        dev = session.devices[stage.device]
+        plans.append(session._build_graph(sub, dev))
+    return PipelineRunner(stages, plans, list(shaped.outputs), session.profile)
