@@ -292,3 +292,24 @@ def test_cli_explain_precision(device, tmp_path):
     assert rows["probs"]["storage"] == "fp32" and "softmax" in rows["probs"]["why"]
     assert rows["v"]["storage"] == "fp16"
     assert report["precision"] == "auto"
+
+
+def _cli_digits(device, *flags) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "clnet.cli", "run", str(EXAMPLES / "digits.onnx"), "--input",
+         str(EXAMPLES / "digits_samples.npz"), "--labels", str(EXAMPLES / "digits_labels.npy"),
+         "--repeat", "1", "--json", "--device", device.index, *flags],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_cli_auto_calibrates_on_given_inputs(device):
+    fp32 = _cli_digits(device)
+    auto = _cli_digits(device, "--precision", "auto", "--explain-precision")
+    assert auto["top1"] == fp32["top1"]
+    assert auto["device_bytes"] < 0.6 * fp32["device_bytes"]
+    rows = auto["precision_report"]
+    assert rows and all(r["max_abs"] is not None for r in rows if "/as_" not in r["tensor"])
+    int8 = _cli_digits(device, "--int8-weights")
+    assert int8["accuracy"] >= fp32["accuracy"] - 0.01

@@ -66,6 +66,22 @@ def test_onnx_node_case(device, precision, case):
                 assert np.abs(g.astype(np.int64) - w.astype(np.int64)).max() <= 1
 
 
+def test_onnx_node_cases_exact_under_auto(device):
+    """precision="auto" keeps every quantization scale and input in fp32."""
+    import clnet
+
+    for case in (c for c in CASES if _supported(c)):
+        names = [i.name for i in case.model.graph.input]
+        inputs, outputs = case.data_sets[0]
+        session = clnet.InferenceSession(case.model.SerializeToString(), device=device,
+                                         precision="auto", calibration=[dict(zip(names, inputs))])
+        for g, w in zip(session.run(None, dict(zip(names, inputs))), outputs):
+            if np.asarray(w).dtype.kind == "f":
+                np.testing.assert_allclose(g, w, rtol=1e-5, err_msg=case.name)
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=case.name)
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if not _supported(c)], ids=lambda c: c.name)
 def test_unsupported_types_fail_clearly(device, case):
     import clnet
