@@ -17,6 +17,8 @@ from .errors import ClnetError, DeviceMemoryError, InputError
 from .frontend import load_model
 from .passes import optimize
 from .plan import Plan, build_plan
+from .executor import Finished, make_runner
+from .schedule import STRATEGIES, resolve_devices
 
 PRECISIONS = ("fp32", "fp16", "auto", "fp16-compute")
 ONNX_TYPE_NAMES = {
@@ -51,20 +53,38 @@ class InferenceSession:
     returns them (default: one seeded random feed).
     weight_int8: keep Conv/Gemm/MatMul weights as int8 with per-output-channel
     scales (4x smaller), dequantized on the device before each use.
+    devices: several devices (selection strings or Devices, or "all"); then
+    strategy says how to use them: "single" (the first only), "pipeline"
+    (stages placed by a cost model, tensors handed on through the host),
+    "data" (the batch split in proportion to measured speed) or "auto".
+    queues: in-order queues on one device for independent branches.
+    profile: keep OpenCL profiling events of each run (see ``last_records``
+    and ``end_profiling``).
     """
 
     def __init__(self, model, device=None, precision: str = "fp32", providers=None,
-                 calibration=None, weight_int8: bool = False, **_ignored):
+                 devices=None, strategy: str = "auto", queues: int = 1,
+                 profile: bool = False, calibration=None, weight_int8: bool = False,
+                 **_ignored):
         start = time.perf_counter()
         if precision not in PRECISIONS:
             raise ClnetError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if strategy not in STRATEGIES:
+            raise ClnetError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
         self.precision = precision
-        self.device: Device = device if isinstance(device, Device) else select_device(device)
+        self.devices: list = resolve_devices(devices, device)
+        self.device: Device = self.devices[0]
+        self.strategy = strategy
+        self.queues = max(1, int(queues))
+        self.profile = bool(profile)
         self.graph = optimize(load_model(model))
         self._setup_precision(calibration, weight_int8)
-        self._weights: dict = {}
+        self._weights_by_device: dict = {}     # id(Device) -> that device's weights
+        self._weights: dict = self._weights_for(self.device)
         self._plans: dict = {}
+        self._runners: dict = {}
         self.last_plan: Optional[Plan] = None
+        self.last_runner = None
         static = all(v.is_static for v in self.graph.inputs)
         if static:
             self._plan_for(tuple(tuple(v.shape) for v in self.graph.inputs))
@@ -111,9 +131,122 @@ class InferenceSession:
         self.graph, storage, self.precision_report = assign_precision(self.graph, stats)
         self._plan_options["storage"] = storage
 
+    def _weights_for(self, dev: Device) -> dict:
+        return self._weights_by_device.setdefault(id(dev), {})
+
+    # -- several queues and devices ------------------------------------------
+    def _runner_for(self, signature: tuple):
+        runner = self._runners.get(signature)
+        if runner is None:
+            runner = make_runner(self, signature)
+            self._runners[signature] = runner
+        self.last_plan = runner.plans[0]
+        self.last_runner = runner
+        return runner
+
+    def _build(self, signature: tuple, dev: Device) -> Plan:
+        """A plan of the whole graph for these input shapes on one device."""
+        graph = self.graph.copy()
+        for value, shape in zip(graph.inputs, signature):
+            value.shape = tuple(int(d) for d in shape)
+            if value.dtype is None:
+                value.dtype = np.dtype(np.float32)
+        return self._build_graph(graph, dev)
+
+    def _build_graph(self, graph, dev: Device) -> Plan:
+        """build_plan of a shaped (sub)graph on one device, with its weights."""
+        try:
+            return build_plan(graph, dev, self._store_half, self._weights_for(dev),
+                              **self._plan_options)
+        except MemoryError as exc:
+            raise DeviceMemoryError(f"out of host memory while planning: {exc}") from None
+
+    def _select(self, outputs: list, output_names) -> list:
+        if not output_names:
+            return outputs
+        index = {v.name: i for i, v in enumerate(self.graph.outputs)}
+        missing = [n for n in output_names if n not in index]
+        if missing:
+            raise InputError(f"unknown output name(s) {missing}; the model's outputs are "
+                             f"{list(index)}")
+        return [outputs[index[n]] for n in output_names]
+
+    def _plain(self) -> bool:
+        return self.strategy in ("single", "auto") and len(self.devices) == 1 \
+            and self.queues == 1 and not self.profile
+
+    def run_async(self, output_names: Optional[Sequence[str]], input_feed: dict):
+        """Start one inference; returns a handle whose ``result()`` waits.
+
+        Inputs are double-buffered: the upload of the next call's input
+        overlaps the compute of this one (single-device plans).  Other
+        strategies run synchronously and return a finished handle.
+        """
+        feeds, signature = self._check_feeds(input_feed)
+        runner = self._runner_for(signature)
+        if runner.strategy == "single":
+            pending = runner.submit(feeds)
+            select = None
+            if output_names:
+                names = [v.name for v in self.graph.outputs]
+                self._select(list(range(len(names))), output_names)
+                select = [names.index(n) for n in output_names]
+            pending._select = select
+            return pending
+        return Finished(self._select(self._run_runner(runner, feeds), output_names))
+
+    def stream(self, feeds, output_names: Optional[Sequence[str]] = None):
+        """Yield the outputs for each feed dict of an iterable, in order,
+        keeping up to two inferences (or every pipeline stage) busy."""
+        iterator = iter(feeds)
+        try:
+            first = next(iterator)
+        except StopIteration:
+            return
+        arrays, signature = self._check_feeds(first)
+        runner = self._runner_for(signature)
+        if runner.strategy == "pipeline":
+            def checked():
+                yield arrays
+                for feed in iterator:
+                    got, sig = self._check_feeds(feed)
+                    if sig != signature:
+                        raise InputError(f"stream: every feed must have the shapes of the "
+                                         f"first ({signature}), got {sig}")
+                    yield got
+            names = [v.name for v in self.graph.inputs]
+            for outputs in runner.stream(checked(), names):
+                yield self._select(outputs, output_names)
+            return
+        pending = [self.run_async(output_names, first)]
+        for feed in iterator:
+            pending.append(self.run_async(output_names, feed))
+            yield pending.pop(0).result()
+        while pending:
+            yield pending.pop(0).result()
+
+    def _run_runner(self, runner, feeds: list) -> list:
+        if runner.strategy == "pipeline":
+            return runner.run(feeds, [v.name for v in self.graph.inputs])
+        return runner.run(feeds)
+
+    @property
+    def last_records(self) -> list:
+        """Profiled commands of the last run (``profile=True``)."""
+        return list(self.last_runner.records) if self.last_runner is not None else []
+
+    def end_profiling(self, path: str = "clnet_trace.json") -> str:
+        """Write the last run's Chrome trace (Perfetto) and return its path."""
+        from .trace import write_chrome_trace
+        write_chrome_trace(self.last_records, path)
+        return path
+
     # -- running -----------------------------------------------------------
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict) -> list:
         feeds, signature = self._check_feeds(input_feed)
+        if not self._plain():
+            return self._select(self._run_runner(self._runner_for(signature), feeds),
+                                output_names)
         plan = self._plan_for(signature)
         outputs = plan.run(feeds)
         if not output_names:
