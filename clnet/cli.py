@@ -150,10 +150,22 @@ def _summary(arr: np.ndarray) -> str:
 @click.option("--labels", default=None, type=click.Path(dir_okay=False),
               help=".npy of true class labels: print the first output's top-1 beside them.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead.")
+@click.option("--devices", default=None,
+              help="Several devices: 'all' or a comma list of selections (0:0,1:0).")
+@click.option("--strategy", type=click.Choice(["auto", "single", "pipeline", "data"]),
+              default="auto", show_default=True, help="How several devices share the work.")
+@click.option("--queues", default=1, show_default=True, type=click.IntRange(1, 8),
+              help="In-order queues per device for independent branches.")
+@click.option("--profile", "profile_path", default=None,
+              help="Profile one more pass: a Chrome trace to this .json, or '-' for a "
+                   "per-op-type table.")
+@click.option("--explain", is_flag=True,
+              help="Print the placement: stages, devices, predicted vs measured time.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @_fail_cleanly
 def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_weights, repeat,
-            warmup, seed, output_path, labels, as_json, debug):
+            warmup, seed, output_path, labels, as_json, devices, strategy, queues,
+            profile_path, explain, debug):
     """Run MODEL (an ONNX file) on an OpenCL device and report outputs and latency."""
     from .runtime import InferenceSession
 
@@ -162,7 +174,9 @@ def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_we
     calibration = (lambda sess: [build_feeds(sess, inputs, shapes, seed)]) \
         if precision == "auto" and inputs else None
     session = InferenceSession(model, device=device, precision=precision,
-                               weight_int8=int8_weights, calibration=calibration)
+                               weight_int8=int8_weights, calibration=calibration,
+                               devices=devices, strategy=strategy, queues=queues,
+                               profile=profile_path is not None)
     load_s = time.perf_counter() - start
     feeds = build_feeds(session, inputs, shapes, seed)
     first = time.perf_counter()
@@ -207,6 +221,8 @@ def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_we
         report["accuracy"] = float((pred == truth.reshape(-1)).mean())
     if explain_precision:
         report["precision_report"] = _precision_rows(session)
+    report.update(_schedule_report(session))
+    profile_text = _profile(session, feeds, repeat, profile_path)
     if as_json:
         click.echo(json.dumps(report))
         return
@@ -220,11 +236,67 @@ def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_we
         click.echo("true:      " + " ".join(str(int(t)) for t in truth.reshape(-1)))
         click.echo(f"accuracy:  {report['accuracy'] * 100:.1f}% ({len(truth)} samples)")
     click.echo(f"latency:   {latency_ms:.3f} ms median of {repeat} runs")
+    click.echo(f"memory:    arena {report['arena_bytes'] / 2**20:.2f} MiB, liveness lower "
+               f"bound {report['lower_bound_bytes'] / 2**20:.2f} MiB "
+               f"({report['arena_bytes'] / max(report['lower_bound_bytes'], 1):.3f}x)")
+    if explain:
+        from .trace import explain_lines
+        lines = explain_lines(session.last_runner) or [
+            f"single device {session.device.index}, {report['launches']} launches on "
+            f"{session.queues} queue(s)"]
+        click.echo("\n".join(lines))
+    if profile_text:
+        click.echo(profile_text)
     if explain_precision:
         from .passes.precision import format_report
         click.echo(format_report(session.precision_report) if session.precision_report else
                    f"every float tensor is stored as "
                    f"{'fp16' if session.precision != 'fp32' else 'fp32'} ({precision})")
+
+
+def _schedule_report(session) -> dict:
+    """Memory and placement facts of the session's last run, for --json."""
+    runner = session.last_runner
+    plans = runner.plans if runner is not None else [session.last_plan]
+    report = {
+        "arena_bytes": session.last_plan.arena_bytes,
+        "lower_bound_bytes": session.last_plan.lower_bound_bytes,
+        "strategy": runner.strategy if runner is not None else "single",
+        "devices": [d.index for d in session.devices],
+        "plans": [{"device": p.dev.index, "arena_bytes": p.arena_bytes,
+                   "lower_bound_bytes": p.lower_bound_bytes, "launches": len(p.calls)}
+                  for p in plans],
+    }
+    if runner is not None and runner.strategy == "data":
+        report["batch_split"] = list(runner.rows)
+    if runner is not None and runner.strategy == "pipeline":
+        report["stages"] = [{"stage": st.index, "nodes": [st.first, st.last],
+                             "device": p.dev.index, "predicted_ms": st.predicted_s * 1e3,
+                             "measured_ms": None if st.measured_s is None
+                             else st.measured_s * 1e3}
+                            for st, p in zip(runner.stages, runner.plans)]
+    return report
+
+
+def _profile(session, feeds: dict, repeat: int, path) -> str:
+    """One more profiled pass (a stream of inputs for a pipeline); writes the
+    trace, or returns the per-op table for '-'."""
+    if path is None:
+        return ""
+    from .trace import format_op_table, write_chrome_trace
+    runner = session.last_runner
+    runs = 1
+    if runner is not None and runner.strategy == "pipeline":
+        runs = max(repeat, 2)
+        for _ in session.stream([feeds] * runs):
+            pass
+    else:
+        session.run(None, feeds)
+    records = session.last_records
+    if path == "-":
+        return format_op_table(records, runs)
+    write_chrome_trace(records, path)
+    return f"trace:     {path} ({len(records)} events; open in ui.perfetto.dev)"
 
 
 def _precision_rows(session) -> list:
