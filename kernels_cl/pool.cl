@@ -1,58 +1,104 @@
-// 2-D max/average pooling (-DPOOL_MAX or -DPOOL_AVG) and global pooling.
+// Pooling over 1 to 3 spatial dims (1-D and 2-D are 3-D with unit leading
+// dims): max (-DPOOL_MAX, optionally with flat argmax indices), average
+// (-DPOOL_AVG) and Lp (-DPOOL_LP), plus global pooling over a whole plane.
+// Float tensors use the storage macros; -DRAW -DT=uchar reads a plain
+// integer array (MaxPool on int8/uint8).
 #include "common.h"
 
-#if !defined(POOL_MAX) && !defined(POOL_AVG)
+#if !defined(POOL_MAX) && !defined(POOL_AVG) && !defined(POOL_LP)
   #define POOL_MAX
 #endif
+#ifndef LP_P
+  #define LP_P 2.0f         // the p of Lp pooling
+#endif
+#ifdef RAW
+  #ifndef T
+    #define T uchar         // element type of RAW tensors
+  #endif
+  #define ET T
+  #define LD(p, i) ((float)(p)[i])
+  #define ST(p, i, v) ((p)[i] = (T)(v))
+#else
+  #define ET STORE_T
+  #define LD(p, i) LOADF(p, i)
+  #define ST(p, i, v) STOREF(p, i, v)
+#endif
 
-// kern = (kh, kw, sy, sx); pads = (top, left, bottom, right); dil = (dy, dx)
-__kernel void pool2d(__global const STORE_T *x, __global STORE_T *y,
-                     const int H, const int W, const int OH, const int OW,
-                     const int4 kern, const int4 pads, const int2 dil,
-                     const int count_include_pad)
+// Every int4 is (D, H, W, unused): in/out = spatial dims, kern = window,
+// pad = padding before, pad_end = padding after, dil = dilations.
+// gid0 = ow, gid1 = oh, gid2 = nc * OD + od.  col_major: indices in
+// storage_order=1 (column-major) form.
+__kernel void pool(__global const ET *x, __global ET *y, __global long *indices,
+                   const int4 in, const int4 out, const int4 kern, const int4 stride,
+                   const int4 pad, const int4 pad_end, const int4 dil,
+                   const int count_include_pad, const int col_major)
 {
-    const int ox = get_global_id(0);
-    const int oy = get_global_id(1);
-    const int nc = get_global_id(2);
-    if (ox >= OW || oy >= OH)
-        return;
-    const int y0 = oy * kern.s2 - pads.s0;
-    const int x0 = ox * kern.s3 - pads.s1;
-    __global const STORE_T *xp = x;
-    const int base = nc * H * W;
+    const int ow = get_global_id(0);
+    const int oh = get_global_id(1);
+    const int z = get_global_id(2);
+    const int od = z % out.s0;
+    const int nc = z / out.s0;
+    const int plane = in.s0 * in.s1 * in.s2;
+    const int base = nc * plane;
+    const int d0 = od * stride.s0 - pad.s0;
+    const int h0 = oh * stride.s1 - pad.s1;
+    const int w0 = ow * stride.s2 - pad.s2;
 #ifdef POOL_MAX
     float acc = -INFINITY;
+    int best = -1;
 #else
     float acc = 0.0f;
     int inside = 0, padded = 0;
 #endif
-    for (int ky = 0; ky < kern.s0; ++ky) {
-        const int iy = y0 + ky * dil.s0;
-        for (int kx = 0; kx < kern.s1; ++kx) {
-            const int ix = x0 + kx * dil.s1;
-            const bool in = iy >= 0 && iy < H && ix >= 0 && ix < W;
+    for (int kd = 0; kd < kern.s0; ++kd) {
+        const int id = d0 + kd * dil.s0;
+        for (int kh = 0; kh < kern.s1; ++kh) {
+            const int ih = h0 + kh * dil.s1;
+            for (int kw = 0; kw < kern.s2; ++kw) {
+                const int iw = w0 + kw * dil.s2;
+                const bool in_bounds = id >= 0 && id < in.s0 && ih >= 0 && ih < in.s1
+                                       && iw >= 0 && iw < in.s2;
+                const int offset = (id * in.s1 + ih) * in.s2 + iw;
 #ifdef POOL_MAX
-            if (in)
-                acc = fmax(acc, LOADF(xp, base + iy * W + ix));
+                if (in_bounds) {
+                    const float v = LD(x, base + offset);
+                    if (v > acc || best < 0) {
+                        acc = v;
+                        best = col_major ? (iw * in.s1 + ih) * in.s0 + id : offset;
+                    }
+                }
 #else
-            if (in) {
-                acc += LOADF(xp, base + iy * W + ix);
-                ++inside;
-            }
-            if (iy < H + pads.s2 && ix < W + pads.s3)
-                ++padded;
+                if (in_bounds) {
+                    const float v = LD(x, base + offset);
+  #ifdef POOL_LP
+                    acc += pow(fabs(v), LP_P);
+  #else
+                    acc += v;
+  #endif
+                    ++inside;
+                }
+                if (id < in.s0 + pad_end.s0 && ih < in.s1 + pad_end.s1
+                        && iw < in.s2 + pad_end.s2)
+                    ++padded;
 #endif
+            }
         }
     }
 #ifdef POOL_AVG
     acc /= (float)(count_include_pad ? padded : max(inside, 1));
 #endif
-    STOREF(y, (nc * OH + oy) * OW + ox, acc);
+#ifdef POOL_LP
+    acc = pow(acc, 1.0f / LP_P);
+#endif
+    const int o = ((nc * out.s0 + od) * out.s1 + oh) * out.s2 + ow;
+    ST(y, o, acc);
+#ifdef WITH_INDICES
+    indices[o] = (long)nc * plane + max(best, 0);
+#endif
 }
 
 // Reduce each row of length L (one work-item per row).
-__kernel void global_pool(__global const STORE_T *x, __global STORE_T *y,
-                          const int rows, const int L)
+__kernel void global_pool(__global const ET *x, __global ET *y, const int rows, const int L)
 {
     const int r = get_global_id(0);
     if (r >= rows)
@@ -61,12 +107,17 @@ __kernel void global_pool(__global const STORE_T *x, __global STORE_T *y,
 #ifdef POOL_MAX
     float acc = -INFINITY;
     for (int i = 0; i < L; ++i)
-        acc = fmax(acc, LOADF(x, base + i));
+        acc = fmax(acc, LD(x, base + i));
+#elif defined(POOL_LP)
+    float acc = 0.0f;
+    for (int i = 0; i < L; ++i)
+        acc += pow(fabs(LD(x, base + i)), LP_P);
+    acc = pow(acc, 1.0f / LP_P);
 #else
     float acc = 0.0f;
     for (int i = 0; i < L; ++i)
-        acc += LOADF(x, base + i);
+        acc += LD(x, base + i);
     acc /= (float)L;
 #endif
-    STOREF(y, r, acc);
+    ST(y, r, acc);
 }

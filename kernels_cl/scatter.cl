@@ -101,14 +101,25 @@ __kernel void scatter_nd(__global ET *out, __global const IDX_T *indices,
     }
 }
 
-// out[o] = updates[i] at o = indices[i] (MaxUnpool), over an output of total elements.
+// MaxUnpool: updates[i] goes to flat index indices[i] of a tensor whose
+// spatial dims are `from` (D, H, W), placed at the same coordinates of `out`
+// whose spatial dims are `to` (an explicit output_shape may differ).
 __kernel void scatter_flat(__global ET *out, __global const IDX_T *indices,
-                           __global const ET *updates, const int total)
+                           __global const ET *updates, const int4 from, const int4 to,
+                           const int planes)
 {
     const int i = get_global_id(0);
-    const long o = (long)indices[i];
-    if (o >= 0 && o < total)
-        ST(out, (int)o, LD(updates, i));
+    const long idx = (long)indices[i];
+    const long from_plane = (long)from.s0 * from.s1 * from.s2;
+    const long nc = idx / from_plane;
+    long rem = idx % from_plane;
+    const int w = rem % from.s2;
+    rem /= from.s2;
+    const int h = rem % from.s1;
+    const int d = rem / from.s1;
+    if (idx < 0 || nc >= planes || d >= to.s0 || h >= to.s1 || w >= to.s2)
+        return;
+    ST(out, (int)(((nc * to.s0 + d) * to.s1 + h) * to.s2 + w), LD(updates, i));
 }
 
 #ifdef RAW

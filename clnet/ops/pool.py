@@ -1,26 +1,22 @@
-"""MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool on kernels_cl/pool.cl."""
+"""Pooling on kernels_cl/pool.cl: MaxPool (with its Indices output),
+AveragePool, LpPool over 1 to 3 spatial dims, the global pools, and
+MaxUnpool (a zero fill and a scatter, kernels_cl/scatter.cl)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .elementwise import int_vec
+from .elementwise import C_TYPES, RAW_TYPES, _float_literal, int_vec
+from .gather import emit_fill, index_type
 from .gemm import conv_geometry
+from .movement import const_input
 from .registry import op
-from pyopencl import cltypes
 
 
-def _pool(ctx, node, kind: str) -> None:
-    x = node.inputs[0]
-    shape = ctx.shape(x)
+def pool_geometry(node, shape) -> tuple:
+    """(begin, end, strides, dilations, out spatial, kernel) incl. ceil_mode."""
     nd = len(shape) - 2
-    if nd not in (1, 2):
-        raise UnsupportedOpError(f"{node.label()}: {nd}-D {node.op} is not supported yet")
-    if len(node.outputs) > 1 and node.outputs[1].name:
-        raise UnsupportedOpError(f"{node.label()}: MaxPool's Indices output is not supported")
-    if node.attrs.get("storage_order", 0):
-        raise UnsupportedOpError(f"{node.label()}: storage_order=1 is not supported")
-    kernel = node.attrs["kernel_shape"]
+    kernel = list(node.attrs["kernel_shape"])
     begin, end, strides, dil, out_sp, _ = conv_geometry(node, shape, (0, 0, *kernel))
     if node.attrs.get("ceil_mode", 0):
         out_sp = []
@@ -31,22 +27,46 @@ def _pool(ctx, node, kind: str) -> None:
             if (o - 1) * strides[i] >= shape[2 + i] + begin[i]:
                 o -= 1
             out_sp.append(o)
+    return begin, end, strides, dil, out_sp, kernel
+
+
+def _element_defines(ctx, node, x) -> dict:
+    if x.dtype.kind == "f":
+        return {}
+    if node.op != "MaxPool" or np.dtype(x.dtype) not in C_TYPES:
+        raise UnsupportedOpError(f"{node.label()}: {node.op} on {x.dtype} tensors "
+                                 f"(opset {ctx.opset})")
+    return {"RAW": True, "T": C_TYPES[np.dtype(x.dtype)]}
+
+
+def _pool(ctx, node, kind: str, p: float = 2.0) -> None:
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    nd = len(shape) - 2
+    if not 1 <= nd <= 3:
+        raise UnsupportedOpError(f"{node.label()}: {nd}-D {node.op} (1-D to 3-D only)")
+    begin, end, strides, dil, out_sp, kernel = pool_geometry(node, shape)
+    if any(o <= 0 for o in out_sp):
+        raise ValueError(f"{node.op} output would be empty: input {shape}, kernel {kernel}")
     N, C = shape[:2]
     out = ctx.output(node.outputs[0], (N, C, *out_sp), x.dtype)
-    if nd == 1:
-        H, W, OH, OW = 1, shape[2], 1, out_sp[0]
-        kern = (1, kernel[0], 1, strides[0])
-        pads = (0, begin[0], 0, end[0])
-        dils = (1, dil[0])
-    else:
-        (H, W), (OH, OW) = shape[2:], out_sp
-        kern = (kernel[0], kernel[1], strides[0], strides[1])
-        pads = (begin[0], begin[1], end[0], end[1])
-        dils = tuple(dil)
-    include = int(node.attrs.get("count_include_pad", 0))
-    args = [x, out, np.int32(H), np.int32(W), np.int32(OH), np.int32(OW), int_vec(kern),
-            int_vec(pads), cltypes.make_int2(*dils), np.int32(include)]
-    ctx.launch("pool", (OW, OH, N * C), args, {f"POOL_{kind}": True}, entry="pool2d")
+    defines = {f"POOL_{kind}": True, **_element_defines(ctx, node, x)}
+    if kind == "LP":
+        defines["LP_P"] = _float_literal(p)
+    indices = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1].name else None
+    if indices is not None:
+        ctx.output(indices, out.shape, np.int64)
+        defines["WITH_INDICES"] = True
+
+    def as3(values, fill):
+        return int_vec([fill] * (3 - nd) + list(values))
+
+    od, oh, ow = [1] * (3 - nd) + list(out_sp)
+    args = [x, out, indices, as3(shape[2:], 1), as3(out_sp, 1), as3(kernel, 1),
+            as3(strides, 1), as3(begin, 0), as3(end, 0), as3(dil, 1),
+            np.int32(node.attrs.get("count_include_pad", 0)),
+            np.int32(node.attrs.get("storage_order", 0))]
+    ctx.launch("pool", (ow, oh, N * C * od), args, defines, entry="pool")
 
 
 @op("MaxPool")
@@ -59,14 +79,22 @@ def average_pool(ctx, node):
     _pool(ctx, node, "AVG")
 
 
-def _global(ctx, node, kind: str) -> None:
+@op("LpPool")
+def lp_pool(ctx, node, p: int = 2):
+    _pool(ctx, node, "LP", node.attrs.get("p", p))
+
+
+def _global(ctx, node, kind: str, p: float = 2.0) -> None:
     x = node.inputs[0]
     shape = ctx.shape(x)
     rows = shape[0] * shape[1]
     length = int(np.prod(shape[2:], dtype=np.int64))
     out = ctx.output(node.outputs[0], shape[:2] + (1,) * (len(shape) - 2), x.dtype)
-    ctx.launch("pool", (rows,), [x, out, np.int32(rows), np.int32(length)],
-               {f"POOL_{kind}": True}, entry="global_pool")
+    defines = {f"POOL_{kind}": True}
+    if kind == "LP":
+        defines["LP_P"] = _float_literal(p)
+    ctx.launch("pool", (rows,), [x, out, np.int32(rows), np.int32(length)], defines,
+               entry="global_pool")
 
 
 @op("GlobalAveragePool")
@@ -77,3 +105,39 @@ def global_average_pool(ctx, node):
 @op("GlobalMaxPool")
 def global_max_pool(ctx, node):
     _global(ctx, node, "MAX")
+
+
+@op("GlobalLpPool")
+def global_lp_pool(ctx, node, p: int = 2):
+    _global(ctx, node, "LP", node.attrs.get("p", p))
+
+
+@op("MaxUnpool")
+def max_unpool(ctx, node):
+    """Zeros, then each input element written at its flat index.
+
+    With output_shape, indices are flat indices into that shape, as MaxPool
+    on the original input produced them (onnxruntime and PyTorch agree; the
+    ONNX reference re-lays them out from the default shape instead)."""
+    x, indices = node.inputs[0], node.inputs[1]
+    shape = ctx.shape(x)
+    nd = len(shape) - 2
+    if not 1 <= nd <= 3:
+        raise UnsupportedOpError(f"{node.label()}: {nd}-D MaxUnpool (1-D to 3-D only)")
+    given = const_input(ctx, node, 2, "output_shape")
+    if given is None:
+        kernel = node.attrs["kernel_shape"]
+        strides = node.attrs.get("strides") or [1] * nd
+        pads = node.attrs.get("pads") or [0] * (2 * nd)
+        out_shape = list(shape[:2]) + [(shape[2 + i] - 1) * strides[i] + kernel[i] - pads[i]
+                                       - pads[nd + i] for i in range(nd)]
+    else:
+        out_shape = [int(d) for d in given.reshape(-1)]
+    out = ctx.output(node.outputs[0], out_shape, x.dtype)
+    emit_fill(ctx, out, 0)
+    pad3 = [1] * (3 - nd)
+    ctx.launch("scatter", (int(np.prod(ctx.shape(indices), dtype=np.int64)),),
+               [out, indices, x, int_vec(pad3 + out_shape[2:]), int_vec(pad3 + out_shape[2:]),
+                np.int32(out_shape[0] * out_shape[1])],
+               {"RAW": True, "T": RAW_TYPES[ctx.itemsize(x)],
+                "IDX_T": index_type(node, indices)}, entry="scatter_flat")
