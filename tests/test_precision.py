@@ -313,3 +313,32 @@ def test_cli_auto_calibrates_on_given_inputs(device):
     assert rows and all(r["max_abs"] is not None for r in rows if "/as_" not in r["tensor"])
     int8 = _cli_digits(device, "--int8-weights")
     assert int8["accuracy"] >= fp32["accuracy"] - 0.01
+
+
+@pytest.fixture(scope="module")
+def torch_families(tmp_path_factory):
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(EXAMPLES.parent / "tools"))
+    import torch_models
+
+    return torch_models, tmp_path_factory.mktemp("auto_torch")
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "yolo_tiny", "segnet", "bert_tiny"])
+def test_torch_family_auto_matches_fp32(device, torch_families, name):
+    """auto: same top-1 as fp32 on classifiers, <= 1e-2 relative error elsewhere."""
+    import clnet
+    from clnet.errors import UnsupportedOpError
+
+    torch_models, folder = torch_families
+    path, feeds = torch_models.export(name, folder)
+    try:
+        want = clnet.InferenceSession(str(path), device=device).run(None, feeds)
+    except UnsupportedOpError as exc:
+        pytest.skip(f"{name} does not run in fp32 yet: {exc}")
+    session = clnet.InferenceSession(str(path), device=device, precision="auto")
+    for got, ref in zip(session.run(None, feeds), want):
+        err = np.abs(got.astype(np.float64) - ref).max() / np.abs(ref).max()
+        assert err <= 1e-2, f"{name}: relative error {err:.3g}"
+    if name.startswith("mobilenet"):
+        np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
