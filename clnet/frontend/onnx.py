@@ -151,6 +151,8 @@ def to_graph(proto: "onnx.ModelProto") -> Graph:
     outputs = [value(o.name) for o in g.output]
     graph = Graph(nodes, inputs, outputs, opset, g.name, values)
     # graph inputs that an initializer also names are constants with a default
+    from ..subgraph import attach_subgraphs
+    attach_subgraphs(graph, proto.opset_import)
     return graph
 
 
@@ -177,6 +179,7 @@ def check_supported(graph: Graph) -> None:
     bad = []
     for node in graph.nodes:
         if lookup(node.op, graph.opset, node.domain) is not None:
+            bad += _unsupported_in_subgraphs(node)
             continue
         if all(v in known for v in node.outputs):
             continue
@@ -185,6 +188,24 @@ def check_supported(graph: Graph) -> None:
     if bad:
         raise UnsupportedOpError(f"{len(bad)} node(s) use ops not supported at opset "
                                  f"{graph.opset}: " + "; ".join(bad))
+
+
+def _unsupported_in_subgraphs(node) -> list:
+    """'node ...: Op' entries for unsupported ops inside `node`'s subgraphs."""
+    from ..ops import lookup
+    from ..subgraph import Subgraph
+
+    bad = []
+    for sub in (v for v in node.attrs.values() if isinstance(v, Subgraph)):
+        known = host_computable(sub.graph)
+        for inner in sub.graph.nodes:
+            if lookup(inner.op, sub.graph.opset, inner.domain) is None:
+                if all(v in known for v in inner.outputs):
+                    continue
+                bad.append(f"node {inner.name!r} (in {node.name!r}): {inner.op}")
+            else:
+                bad += _unsupported_in_subgraphs(inner)
+    return bad
 
 
 def _for_checker(proto: "onnx.ModelProto") -> "onnx.ModelProto":
