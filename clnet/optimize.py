@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .errors import ClnetError, ModelError
 
-GEMM_OPS = ("Conv", "Gemm", "MatMul")
+GEMM_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
               "Multinomial", "Bernoulli", "DequantizeLinear"}
 # (op, input index) that ONNX requires to stay float32 in a float16 model
@@ -324,10 +324,16 @@ def remove_dead(m: _Model) -> int:
 
 
 # ---------------------------------------------------------- compression ----
-def _weights(m: _Model) -> dict:
-    """Float weight initializer -> its output-channel axis (first consumer)."""
+def _weights(m: _Model, tables: bool = False) -> dict:
+    """Float weight initializer -> its output-channel axis (first consumer);
+    with tables, also Gather's embedding tables (one scale per row)."""
     found: dict = {}
     for node in m.nodes:
+        if tables and node.op_type == "Gather" and node.input[0] in m.inits \
+                and _attrs(node).get("axis", 0) == 0 and m.inits[node.input[0]].ndim == 2 \
+                and m.inits[node.input[0]].dtype.kind == "f":
+            found.setdefault(node.input[0], 0)
+            continue
         if node.op_type not in GEMM_OPS or len(node.input) < 2:
             continue
         name = node.input[1]
@@ -338,6 +344,10 @@ def _weights(m: _Model) -> dict:
             continue
         if node.op_type == "Conv":
             axis = 0
+        elif node.op_type == "ConvTranspose":  # weights are [C_in, C_out / group, k...]
+            if _attrs(node).get("group", 1) != 1:
+                continue
+            axis = 1
         elif node.op_type == "Gemm":
             axis = 0 if _attrs(node).get("transB", 0) else 1
         else:
@@ -370,11 +380,12 @@ def prune(m: _Model, fraction: float, structured: bool) -> int:
 
 
 def quantize_weights(m: _Model) -> int:
-    """Weights -> int8 (per output channel, symmetric) + DequantizeLinear."""
+    """Weights and embedding tables -> int8 (per output channel or row,
+    symmetric) + DequantizeLinear."""
     count = 0
     new_nodes = []
     per_axis = m.opset >= 13
-    for name, axis in _weights(m).items():
+    for name, axis in _weights(m, tables=True).items():
         w = np.asarray(m.inits[name], np.float32)
         if w.size < INT8_MIN_ELEMENTS:
             continue

@@ -165,3 +165,19 @@ def test_cli_optimize_bad_keep_name(resnet, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "nope" in proc.stderr and "not graph inputs or outputs" in proc.stderr
+
+
+def test_int8_covers_embedding_tables(tmp_path):
+    from test_precision import bert_encoder
+
+    rng = np.random.default_rng(5)
+    model = bert_encoder(rng)
+    path = tmp_path / "enc.onnx"
+    onnx.save(model, path)
+    out, report = _optimize(path, tmp_path, int8=True)
+    dequantized = {n.output[0] for n in out.graph.node if n.op_type == "DequantizeLinear"}
+    gather = next(n for n in out.graph.node if n.op_type == "Gather")
+    assert gather.input[0] in dequantized
+    assert report["after"]["bytes"] <= 0.3 * report["before"]["bytes"]
+    feeds = {"input_ids": rng.integers(0, 1000, (1, 13)).astype(np.int64)}
+    assert _rel(_ort(out, feeds)[0], _ort(model, feeds)[0]) <= 5e-2
