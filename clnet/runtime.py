@@ -38,6 +38,58 @@ class NodeArg:
     dtype: Optional[np.dtype] = None
 
 
+# (op, input positions) whose values decide output shapes.  A graph input fed
+# there is keyed by value: each distinct value gets its own plan, in which it
+# is a constant (shape tensors fed at run time, as in ONNX's node tests).
+SHAPE_INPUTS = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Pad": (1, 2, 3), "Squeeze": (1,),
+    "Unsqueeze": (1,), "Slice": (1, 2, 3, 4), "Split": (1,), "Resize": (1, 2, 3),
+    "Upsample": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "OneHot": (1,),
+    "Trilu": (1,), "MaxUnpool": (2,), "TopK": (1,), "CumSum": (1,), "Clip": (1, 2),
+    "CenterCropPad": (1,), "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,),
+    "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,),
+    "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
+}
+
+
+class KeyedShape(tuple):
+    """A signature entry: the input's shape, plus its value for shape inputs."""
+
+    def __new__(cls, shape, data: np.ndarray):
+        entry = super().__new__(cls, shape)
+        entry.data = np.array(data)
+        entry._key = (entry.data.dtype.str, entry.data.tobytes())
+        return entry
+
+    def __eq__(self, other):
+        return tuple.__eq__(self, other) and self._key == getattr(other, "_key", None)
+
+    def __hash__(self):
+        return hash((tuple(self), self._key))
+
+
+def value_keyed_inputs(graph) -> set:
+    """Names of graph inputs consumed where their value decides a shape."""
+    names = {v.name for v in graph.inputs}
+    keyed = set()
+    for node in graph.nodes:
+        for index in SHAPE_INPUTS.get(node.op, ()) if not node.domain else ():
+            value = node.input(index)
+            if value is not None and value.name in names:
+                keyed.add(value.name)
+    return keyed
+
+
+def _bind_signature(graph, signature: tuple) -> None:
+    """Give a graph copy's inputs the signature's shapes (and keyed values)."""
+    for value, shape in zip(graph.inputs, signature):
+        value.shape = tuple(int(d) for d in shape)
+        if value.dtype is None:
+            value.dtype = np.dtype(np.float32)
+        if isinstance(shape, KeyedShape):
+            value.data = shape.data.astype(value.dtype, copy=False)
+
+
 class InferenceSession:
     """Run an ONNX model on an OpenCL device.
 
@@ -85,7 +137,8 @@ class InferenceSession:
         self._runners: dict = {}
         self.last_plan: Optional[Plan] = None
         self.last_runner = None
-        static = all(v.is_static for v in self.graph.inputs)
+        self._keyed = value_keyed_inputs(self.graph)
+        static = all(v.is_static for v in self.graph.inputs) and not self._keyed
         if static:
             self._plan_for(tuple(tuple(v.shape) for v in self.graph.inputs))
         self.load_s = time.perf_counter() - start
@@ -147,10 +200,7 @@ class InferenceSession:
     def _build(self, signature: tuple, dev: Device) -> Plan:
         """A plan of the whole graph for these input shapes on one device."""
         graph = self.graph.copy()
-        for value, shape in zip(graph.inputs, signature):
-            value.shape = tuple(int(d) for d in shape)
-            if value.dtype is None:
-                value.dtype = np.dtype(np.float32)
+        _bind_signature(graph, signature)
         return self._build_graph(graph, dev)
 
     def _build_graph(self, graph, dev: Device) -> Plan:
@@ -290,17 +340,15 @@ class InferenceSession:
                                              f"{got} but another input set it to "
                                              f"{symbols[dim]}")
             arrays.append(arr)
-            signature.append(tuple(arr.shape))
+            signature.append(KeyedShape(arr.shape, arr) if value.name in self._keyed
+                             else tuple(arr.shape))
         return arrays, tuple(signature)
 
     def _plan_for(self, signature: tuple) -> Plan:
         plan = self._plans.get(signature)
         if plan is None:
             graph = self.graph.copy()
-            for value, shape in zip(graph.inputs, signature):
-                value.shape = tuple(int(d) for d in shape)
-                if value.dtype is None:
-                    value.dtype = np.dtype(np.float32)
+            _bind_signature(graph, signature)
             try:
                 plan = build_plan(graph, self.device, self._store_half, self._weights,
                                   **self._plan_options)
