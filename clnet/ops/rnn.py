@@ -97,6 +97,11 @@ def _input_projection(ctx, node, x, w, rows: int, n_in: int, cols: int) -> Value
 def lower_recurrent(ctx, node) -> None:
     gates, per_dir, kernel = CELLS[node.op]
     x, w, r = node.inputs[0], node.inputs[1], node.inputs[2]
+    for value in (x, w, r):
+        if value.dtype not in (np.dtype(np.float32), np.dtype(np.float16),
+                               np.dtype(np.float64)):
+            raise UnsupportedOpError(f"{node.label()}: input {value.name!r} has dtype "
+                                     f"{value.dtype}; only float16/32/64 are supported")
     direction = node.attrs.get("direction", "forward")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} is not forward, reverse or bidirectional")
