@@ -63,11 +63,10 @@ class Executor:
         # the uploads happen on queue 0: other queues' first launches wait for them
         self.needs_upload = {i for q, i in first_on.items() if q != 0}
         self.tails = tuple(i for q, i in last_on.items() if q != 0)
-        keep = set(self.tails)
-        for index, wait in enumerate(waits):
-            keep.update(wait)
-        self.steps = [(self.queues[q], kernel, gsize, lsize, waits[i], i in keep or profile,
-                       i in self.needs_upload)
+        # waits is None for the common case (no event to wait for): one plain call
+        self.steps = [(self.queues[q], kernel, gsize, lsize,
+                       (waits[i], i in self.needs_upload)
+                       if waits[i] or i in self.needs_upload else None)
                       for i, (q, (kernel, gsize, lsize)) in
                       enumerate(zip(self.queue_of, plan.calls))]
         flops_of = {}
@@ -104,13 +103,12 @@ class Executor:
                                       f"{self.track} copies", event))
         events = [None] * len(self.steps)
         enqueue = cl.enqueue_nd_range_kernel
-        for index, (queue, kernel, gsize, lsize, waits, keep, upload) in enumerate(self.steps):
-            wait_for = [events[j] for j in waits]
-            if upload:
-                wait_for += uploads
-            event = enqueue(queue, kernel, gsize, lsize, wait_for=wait_for or None)
-            if keep:
-                events[index] = event
+        for index, (queue, kernel, gsize, lsize, waits) in enumerate(self.steps):
+            if waits is None:
+                events[index] = enqueue(queue, kernel, gsize, lsize)
+            else:
+                wait_for = [events[j] for j in waits[0]] + (uploads if waits[1] else [])
+                events[index] = enqueue(queue, kernel, gsize, lsize, wait_for=wait_for or None)
         if records is not None:
             for index, event in enumerate(events):
                 name, op, flops = self._labels[index]

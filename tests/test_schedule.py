@@ -204,14 +204,15 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
                 session = clnet.InferenceSession(data, devices=devices, strategy=strategy)
                 got = session.run(None, feeds)
                 runner = session.last_runner
+                plans = runner.plans if runner is not None else [session.last_plan]
                 rel = max(float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-6))
                           for g, w in zip(got, want))
                 ref = max(float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-6))
                           for g, w in zip(got, oracle))
                 report.append(dict(model=name, devices=devices, strategy=strategy,
-                                   runner=runner.strategy, rel=rel, ref=ref,
-                                   rows=getattr(runner, "rows", None),
-                                   used=sorted({{p.dev.index for p in runner.plans}})))
+                                   runner=getattr(runner, "strategy", "single"), rel=rel,
+                                   ref=ref, rows=getattr(runner, "rows", None),
+                                   used=sorted({{p.dev.index for p in plans}})))
     print("REPORT" + json.dumps(report))
 """)
 
