@@ -285,10 +285,10 @@ class DataRunner:
 
     strategy = "data"
 
-    def __init__(self, plans: list, rows: list, profile: bool = False):
+    def __init__(self, plans: list, rows: list, profile: bool = False, n_queues: int = 1):
         self.plans = plans
         self.rows = rows
-        self.executors = [Executor(p, 1, profile) for p in plans]
+        self.executors = [Executor(p, n_queues, profile) for p in plans]
         bounds = np.cumsum([0] + list(rows))
         self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         self.records: list = []
@@ -317,12 +317,13 @@ class PipelineRunner:
 
     strategy = "pipeline"
 
-    def __init__(self, stages: list, plans: list, output_values: list, profile: bool = False):
+    def __init__(self, stages: list, plans: list, output_values: list, profile: bool = False,
+                 n_queues: int = 1):
         self.stages = stages
         self.plans = plans
         self.output_values = output_values
         self.profile = profile
-        self.executors = [Executor(p, 1, profile, track=p.dev.index) for p in plans]
+        self.executors = [Executor(p, n_queues, profile) for p in plans]
         self.records: list = []
 
     def _run_stage(self, index: int, tensors: dict) -> None:
@@ -454,7 +455,7 @@ def _data_runner(session, signature: tuple, strict: bool):
             return None
         plans.append(plan)
         used.append(count)
-    return DataRunner(plans, used, session.profile)
+    return DataRunner(plans, used, session.profile, session.queues)
 
 
 def _pipeline_runner(session, signature: tuple):
@@ -471,4 +472,5 @@ def _pipeline_runner(session, signature: tuple):
                     list(stage.outputs), shaped.opset, f"{shaped.name}/stage{stage.index}")
         dev = session.devices[stage.device]
         plans.append(session._build_graph(sub, dev))
-    return PipelineRunner(stages, plans, list(shaped.outputs), session.profile)
+    return PipelineRunner(stages, plans, list(shaped.outputs), session.profile,
+                          session.queues)

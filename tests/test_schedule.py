@@ -253,9 +253,18 @@ def test_strategies_agree_on_one_platform(device):
 def test_strategies_agree_across_two_platforms(device):
     if len(_platforms()) < 2:
         pytest.skip("needs two OpenCL platforms (system PoCL and PyPI PoCL)")
+    from clnet.device import probe_speed, select_device
+
     lists = [["0:0", "1:0"], ["0:0", "0:1", "1:0"]]
     script = MULTI_DEVICE_SCRIPT.format(tests=os.path.dirname(__file__), lists=lists)
-    _check_report(_run_devices_script(script, "pthread pthread"))
+    report = _run_devices_script(script, "pthread pthread")
+    _check_report(report)
+    # the batch of 3 is split by the two platforms' measured (cached) speeds
+    speeds = [probe_speed(select_device("0:0")), probe_speed(select_device("1:0"))]
+    split = next(r["rows"] for r in report if r["model"] == "resnet18"
+                 and r["devices"] == ["0:0", "1:0"] and r["strategy"] == "data")
+    assert split == split_batch(3, speeds)
+    assert (split[0] > split[1]) == (speeds[0] > speeds[1])
 
 
 def test_data_split_favours_the_faster_device(device):
