@@ -25,3 +25,24 @@ __kernel void softmax(__global const STORE_T *x, __global STORE_T *y,
         STOREF(y, base + i * inner, exp(LOADF(x, base + i * inner) - mx) * inv);
 #endif
 }
+
+// Hardmax: 1 at the first maximum of each row, 0 elsewhere.
+__kernel void hardmax(__global const STORE_T *x, __global STORE_T *y,
+                      const int rows, const int L, const int inner)
+{
+    const int r = get_global_id(0);
+    if (r >= rows)
+        return;
+    const int base = (r / inner) * L * inner + r % inner;
+    float mx = -INFINITY;
+    int best = 0;
+    for (int i = 0; i < L; ++i) {
+        const float v = LOADF(x, base + i * inner);
+        if (v > mx) {
+            mx = v;
+            best = i;
+        }
+    }
+    for (int i = 0; i < L; ++i)
+        STOREF(y, base + i * inner, i == best ? 1.0f : 0.0f);
+}

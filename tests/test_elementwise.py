@@ -22,7 +22,9 @@ def _model(node, inputs: dict, inits: dict = None, opset: int = 18):
     model.ir_version = 8
     # the outputs' types come from ONNX shape inference
     inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
-    model.graph.output.extend(inferred[n] for n in node.output)
+    fallback = graph_inputs[0].type.tensor_type.elem_type
+    model.graph.output.extend(inferred.get(n) or helper.make_tensor_value_info(n, fallback, None)
+                              for n in node.output)
     return model
 
 

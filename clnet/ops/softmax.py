@@ -1,4 +1,5 @@
-"""Softmax and LogSoftmax on kernels_cl/softmax.cl."""
+"""Softmax, LogSoftmax and Hardmax on kernels_cl/softmax.cl, for every opset
+(before 13 the input is coerced to 2-D at `axis`; from 13 one axis)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ from .movement import norm_axis
 from .registry import op
 
 
-def _softmax(ctx, node, log: bool) -> None:
+def _softmax(ctx, node, log: bool = False, entry: str = "softmax") -> None:
     x = node.inputs[0]
     shape = ctx.shape(x)
     rank = len(shape)
@@ -24,7 +25,7 @@ def _softmax(ctx, node, log: bool) -> None:
     rows = outer * inner
     defines = {"LOG_SOFTMAX": True} if log else {}
     ctx.launch("softmax", (rows,), [x, out, np.int32(rows), np.int32(length), np.int32(inner)],
-               defines)
+               defines, entry=entry)
 
 
 @op("Softmax")
@@ -35,3 +36,8 @@ def softmax(ctx, node):
 @op("LogSoftmax")
 def log_softmax(ctx, node):
     _softmax(ctx, node, log=True)
+
+
+@op("Hardmax")
+def hardmax(ctx, node):
+    _softmax(ctx, node, entry="hardmax")

@@ -1,0 +1,78 @@
+"""Normalisation and softmax-family ops on the device against the reference,
+in both storage modes, on odd shapes (rows shorter and longer than a
+work-group)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from test_elementwise import check
+
+RNG = np.random.default_rng(7)
+
+
+def _rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape,axis", [((3, 13), -1), ((2, 3, 127), 1), ((1, 5, 300), -1)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_layer_norm(device, precision, shape, axis, with_bias):
+    inputs = ["x", "s", "b"] if with_bias else ["x", "s"]
+    inits = {"s": _rand(*shape[axis:]), "b": _rand(*shape[axis:])}
+    node = helper.make_node("LayerNormalization", inputs, ["y", "mean", "inv"], axis=axis,
+                            epsilon=1e-3)
+    check(device, precision, node, {"x": _rand(*shape) * 3 + 1}, inits, opset=17)
+
+
+def test_layer_norm_broadcast_scale_runtime(device, precision):
+    node = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], axis=1)
+    check(device, precision, node, {"x": _rand(2, 3, 13), "s": _rand(1, 13), "b": _rand(13)},
+          opset=17)
+
+
+@pytest.mark.parametrize("shape,axis", [((3, 13), -1), ((2, 3, 127), 1)])
+def test_rms_norm(device, precision, shape, axis):
+    node = helper.make_node("RMSNormalization", ["x", "s"], ["y"], axis=axis)
+    check(device, precision, node, {"x": _rand(*shape)}, {"s": _rand(*shape[axis:])},
+          opset=23)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 13), (1, 5, 7, 11)])
+def test_instance_norm(device, precision, shape):
+    node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-4)
+    check(device, precision, node, {"x": _rand(*shape)},
+          {"s": _rand(shape[1]), "b": _rand(shape[1])})
+
+
+def test_group_norm(device, precision):
+    shape, groups = (2, 6, 5, 13), 3
+    node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=groups)
+    check(device, precision, node, {"x": _rand(*shape)}, {"s": _rand(6), "b": _rand(6)},
+          opset=21)
+
+
+@pytest.mark.parametrize("size", [1, 3, 5])   # onnxruntime takes odd sizes only
+def test_lrn(device, precision, size):
+    node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=0.01, beta=0.6, bias=1.5)
+    check(device, precision, node, {"x": _rand(2, 7, 3, 5)})
+
+
+@pytest.mark.parametrize("p,axis", [(1, 0), (2, -1)])
+def test_lp_norm(device, precision, p, axis):
+    node = helper.make_node("LpNormalization", ["x"], ["y"], p=p, axis=axis)
+    check(device, precision, node, {"x": _rand(3, 13)})
+
+
+def test_mean_variance_norm(device, precision):
+    node = helper.make_node("MeanVarianceNormalization", ["x"], ["y"])
+    check(device, precision, node, {"x": _rand(2, 3, 5, 13) * 2 + 1})
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax", "Hardmax"])
+@pytest.mark.parametrize("opset,axis", [(11, 1), (13, 1), (13, -1)])
+def test_softmax_family(device, precision, op, opset, axis):
+    x = RNG.integers(-4, 4, (2, 3, 13)).astype(np.float32)   # ties for Hardmax
+    node = helper.make_node(op, ["x"], ["y"], axis=axis)
+    check(device, precision, node, {"x": x}, opset=opset)
