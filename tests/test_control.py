@@ -176,3 +176,20 @@ def test_scan_axes_and_directions(device, precision, reverse):
              "b": rng.standard_normal((13, 5)).astype(np.float32)}
     got, want = run_both(model, feeds, device, precision)
     assert_close(got, want, precision)
+
+
+def test_scan8_batch_axis(device):
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s", "x"], ["s_out"]),
+         helper.make_node("Mul", ["s_out", "x"], ["y"])],
+        "body", [info("s", F, [2]), info("x", F, [2])],
+        [info("s_out", F, [2]), info("y", F, [2])])
+    node = helper.make_node("Scan", ["", "s0", "xs"], ["s", "ys"], body=body,
+                            num_scan_inputs=1, directions=[1])
+    model = model_of([node], [info("s0", F, [3, 2]), info("xs", F, [3, 5, 2])],
+                     [info("s", F, [3, 2]), info("ys", F, [3, 5, 2])], opset=8)
+    rng = np.random.default_rng(4)
+    feeds = {"s0": rng.standard_normal((3, 2)).astype(np.float32),
+             "xs": rng.standard_normal((3, 5, 2)).astype(np.float32)}
+    got, want = run_both(model, feeds, device)
+    assert_close(got, want)

@@ -78,6 +78,14 @@ class ScriptedControl(nn.Module):
         return out
 
 
+# symbolic dimensions of each export: a plan is built per concrete size
+DYNAMIC = {"crnn": {"image": {0: "batch", 3: "width"}},
+           "gru_tagger": {"tokens": {0: "batch", 1: "length"}},
+           "scripted_control": {"x": {0: "steps", 1: "batch"}}}
+OTHER_SHAPES = {"crnn": {"image": (1, 1, 32, 64)}, "gru_tagger": {"tokens": (1, 5)},
+                "scripted_control": {"x": (3, 1, 8)}}
+
+
 def _randomise_batchnorm(module: nn.Module) -> None:
     gen = torch.Generator().manual_seed(1)
     for m in module.modules():
@@ -109,21 +117,61 @@ def export(name: str, folder: Path, opset: int = 17) -> tuple:
     path = Path(folder) / f"{name}.onnx"
     with torch.no_grad():
         torch.onnx.export(module, args, str(path), input_names=list(feeds),
-                          output_names=["output"], opset_version=opset, dynamo=False)
+                          output_names=["output"], opset_version=opset, dynamo=False,
+                          dynamic_axes=DYNAMIC[name])
     return path, feeds
 
 
-def compare(path: Path, feeds: dict, device=None) -> tuple:
-    """(max |clnet - onnxruntime| / max |onnxruntime|, argmax agreement)."""
+def other_feeds(name: str, feeds: dict) -> dict:
+    """Inputs of another size along the model's symbolic dimensions."""
+    rng = np.random.default_rng(1)
+    result = {}
+    for key, shape in OTHER_SHAPES[name].items():
+        like = feeds[key]
+        if like.dtype.kind == "i":
+            result[key] = rng.integers(0, int(like.max()) + 1, shape, like.dtype)
+        else:
+            result[key] = rng.standard_normal(shape).astype(like.dtype)
+    return result
+
+
+def compare(path: Path, feed_list: list, device=None) -> tuple:
+    """(max |clnet - onnxruntime| / max |onnxruntime|, argmax agreement) over
+    every feed dict, all run by one session (one plan per input shape)."""
     import onnxruntime as ort
 
     import clnet
-    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
-    got = clnet.InferenceSession(str(path), device=device).run(None, feeds)
-    errors = [float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-12))
-              for g, w in zip(got, want)]
-    same = all((g.argmax(-1) == w.argmax(-1)).all() for g, w in zip(got, want))
+    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = clnet.InferenceSession(str(path), device=device)
+    errors, same = [], True
+    for feeds in feed_list:
+        want = reference.run(None, feeds)
+        got = session.run(None, feeds)
+        errors += [float(np.abs(g - w).max() / max(np.abs(w).max(), 1e-12))
+                   for g, w in zip(got, want)]
+        same = same and all(g.shape == w.shape and (g.argmax(-1) == w.argmax(-1)).all()
+                            for g, w in zip(got, want))
     return max(errors), same
+
+
+def timing(path: Path, feeds: dict, device=None, repeat: int = 20) -> tuple:
+    """Median milliseconds per run of (clnet, onnxruntime), after a warm-up run."""
+    import time
+
+    import onnxruntime as ort
+
+    import clnet
+    medians = []
+    for session in (clnet.InferenceSession(str(path), device=device),
+                    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])):
+        session.run(None, feeds)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            times.append(time.perf_counter() - start)
+        medians.append(1e3 * float(np.median(times)))
+    return tuple(medians)
 
 
 def ops_of(path: Path) -> list:
@@ -137,6 +185,8 @@ def main() -> int:
                         "(default: a temporary folder)")
     parser.add_argument("--device", default=None, help="clnet device selection")
     parser.add_argument("--only", default=None, help="comma-separated model names")
+    parser.add_argument("--repeat", type=int, default=0,
+                        help="also time this many runs of clnet and onnxruntime")
     args = parser.parse_args()
     folder = Path(args.out or tempfile.mkdtemp(prefix="clnet_models_"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,11 +194,16 @@ def main() -> int:
     failed = 0
     for name in names:
         path, feeds = export(name, folder)
-        error, same = compare(path, feeds, args.device)
+        error, same = compare(path, [feeds, other_feeds(name, feeds)], args.device)
         ok = error <= 1e-3 and same
         failed += not ok
         print(f"{name:18s} {'ok  ' if ok else 'FAIL'} max|diff|/max|ref| {error:.2e} "
               f"argmax {'same' if same else 'DIFFERS'}  ops: {', '.join(ops_of(path))}")
+        if args.repeat:
+            ours, theirs = timing(path, feeds, args.device, args.repeat)
+            shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in feeds.items())
+            print(f"{'':18s} {shapes}: clnet {ours:.2f} ms, onnxruntime {theirs:.2f} ms "
+                  f"(median of {args.repeat})")
     print(f"models in {folder}")
     return 1 if failed else 0
 

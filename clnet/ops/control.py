@@ -208,10 +208,45 @@ def _next_active(ctx, node, active, cond_out: Value, step: int) -> Value:
     return both
 
 
+def _gather(ctx, node, x: Value, index: int, axis: int, tag: str) -> Value:
+    """x indexed at `index` along `axis` (that axis removed)."""
+    part = Value(f"{node.name}/{tag}")
+    _lower_nodes(ctx, node, [Node("Gather", [x, const_value(f"{node.name}/{tag}_i",
+                                                            np.int64(index))],
+                                  [part], {"axis": axis}, name=f"{node.name}/{tag}_g")])
+    return part
+
+
+def _scan_steps(ctx, node, state: list, scan_in: list, in_axes: list, in_dirs: list,
+                tag: str) -> tuple:
+    """Run the body over the scan axis; (final state, per-output lists of slices)."""
+    body = node.attrs["body"]
+    lengths = {ctx.shape(x)[axis] for x, axis in zip(scan_in, in_axes)}
+    if len(lengths) != 1:
+        raise ValueError(f"scan inputs have different lengths {sorted(lengths)}")
+    iterations = lengths.pop()
+    if iterations > MAX_ITERATIONS:
+        raise UnsupportedOpError(f"{node.label()}: {iterations} iterations exceed the "
+                                 f"{MAX_ITERATIONS} clnet unrolls")
+    names = [v.name for v in body.graph.inputs]
+    n_out = len(body.graph.outputs) - len(state)
+    collected = [[] for _ in range(n_out)]
+    for step in range(iterations):
+        slices = []
+        for j, (x, axis) in enumerate(zip(scan_in, in_axes)):
+            t = iterations - 1 - step if in_dirs[j] else step
+            slices.append(_gather(ctx, node, x, t, axis, f"{tag}x{j}_{t}"))
+        bindings = dict(zip(names, list(state) + slices))
+        outs = _inline(ctx, node, body, bindings, f"{tag}{step}/")
+        state = list(outs[:len(state)])
+        for k in range(n_out):
+            collected[k].append(outs[len(state) + k])
+    return state, collected
+
+
 @op("Scan", since=9)
 def scan(ctx, node) -> None:
     inputs = real_inputs(node)
-    body = node.attrs["body"]
     n_scan = int(node.attrs["num_scan_inputs"])
     n_state = len(inputs) - n_scan
     scan_in = inputs[n_state:]
@@ -220,38 +255,43 @@ def scan(ctx, node) -> None:
     n_out = len(node.outputs) - n_state
     out_axes = list(node.attrs.get("scan_output_axes") or [0] * n_out)
     out_dirs = list(node.attrs.get("scan_output_directions") or [0] * n_out)
-    lengths = set()
-    for j, x in enumerate(scan_in):
-        rank = len(ctx.shape(x))
-        in_axes[j] = in_axes[j] + rank if in_axes[j] < 0 else in_axes[j]
-        lengths.add(ctx.shape(x)[in_axes[j]])
-    if len(lengths) != 1:
-        raise ValueError(f"scan inputs have different lengths {sorted(lengths)}")
-    iterations = lengths.pop()
-    if iterations > MAX_ITERATIONS:
-        raise UnsupportedOpError(f"{node.label()}: {iterations} iterations exceed the "
-                                 f"{MAX_ITERATIONS} clnet unrolls")
-    names = [v.name for v in body.graph.inputs]
-    state = list(inputs[:n_state])
-    collected = [[] for _ in range(n_out)]
-    for step in range(iterations):
-        slices, gathers = [], []
-        for j, x in enumerate(scan_in):
-            t = iterations - 1 - step if in_dirs[j] else step
-            part = Value(f"{node.name}/x{j}_{t}")
-            index = const_value(f"{node.name}/t{t}", np.int64(t))
-            gathers.append(Node("Gather", [x, index], [part], {"axis": in_axes[j]},
-                                name=f"{node.name}/slice{j}_{t}"))
-            slices.append(part)
-        _lower_nodes(ctx, node, gathers)
-        bindings = dict(zip(names, state + slices))
-        outs = _inline(ctx, node, body, bindings, f"{step}/")
-        state = list(outs[:n_state])
-        for k in range(n_out):
-            collected[k].append(outs[n_state + k])
+    in_axes = [a + len(ctx.shape(x)) if a < 0 else a for a, x in zip(in_axes, scan_in)]
+    state, collected = _scan_steps(ctx, node, list(inputs[:n_state]), scan_in, in_axes,
+                                   in_dirs, "")
     for out, value in zip(node.outputs[:n_state], state):
         _forward(ctx, out, value)
+    body = node.attrs["body"]
     for k, out in enumerate(node.outputs[n_state:]):
         parts = collected[k][::-1] if out_dirs[k] else collected[k]
         template = body.graph.outputs[n_state + k].shape
         _stack(ctx, node, out, parts, out_axes[k], template)
+
+
+@op("Scan", since=8)
+def scan_batched(ctx, node) -> None:
+    """Scan-8: a leading batch axis on every input, the body runs per example."""
+    inputs = real_inputs(node)
+    lens = inputs[0] if inputs and inputs[0] is not None and inputs[0].name else None
+    n_scan = int(node.attrs["num_scan_inputs"])
+    n_state = len(inputs) - 1 - n_scan
+    states, scan_in = inputs[1:1 + n_state], inputs[1 + n_state:]
+    batch = ctx.shape(scan_in[0])[0]
+    length = ctx.shape(scan_in[0])[1]
+    if lens is not None and not (lens.is_const and (np.asarray(lens.data) == length).all()):
+        raise UnsupportedOpError(f"{node.label()}: Scan-8 with sequence_lens shorter than the "
+                                 f"sequence is not supported")
+    dirs = list(node.attrs.get("directions") or [0] * n_scan)
+    finals = [[] for _ in range(n_state)]
+    outputs = [[] for _ in range(len(node.outputs) - n_state)]
+    for b in range(batch):
+        state = [_gather(ctx, node, v, b, 0, f"b{b}s{i}") for i, v in enumerate(states)]
+        seqs = [_gather(ctx, node, v, b, 0, f"b{b}x{i}") for i, v in enumerate(scan_in)]
+        state, collected = _scan_steps(ctx, node, state, seqs, [0] * n_scan, dirs, f"b{b}/")
+        for i, value in enumerate(state):
+            finals[i].append(value)
+        for k, parts in enumerate(collected):
+            per_example = Value(f"{node.name}/b{b}y{k}")
+            _stack(ctx, node, per_example, parts, 0, None)
+            outputs[k].append(per_example)
+    for out, parts in zip(node.outputs, finals + outputs):
+        _stack(ctx, node, out, parts, 0, None)
