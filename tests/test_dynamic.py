@@ -87,3 +87,21 @@ def test_shape_tensors_fed_at_run_time(device, precision):
         got = session.run(None, feeds)
         assert got[0].shape == tuple(sizes)
         assert_close(got, reference(model, feeds), precision)
+
+
+def test_data_dependent_ops_on_inputs_and_clear_error_otherwise(device):
+    import pytest
+    from clnet.errors import UnsupportedOpError
+
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.INT64, None)]
+    model = _model([helper.make_node("NonZero", ["x"], ["y"])], inputs, outputs, opset=13)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    for _ in range(2):
+        x = (RNG.standard_normal((3, 5)) > 0.3).astype(np.float32)
+        np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.stack(np.nonzero(x)))
+    computed = _model([helper.make_node("Relu", ["x"], ["r"]),
+                       helper.make_node("NonZero", ["r"], ["y"], name="nz")],
+                      inputs, outputs, opset=13)
+    with pytest.raises(UnsupportedOpError, match="'nz'.*NonZero.*computed on the device"):
+        clnet.InferenceSession(computed.SerializeToString(), device=device)
