@@ -193,3 +193,18 @@ def test_scan8_batch_axis(device):
              "xs": rng.standard_normal((3, 5, 2)).astype(np.float32)}
     got, want = run_both(model, feeds, device)
     assert_close(got, want)
+
+
+def test_unsupported_op_inside_a_branch_is_named_at_load(device):
+    import clnet
+    from clnet.errors import UnsupportedOpError
+    then = helper.make_graph([helper.make_node("Det", ["x"], ["t"], name="inner_det")],
+                             "then", [], [info("t", F, None)])
+    other = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["e"], keepdims=0)],
+                              "else", [], [info("e", F, None)])
+    model = model_of([helper.make_node("If", ["c"], ["y"], then_branch=then,
+                                       else_branch=other, name="branch")],
+                     [info("x", F, [3, 3]), info("c", TensorProto.BOOL, [])],
+                     [info("y", F, None)])
+    with pytest.raises(UnsupportedOpError, match="'inner_det' \\(in 'branch'\\): Det"):
+        clnet.InferenceSession(model.SerializeToString(), device=device)
