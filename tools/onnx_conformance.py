@@ -365,6 +365,13 @@ def markdown(results: list, source: str, device: str, command: str) -> str:
         "",
         f"Made by `{command}` on {datetime.date.today().isoformat()}.",
         "",
+        "Types: float tensors are stored as float32 (or float16 with `precision=fp16`) and "
+        "computed in float32; float64 tensors are therefore computed as float32 and returned "
+        "as float64 (OpenCL devices need not support doubles), and float16 models compute in "
+        "float32 and round at the outputs. Integer and bool tensors compute in their own C "
+        "type (bool stored as uchar). bfloat16, float8, 2/4-bit integer and string tensors "
+        "are not computed on the device.",
+        "",
         f"**{t[PASSED]} passed, {t[FAILED]} failed, {t[SKIPPED]} skipped of "
         f"{t['total']} cases.**",
         "",
