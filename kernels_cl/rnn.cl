@@ -65,18 +65,21 @@ __kernel void rnn_init(__global const STORE_T *h0, __global const STORE_T *c0,
         c[i] = flags.s1 ? LOADF(c0, i) : 0.0f;
 }
 
-// Y_h (and Y_c) from the final states, in the output's layout
+// Y_h (and Y_c) from the final states, in the output's layout; a batch entry
+// with sequence length 0 gets zeros (as onnxruntime does)
 __kernel void rnn_final(__global const float *h, __global const float *c,
-                        __global STORE_T *yh, __global STORE_T *yc, const int4 strides)
+                        __global STORE_T *yh, __global STORE_T *yc, const int4 strides,
+                        __global const int *lens)
 {
     const int j = get_global_id(0), b = get_global_id(1), d = get_global_id(2);
     const int H = get_global_size(0), batch = get_global_size(1);
     const int i = (d * batch + b) * H + j;
     const int o = d * strides.s0 + b * strides.s1 + j;
+    const bool empty = lens[b] <= 0;
     if (strides.s2)
-        STOREF(yh, o, h[i]);
+        STOREF(yh, o, empty ? 0.0f : h[i]);
     if (strides.s3)
-        STOREF(yc, o, c[i]);
+        STOREF(yc, o, empty ? 0.0f : c[i]);
 }
 
 #define STEP_SETUP \

@@ -117,3 +117,24 @@ def test_rnn_relu_long_sequence(device):
     model, feeds = recurrent_model("RNN", 127, 1, 3, 4, activations=["Relu"])
     got, want = run_both(model, feeds, device)
     assert_close(got, want)
+
+
+@pytest.mark.parametrize("op", ["RNN", "LSTM"])
+def test_zero_lengths(device, op):
+    """A batch entry of length 0 (and an empty sequence) gives zero Y_h/Y_c."""
+    model, feeds = recurrent_model(op, 4, 3, 3, 5, direction="bidirectional", initial=True,
+                                   lens=[4, 0, 2], const_weights=False)
+    got, want = run_both(model, feeds, device)
+    assert_close(got, want)
+    model, feeds = recurrent_model(op, 0, 3, 3, 5, initial=True)
+    got, want = run_both(model, feeds, device)
+    assert [g.shape for g in got] == [np.asarray(w).shape for w in want]
+    assert not any(g.any() for g in got)
+
+
+def test_only_final_states_requested(device):
+    model, feeds = recurrent_model("LSTM", 5, 2, 3, 4, direction="bidirectional", initial=True)
+    model.graph.node[0].output[0] = ""
+    del model.graph.output[0]
+    got, want = run_both(model, feeds, device)
+    assert_close(got, want)

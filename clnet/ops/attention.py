@@ -15,7 +15,6 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ..graph import Value
 from .elementwise import broadcast_strides, emit_strided, int_vec
 from .registry import op
 

@@ -148,10 +148,10 @@ def lower_recurrent(ctx, node) -> None:
     else:
         c0, has_c0 = h0, False
     h_states = [ctx.scratch(4 * n_dirs * batch * hidden) for _ in range(2)]
-    if not seq or not batch or not hidden:
-        _fill_empty(ctx, node, [v for v in (yh, yc) if v is not None])
+    if not batch or not hidden:
         return
-    xw = _input_projection(ctx, node, x, w, seq * batch, n_in, n_dirs * gh)
+    # an empty sequence still has states: Y_h/Y_c are the initial ones
+    xw = _input_projection(ctx, node, x, w, seq * batch, n_in, n_dirs * gh) if seq else None
     ctx.launch("rnn", (hidden, batch, n_dirs),
                [h0, c0, h_states[0], (c_states or h_states)[0],
                 int_vec((int(has_h0), int(has_c0), int(c_states is not None)))],
@@ -197,7 +197,7 @@ def lower_recurrent(ctx, node) -> None:
         ctx.launch("rnn", (hidden, batch, n_dirs),
                    [final_h, final_c, yh if yh is not None else final_h,
                     yc if yc is not None else final_h,
-                    int_vec(yh_strides + (int(yh is not None), int(yc is not None)))],
+                    int_vec(yh_strides + (int(yh is not None), int(yc is not None))), lens],
                    entry="rnn_final")
 
 
@@ -219,14 +219,6 @@ def _transposed_state(ctx, node, value, state_shape):
     emit_strided(ctx, scratch, state_shape, (batch * hidden, hidden, 1), 0,
                  [(value, (hidden, n_dirs * hidden, 1), 0)], "a")
     return scratch
-
-
-def _fill_empty(ctx, node, values: list) -> None:
-    """Zero-length sequences or batches: Y_h/Y_c are the zero initial state."""
-    for value in values:
-        if value.size:
-            raise UnsupportedOpError(f"{node.label()}: an empty sequence with a non-empty "
-                                     f"state output is not supported")
 
 
 @op("RNN", "GRU", "LSTM")
