@@ -132,7 +132,6 @@ class InferenceSession:
         self.queues = max(1, int(queues))
         self.profile = bool(profile)
         self.graph = optimize(load_model(model))
-        self._setup_precision(calibration, weight_int8)
         self._weights_by_device: dict = {}     # id(Device) -> that device's weights
         self._weights: dict = self._weights_for(self.device)
         self._plans: dict = {}
@@ -140,6 +139,7 @@ class InferenceSession:
         self.last_plan: Optional[Plan] = None
         self.last_runner = None
         self._keyed = value_keyed_inputs(self.graph)
+        self._setup_precision(calibration, weight_int8)
         static = all(v.is_static for v in self.graph.inputs) and not self._keyed
         if static:
             self._plan_for(tuple(tuple(v.shape) for v in self.graph.inputs))
@@ -182,9 +182,13 @@ class InferenceSession:
         if callable(calibration):
             calibration = calibration(self)
         feeds = list(calibration) if calibration is not None else [random_feeds(self.graph)]
-        stats = calibrate(self.graph, self.device, feeds)
+        stats = calibrate(self.graph, self.device, feeds, self._bind_feeds)
         self.graph, storage, self.precision_report = assign_precision(self.graph, stats)
         self._plan_options["storage"] = storage
+
+    def _bind_feeds(self, graph, feeds: dict) -> None:
+        """Bind a graph copy to one feed dict as a plan for it would be."""
+        _bind_signature(graph, self._check_feeds(feeds)[1])
 
     def _weights_for(self, dev: Device) -> dict:
         return self._weights_by_device.setdefault(id(dev), {})

@@ -342,3 +342,71 @@ def test_torch_family_auto_matches_fp32(device, torch_families, name):
         assert err <= 1e-2, f"{name}: relative error {err:.3g}"
     if name.startswith("mobilenet"):
         np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
+
+
+def _node_case(name):
+    import warnings
+
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [c for c in collect_testcases(None) if c.name == name][0]
+
+
+def _auto_error(case, device) -> float:
+    import clnet
+
+    names = [i.name for i in case.model.graph.input]
+    inputs, outputs = case.data_sets[0]
+    feed = dict(zip(names, inputs))
+    got = clnet.InferenceSession(case.model.SerializeToString(), device=device,
+                                 precision="auto", calibration=[feed]).run(None, feed)
+    worst = 0.0
+    for g, w in zip(got, outputs):
+        w = np.asarray(w)
+        if w.dtype.kind != "f":
+            np.testing.assert_array_equal(g, w)
+            continue
+        assert (np.isfinite(g) == np.isfinite(w)).all(), case.name
+        fin = np.isfinite(w)
+        if fin.any():
+            scale = max(float(np.abs(w[fin]).max()), 1e-6)
+            worst = max(worst, float(np.abs(g[fin].astype(np.float64) - w[fin]).max()) / scale)
+    return worst
+
+
+@pytest.mark.parametrize("name", ["test_softmax_large_number_expanded",
+                                  "test_reduce_log_sum_exp_keepdims_example_expanded"])
+def test_large_values_are_not_copied_to_half(device, name):
+    """x ~ 1e4 stays fp32, and so does every node reading it (x - max(x))."""
+    assert _auto_error(_node_case(name), device) <= 1e-2
+
+
+@pytest.mark.slow
+def test_every_node_case_clnet_runs_also_runs_under_auto(device):
+    """All ONNX node test cases that pass in fp32 stay within 1e-2 under auto."""
+    import warnings
+
+    import clnet
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = collect_testcases(None)
+    checked = 0
+    for case in cases:
+        names = [i.name for i in case.model.graph.input]
+        inputs, outputs = case.data_sets[0]
+        try:
+            got = clnet.InferenceSession(case.model.SerializeToString(), device=device).run(
+                None, dict(zip(names, inputs)))
+        except Exception:  # noqa: BLE001 (cases clnet cannot run are covered elsewhere)
+            continue
+        if not all(np.allclose(g, w, rtol=1e-3, atol=1e-5, equal_nan=True)
+                   if np.asarray(w).dtype.kind == "f" else np.array_equal(g, w)
+                   for g, w in zip(got, outputs)):
+            continue
+        assert _auto_error(case, device) <= 1e-2, case.name
+        checked += 1
+    assert checked > 1000

@@ -144,6 +144,13 @@ def _forced_fp32(graph: Graph, floats: set, stats: dict, bound: float) -> dict:
             forced[v] = f"calibrated max |x| {st.max_abs:.4g} > safe fp16 bound {bound:g}"
         elif 0.0 < st.max_abs < FP16_TINY:
             forced[v] = f"calibrated max |x| {st.max_abs:.3g} is below the fp16 normal range"
+    big = {v for v in floats if v.name in stats and stats[v.name].max_abs > bound}
+    for node in graph.nodes:  # a half copy of a large input would round or overflow
+        wide = next((v for v in node.inputs if v in big), None)
+        if wide is not None:
+            for v in node.outputs:
+                if v in floats:
+                    forced.setdefault(v, f"reads {wide.name!r} beyond the safe fp16 bound")
     for v in graph.outputs:
         if v in floats:
             forced.setdefault(v, "graph output")
@@ -265,17 +272,21 @@ def _convert_node(graph: Graph, value: Value, half: bool, storage: dict, report:
                 CONVERT_DOMAIN)
 
 
-def calibrate(graph: Graph, device, feeds_list: list) -> dict:
+def calibrate(graph: Graph, device, feeds_list: list, bind=None) -> dict:
     """Run `graph` in fp32 on each feed dict; value name -> ValueStats.
 
     Every named tensor becomes an output of a throw-away plan so that its
     range can be read back (load-time only; uses its own weight cache).
+    bind(graph copy, feeds) gives the copy's inputs their shapes (and values
+    for inputs that decide shapes); by default, the feeds' shapes.
     """
     from ..plan import build_plan
 
     stats: dict = {}
     for feeds in feeds_list:
         g = graph.copy()
+        if bind is not None:
+            bind(g, feeds)
         for value in g.inputs:
             value.shape = tuple(np.asarray(feeds[value.name]).shape)
         seen = set(g.outputs)
