@@ -36,25 +36,39 @@ inline int source(int c, const int n)
 // Negative pads crop first; the modes then work on the cropped input.
 // oshape: output dims (rank of them, innermost last); length/first: the
 // cropped input's dims and first element per dim; begin: pads before (>= 0);
-// istride: the input's element strides.
+// istride: the input's element strides.  The constant is value_bits, or
+// value[0] with -DVALUE_TENSOR.  gid0 runs along the innermost
+// output dim, gid1 over the rows (all outer dims), so the row's source is
+// worked out once per row index rather than per dim per element.
 __kernel void pad(__global const T *x, __global T *y, const int rank,
                   const int8 oshape, const int8 length, const int8 first,
-                  const int8 begin, const int8 istride, const ulong value_bits)
+                  const int8 begin, const int8 istride, const ulong value_bits,
+                  __global const T *value)
 {
-    const int i = get_global_id(0);
+    const int col = get_global_id(0);
+    const int row = get_global_id(1);
     int od[8], len[8], f[8], b[8], s[8];
     vstore8(oshape, 0, od);
     vstore8(length, 0, len);
     vstore8(first, 0, f);
     vstore8(begin, 0, b);
     vstore8(istride, 0, s);
-    int rem = i, off = 0;
+    const int last = rank - 1;
+    int rem = row, off = 0;
     bool inside = true;
-    for (int d = rank - 1; d >= 0; --d) {
+    for (int d = last - 1; d >= 0; --d) {
         const int src = source(rem % od[d] - b[d], len[d]);
         rem /= od[d];
         inside = inside && src >= 0;
         off += (f[d] + src) * s[d];
     }
-    y[i] = inside ? x[off] : (T)value_bits;
+    const int src = source(col - b[last], len[last]);
+    inside = inside && src >= 0;
+    off += (f[last] + src) * s[last];
+#ifdef VALUE_TENSOR
+    // the constant is a tensor computed at run time
+    y[row * od[last] + col] = inside ? x[off] : value[0];
+#else
+    y[row * od[last] + col] = inside ? x[off] : (T)value_bits;
+#endif
 }

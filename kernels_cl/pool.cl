@@ -11,6 +11,14 @@
 #ifndef LP_P
   #define LP_P 2.0f         // the p of Lp pooling
 #endif
+// -DNO_DEPTH: 1-D/2-D pooling (D = 1), with the depth loop compiled out.
+#ifdef NO_DEPTH
+  #define KD_COUNT 1
+  #define IN_D(id) true
+#else
+  #define KD_COUNT kern.s0
+  #define IN_D(id) ((id) >= 0 && (id) < in.s0)
+#endif
 #ifdef RAW
   #ifndef T
     #define T uchar         // element type of RAW tensors
@@ -36,11 +44,15 @@ __kernel void pool(__global const ET *x, __global ET *y, __global long *indices,
     const int ow = get_global_id(0);
     const int oh = get_global_id(1);
     const int z = get_global_id(2);
+#ifdef NO_DEPTH
+    const int od = 0, nc = z, d0 = 0;
+#else
     const int od = z % out.s0;
     const int nc = z / out.s0;
+    const int d0 = od * stride.s0 - pad.s0;
+#endif
     const int plane = in.s0 * in.s1 * in.s2;
     const int base = nc * plane;
-    const int d0 = od * stride.s0 - pad.s0;
     const int h0 = oh * stride.s1 - pad.s1;
     const int w0 = ow * stride.s2 - pad.s2;
 #ifdef POOL_MAX
@@ -50,13 +62,13 @@ __kernel void pool(__global const ET *x, __global ET *y, __global long *indices,
     float acc = 0.0f;
     int inside = 0, padded = 0;
 #endif
-    for (int kd = 0; kd < kern.s0; ++kd) {
+    for (int kd = 0; kd < KD_COUNT; ++kd) {
         const int id = d0 + kd * dil.s0;
         for (int kh = 0; kh < kern.s1; ++kh) {
             const int ih = h0 + kh * dil.s1;
             for (int kw = 0; kw < kern.s2; ++kw) {
                 const int iw = w0 + kw * dil.s2;
-                const bool in_bounds = id >= 0 && id < in.s0 && ih >= 0 && ih < in.s1
+                const bool in_bounds = IN_D(id) && ih >= 0 && ih < in.s1
                                        && iw >= 0 && iw < in.s2;
                 const int offset = (id * in.s1 + ih) * in.s2 + iw;
 #ifdef POOL_MAX

@@ -108,3 +108,10 @@ def test_view_edge_cases(device, precision):
              "r": np.array([13, 0, -1], np.int64)}
     got = check(device, precision, nodes, {"x": x}, inits)
     assert got[0].shape == (13, 1, 3)
+
+
+def test_pad_value_computed_at_run_time(device, precision):
+    nodes = [helper.make_node("Neg", ["v"], ["nv"]),
+             helper.make_node("Pad", ["x", "p", "nv"], ["y"])]
+    check(device, precision, nodes, {"x": rand(3, 13), "v": np.array(2.5, np.float32)},
+          {"p": np.array([1, 0, 2, 3], np.int64)}, opset=13)

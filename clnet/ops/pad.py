@@ -30,11 +30,17 @@ def pad_amounts(ctx, node, rank: int) -> tuple:
     return begin, end
 
 
-def pad_value(ctx, node) -> float:
+def pad_value(ctx, node) -> tuple:
+    """(constant known at load time, or 0; the value tensor if computed at run time)."""
     if ctx.opset < 11:
-        return float(node.attrs.get("value", 0.0))
-    value = const_input(ctx, node, 2, "the constant value")
-    return 0 if value is None or value.size == 0 else value.reshape(-1)[0]
+        return float(node.attrs.get("value", 0.0)), None
+    value = node.input(2)
+    if value is None or not value.name:
+        return 0, None
+    if not value.is_const:
+        return 0, value
+    data = np.asarray(value.data)
+    return (0 if data.size == 0 else data.reshape(-1)[0]), None
 
 
 @op("Pad")
@@ -54,12 +60,32 @@ def pad(ctx, node, mode: str = "constant"):
     if mode != "constant" and out.size and any(
             d + min(b, 0) + min(e, 0) <= 0 for d, b, e in zip(shape, begin, end)):
         raise ValueError(f"{mode} padding of an empty axis of {shape}")
-    bits = np.asarray(pad_value(ctx, node)).astype(ctx.storage_dtype(x.dtype)).reshape(1)
+    constant, tensor = pad_value(ctx, node)
+    bits = np.asarray(constant).astype(ctx.storage_dtype(x.dtype)).reshape(1)
     raw = int(bits.view(np.dtype(f"u{bits.itemsize}"))[0])
     first = [max(-b, 0) for b in begin]
     length = [d - max(-b, 0) - max(-e, 0) for d, b, e in zip(shape, begin, end)]
-    ctx.launch("pad", (out.size,),
-               [x, out, np.int32(rank), int_vec(out_shape, 8), int_vec(length, 8),
-                int_vec(first, 8), int_vec([max(b, 0) for b in begin], 8),
-                int_vec(contiguous_strides(shape), 8), np.uint64(raw)],
-               {"T": RAW_TYPES[ctx.itemsize(x)], "PAD_MODE": MODES[mode]})
+    dims = _merge_unpadded(out_shape, length, first, [max(b, 0) for b in begin],
+                           list(contiguous_strides(shape)))
+    rows = int(np.prod(dims[0][:-1], dtype=np.int64)) if out.size else 0
+    ctx.launch("pad", (dims[0][-1] if out.size else 0, rows),
+               [x, out, np.int32(len(dims[0]))] + [int_vec(d, 8) for d in dims]
+               + [np.uint64(raw), tensor if tensor is not None else x],
+               {"T": RAW_TYPES[ctx.itemsize(x)], "PAD_MODE": MODES[mode],
+                **({"VALUE_TENSOR": True} if tensor is not None else {})})
+
+
+def _merge_unpadded(out_shape, length, first, begin, strides) -> list:
+    """Fold each unpadded, uncropped dim into the dim outside it when both
+    are contiguous in the input (fewer dims for the kernel to walk)."""
+    dims = [[out_shape[0], length[0], first[0], begin[0], strides[0]]] if out_shape else \
+        [[1, 1, 0, 0, 1]]
+    for i in range(1, len(out_shape)):
+        prev = dims[-1]
+        plain = begin[i] == 0 and first[i] == 0 and out_shape[i] == length[i]
+        prev_plain = prev[3] == 0 and prev[2] == 0 and prev[0] == prev[1]
+        if plain and prev_plain and prev[4] == strides[i] * length[i]:
+            dims[-1] = [prev[0] * out_shape[i], prev[1] * length[i], 0, 0, strides[i]]
+        else:
+            dims.append([out_shape[i], length[i], first[i], begin[i], strides[i]])
+    return [list(column) for column in zip(*dims)]

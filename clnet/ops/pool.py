@@ -51,6 +51,8 @@ def _pool(ctx, node, kind: str, p: float = 2.0) -> None:
     N, C = shape[:2]
     out = ctx.output(node.outputs[0], (N, C, *out_sp), x.dtype)
     defines = {f"POOL_{kind}": True, **_element_defines(ctx, node, x)}
+    if nd < 3:
+        defines["NO_DEPTH"] = True
     if kind == "LP":
         defines["LP_P"] = _float_literal(p)
     indices = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1].name else None
