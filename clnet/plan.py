@@ -335,10 +335,19 @@ def _plan_regions(graph: Graph, ctx: LowerCtx) -> tuple:
     return regions
 
 
-def _assign_offsets(regions: list, align: int) -> tuple:
-    """Greedy by size: biggest first, lowest offset free over its lifetime."""
+# placement orders tried; the arena is the best of them (longest lifetime
+# first packs residual networks to the bound, biggest first suits the rest)
+PLACEMENT_ORDERS = (
+    lambda r: -r.nbytes,
+    lambda r: (-(r.end - r.start), -r.nbytes),
+    lambda r: (r.start, -r.nbytes),
+)
+
+
+def _place(regions: list, align: int, order) -> int:
+    """Greedy: in the given order, the lowest offset free over the lifetime."""
     placed: list = []
-    for reg in sorted(regions, key=lambda r: -r.nbytes):
+    for reg in sorted(regions, key=order):
         size = -(-reg.nbytes // align) * align
         conflicts = sorted((p for p in placed if p.start <= reg.end and reg.start <= p.end),
                            key=lambda p: p.offset)
@@ -350,11 +359,22 @@ def _assign_offsets(regions: list, align: int) -> tuple:
             offset = max(offset, other.offset + other_size)
         reg.offset = offset
         placed.append(reg)
-    total = max((r.offset + -(-r.nbytes // align) * align for r in placed), default=0)
+    return max((r.offset + -(-r.nbytes // align) * align for r in placed), default=0)
+
+
+def _assign_offsets(regions: list, align: int) -> tuple:
+    """(arena bytes, liveness lower bound): the best of several greedy orders."""
+    best_total, best_offsets = None, None
+    for order in PLACEMENT_ORDERS:
+        total = _place(regions, align, order)
+        if best_total is None or total < best_total:
+            best_total, best_offsets = total, [r.offset for r in regions]
+    for reg, offset in zip(regions, best_offsets):
+        reg.offset = offset
     events = sorted({r.start for r in regions} | {r.end for r in regions})
     lower = max((sum(r.nbytes for r in regions if r.start <= t <= r.end) for t in events),
                 default=0)
-    return total, lower
+    return best_total or 0, lower
 
 
 def build_plan(graph: Graph, dev, store_half: bool, weights: dict, **options) -> Plan:
