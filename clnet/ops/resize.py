@@ -230,16 +230,21 @@ def lower_resize(ctx, node) -> None:
     todo = [a for a in range(len(shape)) if out_shape[a] != shape[a] or used[a] != 1.0
             or spec.transform == "tf_crop_and_resize"]
     todo.sort(key=lambda a: out_shape[a] / max(shape[a], 1))
-    src, current, wrote = x, list(shape), False
+    _run_passes(ctx, spec, x, out, todo, used, roi)
+
+
+def _run_passes(ctx, spec, x, out, todo: list, used: list, roi) -> None:
+    """One pass per axis in todo, through scratch buffers, ending in out."""
+    out_shape = ctx.shape(out)
+    src, current, wrote = x, list(ctx.shape(x)), False
     for n, axis in enumerate(todo):
         nxt = current.copy()
         nxt[axis] = out_shape[axis]
-        dst = out if n == len(todo) - 1 else ctx.scratch(int(np.prod(nxt, dtype=np.int64)) * ctx.itemsize(x))
+        last = n == len(todo) - 1
+        dst = out if last else ctx.scratch(int(np.prod(nxt, dtype=np.int64)) * ctx.itemsize(x))
         if _axis_pass(ctx, spec, x, src, dst, current, axis, out_shape[axis], used[axis],
                       roi[axis] if roi else None):
-            src, current, wrote = dst, nxt, dst is out
-        elif dst is out:
-            break
+            src, current, wrote = dst, nxt, last
     if not wrote:
         strides = contiguous_strides(out_shape)
         emit_strided(ctx, out, out_shape, strides, 0, [(src, strides, 0)], raw=True)
