@@ -156,6 +156,8 @@ def _summary(arr: np.ndarray) -> str:
               default="auto", show_default=True, help="How several devices share the work.")
 @click.option("--queues", default=1, show_default=True, type=click.IntRange(1, 8),
               help="In-order queues per device for independent branches.")
+@click.option("--out-of-order", is_flag=True,
+              help="One out-of-order queue per device (where supported) instead.")
 @click.option("--profile", "profile_path", default=None,
               help="Profile one more pass: a Chrome trace to this .json, or '-' for a "
                    "per-op-type table.")
@@ -165,7 +167,7 @@ def _summary(arr: np.ndarray) -> str:
 @_fail_cleanly
 def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_weights, repeat,
             warmup, seed, output_path, labels, as_json, devices, strategy, queues,
-            profile_path, explain, debug):
+            profile_path, explain, out_of_order, debug):
     """Run MODEL (an ONNX file) on an OpenCL device and report outputs and latency."""
     from .runtime import InferenceSession
 
@@ -176,7 +178,7 @@ def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_we
     session = InferenceSession(model, device=device, precision=precision,
                                weight_int8=int8_weights, calibration=calibration,
                                devices=devices, strategy=strategy, queues=queues,
-                               profile=profile_path is not None)
+                               profile=profile_path is not None, out_of_order=out_of_order)
     load_s = time.perf_counter() - start
     feeds = build_feeds(session, inputs, shapes, seed)
     first = time.perf_counter()

@@ -41,18 +41,65 @@ def _kernel_op(launch) -> str:
     return label[label.rfind("(") + 1:-1] if label.endswith(")") else launch.program
 
 
-class Executor:
-    """Run a Plan on ``n_queues`` in-order queues, optionally profiled."""
+def supports_out_of_order(dev) -> bool:
+    """Whether the device's host queues may execute out of order."""
+    flag = cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE
+    try:
+        return bool(dev.cl_device.queue_properties & flag)
+    except cl.Error:
+        return False
 
-    def __init__(self, plan, n_queues: int = 1, profile: bool = False, track: str = ""):
+
+class Executor:
+    """Run a Plan on ``n_queues`` in-order queues, optionally profiled.
+
+    out_of_order: one out-of-order queue instead, where the device supports
+    it; then every dependency is an event wait.
+    """
+
+    def __init__(self, plan, n_queues: int = 1, profile: bool = False, track: str = "",
+                 out_of_order: bool = False):
         self.plan = plan
         dev = plan.dev
         self.profile = profile
         self.track = track or dev.index
+        deps = plan.deps or [(i - 1,) if i else () for i in range(len(plan.calls))]
+        self.out_of_order = out_of_order and supports_out_of_order(dev)
+        if self.out_of_order:
+            self._init_out_of_order(dev, deps)
+        else:
+            self._init_in_order(dev, deps, n_queues)
+        flops_of = {}
+        if plan.graph is not None:
+            from .schedule import node_flops
+            flops_of = {n.label(): node_flops(n) for n in plan.graph.nodes}
+        last_of = {launch.node: i for i, launch in enumerate(plan.launches)}
+        # a node's flops are counted once, on its last launch
+        self._labels = [(launch.node or launch.program, _kernel_op(launch),
+                         flops_of.get(launch.node, 0.0) if last_of[launch.node] == i else 0.0)
+                        for i, launch in enumerate(plan.launches)]
+        self.records: list = []
+
+    def _init_out_of_order(self, dev, deps: list) -> None:
+        props = cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE
+        if self.profile:
+            props |= cl.command_queue_properties.PROFILING_ENABLE
+        queue = cl.CommandQueue(dev.context, properties=props)
+        self.queues = [queue]
+        self.queue_of = [0] * len(self.plan.calls)
+        needed = {d for launch_deps in deps for d in launch_deps}
+        # sources wait for the uploads, sinks are what the downloads wait for
+        self.needs_upload = {i for i, launch_deps in enumerate(deps) if not launch_deps}
+        self.tails = tuple(i for i in range(len(deps)) if i not in needed)
+        self.steps = [(queue, kernel, gsize, lsize, (deps[i], i in self.needs_upload))
+                      for i, (kernel, gsize, lsize) in enumerate(self.plan.calls)]
+
+    def _init_in_order(self, dev, deps: list, n_queues: int) -> None:
+        plan = self.plan
+        profile = self.profile
         n_queues = max(1, min(int(n_queues), len(plan.calls) or 1))
         self.queues = [dev.new_queue(profiling=profile) for _ in range(n_queues)]
         costs = [launch_cost(launch) for launch in plan.launches]
-        deps = plan.deps or [(i - 1,) if i else () for i in range(len(plan.calls))]
         self.queue_of, waits = assign_queues(deps, costs, n_queues)
         last_on = {}
         for index, q in enumerate(self.queue_of):
@@ -69,16 +116,6 @@ class Executor:
                        if waits[i] or i in self.needs_upload else None)
                       for i, (q, (kernel, gsize, lsize)) in
                       enumerate(zip(self.queue_of, plan.calls))]
-        flops_of = {}
-        if plan.graph is not None:
-            from .schedule import node_flops
-            flops_of = {n.label(): node_flops(n) for n in plan.graph.nodes}
-        last_of = {launch.node: i for i, launch in enumerate(plan.launches)}
-        # a node's flops are counted once, on its last launch
-        self._labels = [(launch.node or launch.program, _kernel_op(launch),
-                         flops_of.get(launch.node, 0.0) if last_of[launch.node] == i else 0.0)
-                        for i, launch in enumerate(plan.launches)]
-        self.records: list = []
 
     @property
     def n_queues(self) -> int:
@@ -116,6 +153,8 @@ class Executor:
                                       f"{self.track} queue {self.queue_of[index]}", event,
                                       flops))
         tail_wait = [events[i] for i in self.tails]
+        if self.out_of_order:
+            tail_wait += uploads
         results, done = self._download(first, tail_wait, records)
         if records is not None:
             self.records = records
@@ -258,10 +297,13 @@ class SingleRunner:
 
     strategy = "single"
 
-    def __init__(self, plan, n_queues: int = 1, profile: bool = False):
+    def __init__(self, plan, n_queues: int = 1, profile: bool = False,
+                 out_of_order: bool = False):
         self.plan = plan
         self.plans = [plan]
-        self.executor = Executor(plan, n_queues, profile) if n_queues > 1 or profile else None
+        special = n_queues > 1 or profile or out_of_order
+        self.executor = Executor(plan, n_queues, profile, out_of_order=out_of_order) \
+            if special else None
         self._async: Optional[AsyncRunner] = None
 
     @property
@@ -285,10 +327,12 @@ class DataRunner:
 
     strategy = "data"
 
-    def __init__(self, plans: list, rows: list, profile: bool = False, n_queues: int = 1):
+    def __init__(self, plans: list, rows: list, profile: bool = False, n_queues: int = 1,
+                 out_of_order: bool = False):
         self.plans = plans
         self.rows = rows
-        self.executors = [Executor(p, n_queues, profile) for p in plans]
+        self.executors = [Executor(p, n_queues, profile, out_of_order=out_of_order)
+                          for p in plans]
         bounds = np.cumsum([0] + list(rows))
         self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         self.records: list = []
@@ -318,12 +362,13 @@ class PipelineRunner:
     strategy = "pipeline"
 
     def __init__(self, stages: list, plans: list, output_values: list, profile: bool = False,
-                 n_queues: int = 1):
+                 n_queues: int = 1, out_of_order: bool = False):
         self.stages = stages
         self.plans = plans
         self.output_values = output_values
         self.profile = profile
-        self.executors = [Executor(p, n_queues, profile) for p in plans]
+        self.executors = [Executor(p, n_queues, profile, out_of_order=out_of_order)
+                          for p in plans]
         self.records: list = []
 
     def _run_stage(self, index: int, tensors: dict) -> None:
@@ -412,7 +457,8 @@ def make_runner(session, signature: tuple):
     """The runner of one input signature under the session's strategy."""
     devices, strategy = session.devices, session.strategy
     if len(devices) == 1 or strategy == "single":
-        return SingleRunner(session._plan_for(signature), session.queues, session.profile)
+        return SingleRunner(session._plan_for(signature), session.queues, session.profile,
+                            getattr(session, "out_of_order", False))
     if strategy in ("data", "auto"):
         runner = _data_runner(session, signature, strict=strategy == "data")
         if runner is not None:
@@ -455,17 +501,20 @@ def _data_runner(session, signature: tuple, strict: bool):
             return None
         plans.append(plan)
         used.append(count)
-    return DataRunner(plans, used, session.profile, session.queues)
+    return DataRunner(plans, used, session.profile, session.queues,
+                      getattr(session, "out_of_order", False))
 
 
 def _pipeline_runner(session, signature: tuple):
     from .graph import Graph
-    from .schedule import device_model, place_stages
+    from .schedule import device_model, measure_node_seconds, place_stages
 
     full = session._plan_for(signature)
     models = [device_model(dev) for dev in session.devices]
     shaped = full.graph.copy()
-    stages = place_stages(shaped, models)
+    seconds = measure_node_seconds(full, full.graph)
+    stages = place_stages(shaped, models, node_seconds=seconds,
+                          reference=session.devices.index(full.dev))
     plans = []
     for stage in stages:
         sub = Graph(shaped.nodes[stage.first:stage.last], list(stage.inputs),
@@ -473,4 +522,4 @@ def _pipeline_runner(session, signature: tuple):
         dev = session.devices[stage.device]
         plans.append(session._build_graph(sub, dev))
     return PipelineRunner(stages, plans, list(shaped.outputs), session.profile,
-                          session.queues)
+                          session.queues, getattr(session, "out_of_order", False))

@@ -49,6 +49,8 @@ SHAPE_INPUTS = {
     "CenterCropPad": (1,), "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,),
     "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,),
     "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
+    # a Loop is unrolled at load: its trip count decides the plan (and scan output shapes)
+    "Loop": (0,),
     # data-dependent output shapes: computed on the host when the plan is made
     "NonZero": (0,), "Unique": (0,), "Compress": (0, 1), "NonMaxSuppression": (0, 1, 2, 3, 4),
 }
@@ -112,14 +114,15 @@ class InferenceSession:
     (stages placed by a cost model, tensors handed on through the host),
     "data" (the batch split in proportion to measured speed) or "auto".
     queues: in-order queues on one device for independent branches.
+    out_of_order: one out-of-order queue instead, where the device allows it.
     profile: keep OpenCL profiling events of each run (see ``last_records``
     and ``end_profiling``).
     """
 
     def __init__(self, model, device=None, precision: str = "fp32", providers=None,
                  devices=None, strategy: str = "auto", queues: int = 1,
-                 profile: bool = False, calibration=None, weight_int8: bool = False,
-                 **_ignored):
+                 profile: bool = False, out_of_order: bool = False, calibration=None,
+                 weight_int8: bool = False, **_ignored):
         start = time.perf_counter()
         if precision not in PRECISIONS:
             raise ClnetError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -131,6 +134,7 @@ class InferenceSession:
         self.strategy = strategy
         self.queues = max(1, int(queues))
         self.profile = bool(profile)
+        self.out_of_order = bool(out_of_order)
         self.graph = optimize(load_model(model))
         self._weights_by_device: dict = {}     # id(Device) -> that device's weights
         self._weights: dict = self._weights_for(self.device)
@@ -229,7 +233,7 @@ class InferenceSession:
 
     def _plain(self) -> bool:
         return self.strategy in ("single", "auto") and len(self.devices) == 1 \
-            and self.queues == 1 and not self.profile
+            and self.queues == 1 and not self.profile and not self.out_of_order
 
     def run_async(self, output_names: Optional[Sequence[str]], input_feed: dict):
         """Start one inference; returns a handle whose ``result()`` waits.

@@ -234,11 +234,29 @@ def crossing_values(graph, first: int, last: int) -> tuple:
     return needed, handed
 
 
+def measure_node_seconds(plan, graph) -> list:
+    """Per node of graph, kernel seconds of one profiled run of plan (the
+    second of two, so that lazy per-device kernel compilation is excluded)."""
+    from .executor import Executor
+
+    executor = Executor(plan, 1, profile=True)
+    feeds = [np.zeros(value.shape, dtype=value.dtype) for value, _, _ in plan.input_slots]
+    for _ in range(2):
+        executor.run(feeds)
+    by_label: dict = {}
+    for record in executor.records:
+        if record.kind == "kernel":
+            start, end = record.times_ns()
+            by_label[record.name] = by_label.get(record.name, 0.0) + (end - start) * 1e-9
+    return [by_label.get(node.label(), 0.0) for node in graph.nodes]
+
+
 def _value_bytes(values) -> float:
     return float(sum(v.size * 4 for v in values))
 
 
-def place_stages(graph, models: list, stream: int = 8) -> list:
+def place_stages(graph, models: list, stream: int = 8,
+                 node_seconds: Optional[list] = None, reference: int = 0) -> list:
     """Cut the shaped graph into up to len(models) stages and place them.
 
     Candidate cuts are node boundaries in topological order; every ordered
@@ -247,23 +265,36 @@ def place_stages(graph, models: list, stream: int = 8) -> list:
     times (compute on the stage's device plus the copy of its inputs through
     the host) plus (stream - 1) times the slowest stage.  Returns the Stages
     of the best placement.
+
+    Compute time is node FLOPs over the device's measured GFLOP/s, or, when
+    node_seconds (per node, measured on device ``reference``) is given, that
+    time scaled by the devices' measured speed ratio: small layers run far
+    below peak, which FLOPs alone cannot tell.
     """
     nodes = graph.nodes
     n = len(nodes)
     flops = [node_flops(node) for node in nodes]
     prefix = np.concatenate([[0.0], np.cumsum(flops)])
+    measured = None
+    if node_seconds is not None:
+        measured = np.concatenate([[0.0], np.cumsum(node_seconds)])
     boundary_bytes = [0.0] * (n + 1)
     for cut in range(1, n):
         boundary_bytes[cut] = _value_bytes(crossing_values(graph, cut, n)[0])
 
     def stage_time(first: int, last: int, dev: int) -> float:
         model = models[dev]
-        compute = model.compute_s(prefix[last] - prefix[first], last - first)
+        if measured is not None:
+            compute = (measured[last] - measured[first]) * models[reference].gflops \
+                / model.gflops
+        else:
+            compute = model.compute_s(prefix[last] - prefix[first], last - first)
         copy = model.copy_s(boundary_bytes[first]) if first > 0 else 0.0
         return compute + copy
 
     best = None
-    cut_points = _candidate_cuts(flops, len(models))
+    cut_points = _candidate_cuts(node_seconds if node_seconds is not None else flops,
+                                 len(models))
     for k in range(1, len(models) + 1):
         for devices in itertools.permutations(range(len(models)), k):
             for cuts in itertools.combinations(cut_points, k - 1):

@@ -98,7 +98,7 @@ def overlap_ns(records: list, track_a: str, track_b: str) -> int:
     rows = timed(records)
     a = sorted((s, e) for r, s, e in rows if r.track.startswith(track_a))
     b = sorted((s, e) for r, s, e in rows if r.track.startswith(track_b))
-    total, j = 0, 0
+    total = 0
     for start, end in a:
         for other_start, other_end in b:
             if other_start >= end:

@@ -142,6 +142,19 @@ def test_several_queues_match_one(device, precision, queues):
     assert_close(got, reference(model, {"x": x}), precision)
 
 
+def test_out_of_order_queue_matches_reference(device, precision):
+    from clnet.executor import supports_out_of_order
+
+    model = encoder_model()
+    x = np.random.default_rng(4).standard_normal((1, 13, 32)).astype(np.float32)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     precision=precision, out_of_order=True)
+    for _ in range(2):
+        got = session.run(None, {"x": x})
+        assert_close(got, reference(model, {"x": x}), precision)
+    assert session.last_runner.executor.out_of_order == supports_out_of_order(device)
+
+
 def test_encoder_on_three_queues(device):
     model = encoder_model()
     x = np.random.default_rng(2).standard_normal((1, 13, 32)).astype(np.float32)
@@ -193,6 +206,8 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
          {{"input": rng.standard_normal((3, 3, 32, 32)).astype(np.float32)}}),
         ("encoder", encoder_model(),
          {{"x": rng.standard_normal((1, 13, 32)).astype(np.float32)}}),
+        ("bert", zoo.bert_encoder(layers=2, hidden=64, seq=13, vocab=127),
+         {{"input_ids": rng.integers(0, 127, (1, 13)).astype(np.int64)}}),
     ]
     report = []
     for name, model, feeds in cases:
