@@ -73,15 +73,20 @@ class KeyedShape(tuple):
 
 
 def value_keyed_inputs(graph) -> set:
-    """Names of graph inputs consumed where their value decides a shape."""
-    names = {v.name for v in graph.inputs}
-    keyed = set()
+    """Names of graph inputs whose values decide a shape: fed where ONNX
+    decides one, or computed into such a place (not through Shape/Size,
+    which read only shapes)."""
+    deciding = set()
     for node in graph.nodes:
         for index in SHAPE_INPUTS.get(node.op, ()) if not node.domain else ():
             value = node.input(index)
-            if value is not None and value.name in names:
-                keyed.add(value.name)
-    return keyed
+            if value is not None:
+                deciding.add(value)
+    for node in reversed(graph.nodes):
+        if node.op not in ("Shape", "Size") and any(v in deciding for v in node.outputs):
+            deciding.update(v for v in node.inputs if v is not None)
+    names = {v.name for v in graph.inputs}
+    return {v.name for v in deciding if v.name in names}
 
 
 def _bind_signature(graph, signature: tuple) -> None:
