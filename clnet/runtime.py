@@ -54,6 +54,9 @@ SHAPE_INPUTS = {
     # data-dependent output shapes: computed on the host when the plan is made
     "NonZero": (0,), "Unique": (0,), "Compress": (0, 1), "NonMaxSuppression": (0, 1, 2, 3, 4),
 }
+# their inputs are keyed only when fed directly: the host must not compute
+# the float work upstream of them
+HOST_OPS = frozenset({"NonZero", "Unique", "Compress", "NonMaxSuppression"})
 
 
 class KeyedShape(tuple):
@@ -75,18 +78,18 @@ class KeyedShape(tuple):
 def value_keyed_inputs(graph) -> set:
     """Names of graph inputs whose values decide a shape: fed where ONNX
     decides one, or computed into such a place (not through Shape/Size,
-    which read only shapes)."""
-    deciding = set()
+    which read only shapes), or fed directly to a HOST_OPS op."""
+    deciding, direct = set(), set()
     for node in graph.nodes:
         for index in SHAPE_INPUTS.get(node.op, ()) if not node.domain else ():
             value = node.input(index)
             if value is not None:
-                deciding.add(value)
+                (direct if node.op in HOST_OPS else deciding).add(value)
     for node in reversed(graph.nodes):
         if node.op not in ("Shape", "Size") and any(v in deciding for v in node.outputs):
             deciding.update(v for v in node.inputs if v is not None)
     names = {v.name for v in graph.inputs}
-    return {v.name for v in deciding if v.name in names}
+    return {v.name for v in deciding | direct if v.name in names}
 
 
 def _bind_signature(graph, signature: tuple) -> None:
