@@ -51,6 +51,71 @@
   #define LD_C(p, i) LOADF(p, i)
 #endif
 
+#ifdef MINIFLOAT
+// Casts to and from the narrow float types (float8 e4m3fn/e4m3fnuz/e5m2/
+// e5m2fnuz, float4 e2m1, bfloat16), whose bits travel as uchar/ushort.  E and
+// M are the exponent and mantissa widths; KIND says where the specials are:
+// 0 IEEE-like (inf and NaNs at the top exponent), 1 "fn" (no inf, NaN is all
+// ones), 2 "fnuz" (no inf, no -0, NaN is the sign bit alone), 3 none.
+inline float mf_decode(uint b, int E, int M, int BIAS, int KIND)
+{
+    const uint sign = (b >> (E + M)) & 1u;
+    const uint e = (b >> M) & ((1u << E) - 1u);
+    const uint m = b & ((1u << M) - 1u);
+    if (KIND == 2 && b == (1u << (E + M)))
+        return NAN;
+    if (KIND == 0 && e == (1u << E) - 1u)
+        return m ? NAN : (sign ? -INFINITY : INFINITY);
+    if (KIND == 1 && e == (1u << E) - 1u && m == (1u << M) - 1u)
+        return NAN;
+    const float v = e == 0 ? ldexp((float)m, 1 - BIAS - M)
+                           : ldexp((float)(m | (1u << M)), (int)e - BIAS - M);
+    return sign ? -v : v;
+}
+
+// Round to nearest even; out of range gives the largest finite value
+// (MAXBITS) with SAT, else inf (KIND 0) or NaN.
+inline uint mf_encode(float f, int E, int M, int BIAS, int KIND, uint MAXBITS, int SAT)
+{
+    // NaN: the lone sign bit for fnuz; float4 has none and takes -0 there too
+    const uint nan_bits = KIND >= 2 ? (1u << (E + M)) : (1u << (E + M)) - 1u;
+    if (isnan(f))
+        return nan_bits;
+    const uint sign = signbit(f) ? 1u : 0u;
+    const float a = fabs(f);
+    uint bits;
+    if (isinf(a)) {
+        bits = MAXBITS + 1u;
+    } else if (a < ldexp(1.0f, 1 - BIAS)) {       // subnormal (or zero)
+        bits = (uint)rint(ldexp(a, BIAS - 1 + M));
+    } else {
+        int ex;
+        frexp(a, &ex);                            // a = f * 2^ex, f in [0.5, 1)
+        const uint q = (uint)rint(ldexp(a, M - (ex - 1)));  // in [2^M, 2^(M+1)]
+        bits = ((uint)(ex - 1 + BIAS) << M) + (q - (1u << M));
+    }
+    if (bits > MAXBITS) {
+        if (SAT || KIND == 3)
+            bits = MAXBITS;
+        else if (KIND == 0)
+            bits = ((1u << E) - 1u) << M;
+        else
+            return nan_bits;
+    }
+    if (KIND == 2 && bits == 0)
+        return 0;                                 // fnuz has no negative zero
+    return (sign << (E + M)) | bits;
+}
+
+inline uint bf16_encode(float f)
+{
+    if (isnan(f))
+        return 0x7FC0u;
+    const uint u = as_uint(f);
+    return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+#endif
+
 #define STEP(d)                                              \
     if (RANK > d) {                                          \
         const int coord = rem % shape.s##d;                  \
@@ -82,3 +147,4 @@ __kernel void elementwise(__global T_OUT *out, __global const T_A *in_a,
 #endif
     ST_OUT(out, o_out, (EXPR));
 }
+

@@ -176,3 +176,30 @@ def test_cast(device, precision, src, dst):
     check(device, precision, helper.make_node("Cast", ["x"], ["y"], to=to), {"x": x})
     check(device, precision, helper.make_node("CastLike", ["x", "t"], ["y"]), {"x": x},
           {"t": np.zeros(1, dst)})
+
+
+@pytest.mark.parametrize("narrow", ["bfloat16", "float8_e4m3fn", "float8_e4m3fnuz",
+                                    "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn",
+                                    "int4", "uint4"])
+@pytest.mark.parametrize("saturate", [0, 1])
+def test_cast_narrow_round_trip(device, narrow, saturate):
+    """float32 -> narrow type (round to nearest even, saturating or not) -> float32."""
+    import ml_dtypes
+
+    x = np.concatenate([RNG.uniform(-20, 20, 120), [0.0, -0.0, 1e6, -1e6, np.inf, np.nan,
+                                                    1e-7, 0.3125]]).astype(np.float32)
+    to = helper.np_dtype_to_tensor_dtype(np.dtype(getattr(ml_dtypes, narrow)))
+    attrs = {"saturate": saturate} if "float8" in narrow else {}
+    if narrow in ("int4", "uint4"):
+        x = np.round(x[:120]) % 8      # in range: Cast wraps out-of-range integers
+    nodes = [helper.make_node("Cast", ["x"], ["n"], to=to, **attrs),
+             helper.make_node("Cast", ["n"], ["y"], to=1)]
+    graph = helper.make_graph(nodes, "t", [helper.make_tensor_value_info("x", 1, x.shape)],
+                              [helper.make_tensor_value_info("y", 1, x.shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    import clnet
+    from onnx.reference import ReferenceEvaluator
+    got = clnet.InferenceSession(model.SerializeToString(), device=device).run(None, {"x": x})
+    want = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_array_equal(got[0], want[0])

@@ -76,3 +76,14 @@ def test_softmax_family(device, precision, op, opset, axis):
     x = RNG.integers(-4, 4, (2, 3, 13)).astype(np.float32)   # ties for Hardmax
     node = helper.make_node(op, ["x"], ["y"], axis=axis)
     check(device, precision, node, {"x": x}, opset=opset)
+
+
+@pytest.mark.parametrize("training", [0, 1])
+def test_batch_norm_runtime_parameters(device, precision, training):
+    c = 3
+    inputs = {"x": _rand(2, c, 5, 7), "s": _rand(c), "b": _rand(c), "m": _rand(c),
+              "v": RNG.uniform(0.5, 2, c).astype(np.float32)}
+    outputs = ["y", "rm", "rv"] if training else ["y"]
+    node = helper.make_node("BatchNormalization", list(inputs), outputs, epsilon=1e-3,
+                            momentum=0.8, training_mode=training)
+    check(device, precision, node, inputs, opset=15)

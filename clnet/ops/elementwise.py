@@ -390,7 +390,9 @@ def mod(ctx, node, fmod: int = 0):
 def bit_shift(ctx, node, direction: str = "LEFT"):
     left = node.attrs.get("direction", direction) == "LEFT"
     a, b = node.inputs[:2]
-    emit_typed(ctx, node.outputs[0], [a, b], None, "a<<b" if left else "a>>b")
+    bits = a.dtype.itemsize * 8   # shifts outside [0, bits) fill with the sign
+    expr = f"(b<0||b>={bits})?0:a<<b" if left else f"(b<0||b>={bits})?(a<0?-1:0):a>>b"
+    emit_typed(ctx, node.outputs[0], [a, b], None, expr)
 
 
 # ------------------------------------------------------------- variadic --
@@ -424,15 +426,77 @@ for _name, (_fexpr, _iexpr) in VARIADIC.items():
 
 
 # ----------------------------------------------------------------- cast --
+def _narrow_types() -> dict:
+    """dtype -> (raw C type, decode(bits) expression, encode(x) expression with
+    SAT for the saturate flag) of the narrow types Cast converts on the device."""
+    import ml_dtypes as md
+
+    def minifloat(e, m, bias, kind, maxbits):
+        return (f"mf_decode(B,{e},{m},{bias},{kind})",
+                f"mf_encode(X,{e},{m},{bias},{kind},{maxbits}u,SAT)")
+
+    table = {
+        md.bfloat16: ("ushort", "as_float(B<<16)", "bf16_encode(X)"),
+        md.float8_e4m3fn: ("uchar",) + minifloat(4, 3, 7, 1, 126),
+        md.float8_e4m3fnuz: ("uchar",) + minifloat(4, 3, 8, 2, 127),
+        md.float8_e5m2: ("uchar",) + minifloat(5, 2, 15, 0, 123),
+        md.float8_e5m2fnuz: ("uchar",) + minifloat(5, 2, 16, 2, 127),
+        md.float4_e2m1fn: ("uchar",) + minifloat(2, 1, 1, 3, 7),
+        md.int4: ("uchar", "(((int)(B&15u))^8)-8", "((int)(X))&15"),
+        md.uint4: ("uchar", "(int)(B&15u)", "((int)(X))&15"),
+        md.int2: ("uchar", "(((int)(B&3u))^2)-2", "((int)(X))&3"),
+        md.uint2: ("uchar", "(int)(B&3u)", "((int)(X))&3"),
+    }
+    return {np.dtype(k): v for k, v in table.items()}
+
+
+NARROW = _narrow_types()
+
+
 def _cast(ctx, node, x, to_dtype) -> None:
     to_dtype = np.dtype(to_dtype)
     for dtype in (x.dtype, to_dtype):
-        if dtype.kind != "f" and dtype not in C_TYPES or dtype.kind == "f" \
-                and dtype.itemsize not in (2, 4, 8) or dtype.names is not None:
+        if dtype not in NARROW and (dtype.kind != "f" and dtype not in C_TYPES
+                                    or dtype.kind == "f" and dtype.itemsize not in (2, 4, 8)):
             raise UnsupportedOpError(f"{node.label()}: {node.op} between {x.dtype} and "
                                      f"{to_dtype} is not supported")
-    expr = "a!=0" if to_dtype == np.bool_ else "a"
-    emit_typed(ctx, node.outputs[0], [x], expr, expr, out_dtype=to_dtype)
+    if x.dtype not in NARROW and to_dtype not in NARROW:
+        expr = "a!=0" if to_dtype == np.bool_ else "a"
+        emit_typed(ctx, node.outputs[0], [x], expr, expr, out_dtype=to_dtype)
+        return
+    _cast_narrow(ctx, node, x, to_dtype)
+
+
+def _cast_narrow(ctx, node, x, to_dtype) -> None:
+    """Casts from or to a narrow type: decode its bits, or encode into them."""
+    types = {}
+    compute = "float"
+    expr = "a"
+    if x.dtype in NARROW and x.dtype.kind == "f":
+        pass    # float8_e5m2 counts as a float: its values arrive as float
+    elif x.dtype in NARROW:
+        ctype, decode, _ = NARROW[x.dtype]
+        types["A"] = ctype
+        compute = "uint"
+        expr = decode.replace("B", "a")
+    elif x.dtype.kind != "f":
+        types["A"] = C_TYPES[x.dtype]
+    if to_dtype in NARROW:
+        ctype, decode, encode = NARROW[to_dtype]
+        saturate = int(bool(node.attrs.get("saturate", 1)))
+        expr = encode.replace("X", f"(float)({expr})").replace("SAT", str(saturate))
+        if to_dtype.kind == "f":   # stored as float: round through the narrow type
+            expr = decode.replace("B", f"({expr})")
+        else:
+            types["OUT"] = ctype
+    elif to_dtype.kind != "f":
+        types["OUT"] = C_TYPES[to_dtype]
+        if to_dtype == np.bool_:
+            expr = f"({expr})!=0"
+    out = node.outputs[0]
+    emit_map(ctx, out, [x], expr, out_dtype=to_dtype, types=types, compute=compute)
+    ctx.launches[-1].defines = tuple(sorted(dict(ctx.launches[-1].defines,
+                                                 MINIFLOAT=True).items()))
 
 
 @op("Cast")
@@ -453,26 +517,54 @@ def cast_like(ctx, node):
 
 @op("BatchNormalization")
 def batch_norm(ctx, node, epsilon: float = 1e-5):
-    """Inference form: y = x * scale' + shift' with per-channel constants."""
+    """Inference form: y = x * scale' + shift' with per-channel constants;
+    run-time parameters or training mode compute scale' and shift' on the
+    device first (training mode from the batch's own mean and variance)."""
     _require_float(ctx, node)
     x = node.inputs[0]
     params = node.inputs[1:5]
-    if any(p is None or not p.is_const for p in params):
-        raise UnsupportedOpError(f"{node.label()}: BatchNormalization needs constant scale, "
-                                 f"bias, mean and variance (training mode is not supported)")
-    if node.attrs.get("training_mode", 0):
-        raise UnsupportedOpError(f"{node.label()}: BatchNormalization training_mode=1")
-    scale, shift = batchnorm_affine(node, epsilon)
     shape = ctx.shape(x)
-    channel_shape = (len(scale),) + (1,) * max(len(shape) - 2, 0)
-    ctx.output(node.outputs[0], shape, x.dtype)
-    s_w = ctx.weight(scale.reshape(channel_shape), (node.inputs[1].name, "bn_scale"))
-    b_w = ctx.weight(shift.reshape(channel_shape), (node.inputs[1].name, "bn_shift"))
-    strides_c = broadcast_strides(channel_shape, shape)
+    channel_shape = (shape[1],) + (1,) * max(len(shape) - 2, 0)
     out = node.outputs[0]
+    ctx.output(out, shape, x.dtype)
+    training = bool(node.attrs.get("training_mode", 0))
+    if all(p is not None and p.is_const for p in params) and not training:
+        scale, shift = batchnorm_affine(node, epsilon)
+        s_w = ctx.weight(scale.reshape(channel_shape), (node.inputs[1].name, "bn_scale"))
+        b_w = ctx.weight(shift.reshape(channel_shape), (node.inputs[1].name, "bn_shift"))
+    else:
+        s_w, b_w = _batchnorm_device_affine(ctx, node, training,
+                                            node.attrs.get("epsilon", epsilon))
+    strides_c = broadcast_strides(channel_shape, shape)
     emit_strided(ctx, out, shape, contiguous_strides(shape), 0,
                  [(x, contiguous_strides(shape), 0), (s_w, strides_c, 0), (b_w, strides_c, 0)],
                  "a*b+c")
+
+
+def _batchnorm_device_affine(ctx, node, training: bool, eps: float) -> tuple:
+    """Per-channel (scale', shift') computed on the device."""
+    from ..graph import Value
+    from .reduce import emit_reduce
+
+    x, gamma, beta, mean, var = node.inputs[:5]
+    name = node.outputs[0].name
+    temp = {k: Value(f"{name}#{k}") for k in ("mean", "square", "meansq", "var", "s", "b")}
+    if training:
+        axes = [i for i in range(len(ctx.shape(x))) if i != 1]
+        emit_reduce(ctx, temp["mean"], x, axes, False, "ReduceMean")
+        emit_map(ctx, temp["square"], [x], "a*a")
+        emit_reduce(ctx, temp["meansq"], temp["square"], axes, False, "ReduceMean")
+        emit_map(ctx, temp["var"], [temp["meansq"], temp["mean"]], "fmax(a-b*b,0.0f)")
+        momentum = node.attrs.get("momentum", 0.9)
+        for index, (running, batch) in enumerate(((mean, temp["mean"]), (var, temp["var"])),
+                                                 start=1):
+            if len(node.outputs) > index and node.outputs[index].name:
+                emit_map(ctx, node.outputs[index], [running, batch], "a*P0+b*(1.0f-P0)",
+                         (momentum,))
+        mean, var = temp["mean"], temp["var"]
+    emit_map(ctx, temp["s"], [gamma, var], "a/sqrt(b+P0)", (eps,))
+    emit_map(ctx, temp["b"], [beta, mean, temp["s"]], "a-b*c")
+    return temp["s"], temp["b"]
 
 
 def batchnorm_affine(node, epsilon: float = 1e-5) -> tuple:
