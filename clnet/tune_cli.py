@@ -16,7 +16,7 @@ import numpy as np
 
 from .compile import build_program
 from .errors import ClnetError
-from .tuning import class_defaults, save_tuning
+from .tuning import class_defaults, save_tuning, vector_width
 
 # Candidate values per parameter; "VW" values beyond the device's native
 # width are dropped.  KSPLIT > 1 only for shapes with few output tiles.
@@ -35,7 +35,7 @@ QUICK_SPACE = {"TM": (4, 6, 8), "TN_VECTORS": (1, 2), "VW": (16,), "LSIZE": ((1,
 def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> list:
     """The parameter sets worth trying for one shape on one device."""
     space = space or SPACE
-    native = max(4, min(16, int(getattr(dev.cl_device, "native_vector_width_float", 4) or 4)))
+    native = vector_width(dev)
     found, seen = [], set()
     for tm, tnv, vw, lsize, m_first, ksplit in itertools.product(
             space["TM"], space["TN_VECTORS"], space["VW"], space["LSIZE"],
@@ -68,7 +68,7 @@ class _Problem:
         """Seconds per launch (min over reps) if the result is right, else None."""
         import pyopencl as cl
 
-        from .ops.gemm import gemm_launch_config, pack_a, pack_b
+        from .ops.gemm import epilogue_args, gemm_launch_config, pack_a, pack_b
         ctx, mf = self.dev.context, cl.mem_flags
         a_packed = self.kind == "conv"
         a_host = pack_a(self.a[None], params["TM"])[0] if a_packed else self.a
@@ -86,14 +86,15 @@ class _Problem:
         zc = np.array([size, 0, self.N, size], np.int32)
         gemm = cl.Kernel(prg, "gemm")
         gemm.set_args(a_buf, b_buf, c_buf, None, None, np.int32(self.M), np.int32(self.N),
-                      np.int32(self.K), np.int32(self.K), one, one, zc, np.int32(0))
+                      np.int32(self.K), np.int32(self.K), one, one, zc, np.int32(0),
+                      np.int32(0), *epilogue_args())
         launches = [(gemm, gsize, lsize)]
         out_buf = c_buf
         if ksplit > 1:
             out_buf = cl.Buffer(ctx, mf.READ_WRITE, size=max(size, 1) * 4)
             red = cl.Kernel(prg, "gemm_reduce")
             red.set_args(c_buf, out_buf, None, None, np.int32(self.M), np.int32(self.N), one,
-                         zc, np.int32(0))
+                         zc, np.int32(0), *epilogue_args())
             launches.append((red, (self.N, self.M, 1), None))
         times = []
         for rep in range(reps + 1):

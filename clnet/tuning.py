@@ -45,11 +45,22 @@ def class_defaults(dev) -> dict:
     """GEMM parameters for an untuned device of this class."""
     params = dict(CLASS_DEFAULTS.get(dev.type, CLASS_DEFAULTS["GPU"]))
     if params.get("VW") == "native":
-        width = int(getattr(dev.cl_device, "native_vector_width_float", 4) or 4)
-        params["VW"] = max(4, min(16, width))
+        params["VW"] = vector_width(dev)
     if params.get("TN") == "2*VW":
         params["TN"] = 2 * params["VW"]
     return params
+
+
+def vector_width(dev) -> int:
+    """The widest float vector gemm.cl should use on this device (4, 8 or 16).
+
+    PoCL names its CPU target in the device name; float16 code for a target
+    without AVX-512 crashes one PoCL's code generator, so 16 needs "avx512".
+    """
+    width = max(4, min(16, int(getattr(dev.cl_device, "native_vector_width_float", 4) or 4)))
+    if width == 16 and dev.type == "CPU" and "avx512" not in dev.name.lower():
+        width = 8
+    return width
 
 
 _LOADED: dict = {}

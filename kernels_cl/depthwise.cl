@@ -1,13 +1,44 @@
-// Direct depthwise 2-D convolution (groups == input channels), with fused
-// bias and activation.  Each work-item computes WX consecutive output pixels
-// of one row of one channel, reusing each weight WX times.
+// Direct depthwise 2-D convolution (groups == input channels, any channel
+// multiplier), with fused bias and activation.  Each work-item computes one
+// output row of one channel, WX pixels at a time: interior chunks use vector
+// loads with the kernel window fully unrolled (KH, KW, SX, DX are compile
+// time constants), the few border chunks a checked scalar path.
 #include "common.h"
 
+#ifndef KH
+  #define KH 3              // kernel height
+#endif
+#ifndef KW
+  #define KW 3              // kernel width
+#endif
+#ifndef SX
+  #define SX 1              // stride along x: 1 or 2 use vector loads
+#endif
+#ifndef DX
+  #define DX 1              // dilation along x
+#endif
 #ifndef WX
-  #define WX 4              // output pixels per work-item along x
+  #define WX 8              // output pixels per chunk (a float vector width)
 #endif
 #ifndef ACT
-  #define ACT ACT_NONE
+  #define ACT ACT_NONE      // fused activation (see common.h)
+#endif
+
+#define VT CAT(float, WX)
+#define WIN ((WX - 1) * SX + (KW - 1) * DX + 1)   // inputs a chunk's window spans
+
+#if WX == 4
+  #define WX2 8
+#elif WX == 8
+  #define WX2 16
+#endif
+
+#if SX == 2
+// WX inputs two apart starting at element i: one 2*WX-wide load, even lanes
+inline VT load_even(__global const STORE_T *p, const int i)
+{
+    return LOADFN(WX2, p, i).even;
+}
 #endif
 
 __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
@@ -16,38 +47,78 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
                         const int OH, const int OW,
                         const int4 kern, const int4 pad_dil)
 {
-    const int ox0 = get_global_id(0) * WX;
-    const int oy = get_global_id(1);
-    const int nm = get_global_id(2);          // image * M + output channel
-    if (ox0 >= OW || oy >= OH)
+    const int oy = get_global_id(0);
+    const int nm = get_global_id(1);          // image * M + output channel
+    if (oy >= OH)
         return;
     const int n = nm / M, m = nm % M;
     const int c = m / (M / C);
-    const int kh = kern.s0, kw = kern.s1, sy = kern.s2, sx = kern.s3;
-    __global const STORE_T *xc = x;
-    const int x_base = (n * C + c) * H * W;
-    float acc[WX];
-    for (int j = 0; j < WX; ++j)
-        acc[j] = 0.0f;
-    for (int ky = 0; ky < kh; ++ky) {
-        const int iy = oy * sy - pad_dil.s0 + ky * pad_dil.s2;
-        if (iy < 0 || iy >= H)
-            continue;
-        for (int kx = 0; kx < kw; ++kx) {
-            const float wv = LOADF(w, (m * kh + ky) * kw + kx);
-            for (int j = 0; j < WX; ++j) {
-                const int ix = (ox0 + j) * sx - pad_dil.s1 + kx * pad_dil.s3;
-                if (ix >= 0 && ix < W)
-                    acc[j] += wv * LOADF(xc, x_base + iy * W + ix);
-            }
-        }
-    }
+    const int sy = kern.s2, py = pad_dil.s0, px = pad_dil.s1, dy = pad_dil.s2;
+    __global const STORE_T *plane = x + (n * C + c) * H * W;
+    float wv[KH * KW];
+    #pragma unroll
+    for (int i = 0; i < KH * KW; ++i)
+        wv[i] = LOADF(w, m * KH * KW + i);
 #ifdef HAS_BIAS
     const float b = LOADF(bias, m);
 #else
     const float b = 0.0f;
 #endif
-    const int y_base = (nm * OH + oy) * OW;
-    for (int j = 0; j < WX && ox0 + j < OW; ++j)
-        STOREF(y, y_base + ox0 + j, ACT(acc[j] + b));
+    bool row_ok[KH];
+    __global const STORE_T *rows[KH];
+    #pragma unroll
+    for (int ky = 0; ky < KH; ++ky) {
+        const int iy = oy * sy - py + ky * dy;
+        row_ok[ky] = iy >= 0 && iy < H;
+        rows[ky] = plane + clamp(iy, 0, H - 1) * W;
+    }
+    __global STORE_T *out = y + (nm * OH + oy) * OW;
+    for (int ox0 = 0; ox0 < OW; ox0 += WX) {
+        const int ix0 = ox0 * SX - px;
+        const bool inside = ix0 >= 0 && ox0 + WX <= OW
+                            && ix0 + WX * SX - 1 + (KW - 1) * DX < W;
+        if (inside && SX <= 2) {
+            VT acc = (VT)(b);
+            #pragma unroll
+            for (int ky = 0; ky < KH; ++ky) {
+                if (!row_ok[ky])
+                    continue;
+                #pragma unroll
+                for (int kx = 0; kx < KW; ++kx) {
+#if SX == 1
+                    const VT xv = LOADFN(WX, rows[ky], ix0 + kx * DX);
+#else
+                    const VT xv = load_even(rows[ky], ix0 + kx * DX);
+#endif
+                    acc = wv[ky * KW + kx] * xv + acc;
+                }
+            }
+            STOREFN(WX, out, ox0, ACT(acc));
+            continue;
+        }
+        // border chunk: one checked load per input of the window, then the
+        // same unrolled arithmetic on registers
+        float acc[WX];
+        #pragma unroll
+        for (int j = 0; j < WX; ++j)
+            acc[j] = b;
+        #pragma unroll
+        for (int ky = 0; ky < KH; ++ky) {
+            if (!row_ok[ky])
+                continue;
+            float xr[WIN];
+            #pragma unroll
+            for (int t = 0; t < WIN; ++t) {
+                const int ix = ix0 + t;
+                xr[t] = ix >= 0 && ix < W ? LOADF(rows[ky], ix) : 0.0f;
+            }
+            #pragma unroll
+            for (int kx = 0; kx < KW; ++kx)
+                #pragma unroll
+                for (int j = 0; j < WX; ++j)
+                    acc[j] = wv[ky * KW + kx] * xr[kx * DX + j * SX] + acc[j];
+        }
+        for (int j = 0; j < WX && ox0 + j < OW; ++j)
+            STOREF(out, ox0 + j, ACT(acc[j]));
+    }
 }

@@ -1,5 +1,8 @@
 // Register-blocked GEMM with a fused epilogue:
-//   C[z][m][n] = ACT(ALPHA * sum_k A[z][m][k] * B[z][k][n] + bias + R[z][m][n])
+//   C[z][m][n] = act(alpha * sum_k A[z][m][k] * B[z][k][n] + bias + R[z][m][n])
+// The epilogue is chosen by run-time arguments (epi flags, alpha and the
+// activation's parameters), not defines, so one build serves every layer
+// with the same tiling: fewer programs to compile when a model loads.
 // Each work-item computes a TM x TN tile of C held in TM * (TN / VW) float
 // vectors of width VW.  B is packed in column panels Bp[z][N/TN][K][TN]
 // (zero-padded), so the inner loop streams contiguous vectors.  A is either
@@ -9,6 +12,10 @@
 // vload_half is a slow software conversion on some CPUs).
 // Batch index z maps to operand batches as ((z / div) % mod) * stride + base,
 // which covers plain batches, broadcast batches and convolution groups.
+// -DB_ROWMAJOR: B is read in place, row-major with leading dimension ldb
+// (1x1 convolutions, activations): no packing copy; needs N >= TN, and the
+// last column tile is shifted left to overlap its neighbour instead of
+// reading past the row.
 // Split-K (-DKSPLIT=S): dimension 2 runs z * S + s, each slice sums K / S
 // steps and writes its partial tile to C + s * zc.s3; a reduction adds them.
 // Multiply-adds are written as a * b + c (not fma()): one compiler turns a
@@ -27,9 +34,6 @@
 #ifndef KSPLIT
   #define KSPLIT 1          // slices of K computed by separate work-items
 #endif
-#ifndef ACT
-  #define ACT ACT_NONE      // fused activation (see common.h)
-#endif
 // -DM_FIRST: dimension 0 walks rows of tiles (work-items next to each other
 // share a B panel) instead of columns (they share rows of A).
 
@@ -42,25 +46,68 @@
   #define A_AT(i, k) LOADF(arow[i], (k))
 #endif
 
-inline void gemm_store(__global STORE_T *C, __global const STORE_T *R, const int c_off,
-                       const int n_left, VT v)
+// epi flags; the activation code (clnet/ops/gemm.py ACT_CODES) is epi >> 8
+#define EPI_BIAS_ROW 1
+#define EPI_BIAS_COL 2
+#define EPI_RESIDUAL 4
+
+// the activation macros of common.h read their parameters from P0 and P1
+#undef P0
+#undef P1
+#define P0 p0
+#define P1 p1
+#define ACT_SWITCH(x) \
+    switch (act) { \
+    case 1: return ACT_RELU(x); \
+    case 2: return ACT_CLIP(x); \
+    case 3: return ACT_LEAKYRELU(x); \
+    case 4: return ACT_SIGMOID(x); \
+    case 5: return ACT_TANH(x); \
+    case 6: return ACT_HARDSIGMOID(x); \
+    case 7: return ACT_HARDSWISH(x); \
+    default: return (x); \
+    }
+
+inline float act_one(const float x, const int act, const float p0, const float p1)
 {
-    if (n_left >= VW) {
-#ifdef RESIDUAL
-        v += LOADFN(VW, R, c_off);
+    ACT_SWITCH(x)
+}
+
+inline float8 act8(const float8 x, const int act, const float p0, const float p1)
+{
+    ACT_SWITCH(x)
+}
+
+// 16-wide math builtins (fmax, clamp, exp on float16) crash or call out of
+// line on some CPU compilers without AVX-512: apply them in halves.
+inline VT act_vec(const VT x, const int act, const float p0, const float p1)
+{
+#if VW == 16
+    return (float16)(act8(x.lo, act, p0, p1), act8(x.hi, act, p0, p1));
+#elif VW == 8
+    return act8(x, act, p0, p1);
+#else
+    ACT_SWITCH(x)
 #endif
-        v = ACT(v);
-        STOREFN(VW, C, c_off, v);
+}
+
+inline void gemm_store(__global STORE_T *C, __global const STORE_T *R, const int c_off,
+                       const int n_left, VT v, const int epi, const float4 epf)
+{
+    const int act = epi >> 8;
+    if (n_left >= VW) {
+        if (epi & EPI_RESIDUAL)
+            v += LOADFN(VW, R, c_off);
+        STOREFN(VW, C, c_off, act_vec(v, act, epf.s1, epf.s2));
         return;
     }
     float t[VW];
     CAT(vstore, VW)(v, 0, t);
     for (int j = 0; j < n_left; ++j) {
         float s = t[j];
-#ifdef RESIDUAL
-        s += LOADF(R, c_off + j);
-#endif
-        STOREF(C, c_off + j, ACT(s));
+        if (epi & EPI_RESIDUAL)
+            s += LOADF(R, c_off + j);
+        STOREF(C, c_off + j, act_one(s, act, epf.s1, epf.s2));
     }
 }
 
@@ -69,7 +116,8 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
                    __global const STORE_T *R,
                    const int M, const int N, const int K, const int lda,
                    const int4 za, const int4 zb, const int4 zc,
-                   const int bias_zstride)
+                   const int bias_zstride, const int ldb,
+                   const int epi, const float4 epf)   // epf: alpha, p0, p1
 {
 #ifdef M_FIRST
     const int nb = get_global_id(1);
@@ -78,10 +126,14 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
     const int nb = get_global_id(0);
     const int mb = get_global_id(1);
 #endif
-    const int n0 = nb * TN;
     const int m0 = mb * TM;
-    if (n0 >= N || m0 >= M)
+    if (nb * TN >= N || m0 >= M)
         return;
+#ifdef B_ROWMAJOR
+    const int n0 = min(nb * TN, N - TN);
+#else
+    const int n0 = nb * TN;
+#endif
 #if KSPLIT > 1
     const int z = get_global_id(2) / KSPLIT;
     const int slice = get_global_id(2) % KSPLIT;
@@ -95,7 +147,13 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
 #endif
     const int za_idx = (z / za.s0) % za.s1;
     const int zb_idx = (z / zb.s0) % zb.s1;
+#ifdef B_ROWMAJOR
+    __global const STORE_T *bp = B + zb.s3 + zb_idx * zb.s2 + n0;
+    #define B_ROW(k) ((k) * ldb)
+#else
     __global const STORE_T *bp = B + zb.s3 + zb_idx * zb.s2 + nb * K * TN;
+    #define B_ROW(k) ((k) * TN)
+#endif
 #ifdef A_PACKED
     __global const STORE_T *ap = A + za.s3 + za_idx * za.s2 + mb * K * TM;
 #else
@@ -128,7 +186,7 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
         for (int i = 0; i < TM; ++i)
             a4[i] = LOADFN(4, arow[i], k);
 #endif
-        __global const STORE_T *bk = bp + k * TN;
+        __global const STORE_T *bk = bp + B_ROW(k);
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
             const VT b0 = LOADFN(VW, bk, j * VW);
@@ -138,21 +196,21 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
         }
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            const VT b1 = LOADFN(VW, bk, TN + j * VW);
+            const VT b1 = LOADFN(VW, bk, B_ROW(1) + j * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s1 * b1 + acc[i][j];
         }
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            const VT b2 = LOADFN(VW, bk, 2 * TN + j * VW);
+            const VT b2 = LOADFN(VW, bk, B_ROW(2) + j * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s2 * b2 + acc[i][j];
         }
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            const VT b3 = LOADFN(VW, bk, 3 * TN + j * VW);
+            const VT b3 = LOADFN(VW, bk, B_ROW(3) + j * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s3 * b3 + acc[i][j];
@@ -161,7 +219,7 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
     for (; k < k_end; ++k) {
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            const VT bv = LOADFN(VW, bp, k * TN + j * VW);
+            const VT bv = LOADFN(VW, bp, B_ROW(k) + j * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = A_AT(i, k) * bv + acc[i][j];
@@ -199,29 +257,24 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
             const int n = n0 + j * VW;
             if (n >= N)
                 break;
-            VT v = acc[i][j];
-#ifdef ALPHA
-            v *= ALPHA;
-#endif
-#ifdef BIAS_ROW
-            v += LOADF(bias, za_idx * bias_zstride + m);
-#endif
-#ifdef BIAS_COL
-            v += LOADFN(VW, bias, za_idx * bias_zstride + n);  // padded to TN
-#endif
-            gemm_store(C, R, zc.s1 + z * zc.s0 + m * zc.s2 + n, N - n, v);
+            VT v = acc[i][j] * epf.s0;
+            if (epi & EPI_BIAS_ROW)
+                v += LOADF(bias, za_idx * bias_zstride + m);
+            if (epi & EPI_BIAS_COL)
+                v += LOADFN(VW, bias, za_idx * bias_zstride + n);  // padded to TN
+            gemm_store(C, R, zc.s1 + z * zc.s0 + m * zc.s2 + n, N - n, v, epi, epf);
         }
     }
 #endif
 }
 
-// Split-K reduction with the epilogue: C = ACT(ALPHA * sum_s P[s] + bias + R).
+// Split-K reduction with the epilogue: C = act(alpha * sum_s P[s] + bias + R).
 // One work-item per output element; P holds KSPLIT partial C's of zc.s3
 // elements each, laid out like C without its base offset.
 __kernel void gemm_reduce(__global const STORE_T *P, __global STORE_T *C,
                           __global const STORE_T *bias, __global const STORE_T *R,
                           const int M, const int N, const int4 za, const int4 zc,
-                          const int bias_zstride)
+                          const int bias_zstride, const int epi, const float4 epf)
 {
     const int n = get_global_id(0);
     const int m = get_global_id(1);
@@ -232,18 +285,13 @@ __kernel void gemm_reduce(__global const STORE_T *P, __global STORE_T *C,
     float s = 0.0f;
     for (int q = 0; q < KSPLIT; ++q)
         s += LOADF(P, q * zc.s3 + off);
-#ifdef ALPHA
-    s *= ALPHA;
-#endif
+    s *= epf.s0;
     const int za_idx = (z / za.s0) % za.s1;
-#ifdef BIAS_ROW
-    s += LOADF(bias, za_idx * bias_zstride + m);
-#endif
-#ifdef BIAS_COL
-    s += LOADF(bias, za_idx * bias_zstride + n);
-#endif
-#ifdef RESIDUAL
-    s += LOADF(R, zc.s1 + off);
-#endif
-    STOREF(C, zc.s1 + off, ACT(s));
+    if (epi & EPI_BIAS_ROW)
+        s += LOADF(bias, za_idx * bias_zstride + m);
+    if (epi & EPI_BIAS_COL)
+        s += LOADF(bias, za_idx * bias_zstride + n);
+    if (epi & EPI_RESIDUAL)
+        s += LOADF(R, zc.s1 + off);
+    STOREF(C, zc.s1 + off, act_one(s, epi >> 8, epf.s1, epf.s2));
 }

@@ -20,7 +20,7 @@ import pyopencl as cl
 
 from clnet.compile import build_program
 from clnet.device import select_device
-from clnet.ops.gemm import gemm_launch_config, pack_a, pack_b
+from clnet.ops.gemm import epilogue_args, gemm_launch_config, pack_a, pack_b
 from clnet.tuning import gemm_params
 
 SQUARE = (256, 512, 1024, 2048, 4096)
@@ -63,7 +63,8 @@ class ClGemm:
         z = np.array([1, 1, 0, 0], np.int32)
         self.kernel.set_args(self.a, self.b, self.c, None, None, np.int32(self.M),
                              np.int32(self.N), np.int32(self.K), np.int32(self.K), z, z,
-                             np.array([self.M * self.N, 0, self.N, 0], np.int32), np.int32(0))
+                             np.array([self.M * self.N, 0, self.N, 0], np.int32),
+                             np.int32(0), np.int32(0), *epilogue_args())
         self.gsize, self.lsize = gsize, lsize
 
     def run(self) -> float:

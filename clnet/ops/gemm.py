@@ -8,6 +8,7 @@ attributes ``_act`` and ``_residual``) run in the GEMM's epilogue.
 from __future__ import annotations
 
 import numpy as np
+from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
@@ -77,38 +78,53 @@ def gemm_launch_config(params: dict, M: int, N: int, Z: int, *, a_packed: bool) 
     return defs, gsize, lsize
 
 
+ACT_CODES = {"Relu": 1, "Clip": 2, "LeakyRelu": 3, "Sigmoid": 4, "Tanh": 5,
+             "HardSigmoid": 6, "HardSwish": 7}   # gemm.cl's run-time activation switch
+EPI_BIAS_ROW, EPI_BIAS_COL, EPI_RESIDUAL = 1, 2, 4
+
+
+def epilogue_args(act=None, bias_mode=None, residual=False, alpha=1.0) -> tuple:
+    """(epi flags, float4 alpha/p0/p1) arguments of gemm.cl's epilogue."""
+    epi = {"row": EPI_BIAS_ROW, "col": EPI_BIAS_COL, None: 0}[bias_mode]
+    if residual:
+        epi |= EPI_RESIDUAL
+    p0 = p1 = 0.0
+    if act:
+        epi |= ACT_CODES[act[0]] << 8
+        p0, p1 = act[1], act[2]
+    return np.int32(epi), cltypes.make_float4(alpha, p0, p1, 0.0)
+
+
 def emit_gemm(ctx, out, a, b, M, N, K, Z, *, a_packed, params, za, zb, zc, lda=0,
-              bias=None, bias_mode=None, bias_zstride=0, residual=None, defines=None,
-              alpha=1.0) -> None:
+              bias=None, bias_mode=None, bias_zstride=0, residual=None, act=None,
+              alpha=1.0, ldb=0) -> None:
     """gemm.cl launch(es).  za/zb: (div, mod, stride, base); zc: (stride, base, ldc).
 
-    With params["KSPLIT"] > 1 the K slices write partial products to a
-    scratch buffer and gemm_reduce sums them and applies the epilogue.
+    act: the fused activation (name, p0, p1) or None.  With params["KSPLIT"] > 1
+    the K slices write partial products to a scratch buffer and gemm_reduce
+    sums them and applies the epilogue.  ldb > 0: b is a row-major (unpacked)
+    matrix with that leading dimension.
     """
     defs, gsize, lsize = gemm_launch_config(params, M, N, Z, a_packed=a_packed)
-    epilogue = {}
-    if bias is not None:
-        epilogue["BIAS_ROW" if bias_mode == "row" else "BIAS_COL"] = True
-    if residual is not None:
-        epilogue["RESIDUAL"] = True
-    if alpha != 1.0:
-        from .elementwise import _float_literal
-        epilogue["ALPHA"] = _float_literal(alpha)
-    epilogue.update(defines or {})
+    if ldb:
+        defs["B_ROWMAJOR"] = True
+    epi = epilogue_args(act, bias_mode if bias is not None else None, residual is not None,
+                        alpha)
     ksplit = defs.get("KSPLIT", 1)
     c_size = Z * zc[0]
     target = out if ksplit == 1 else ctx.scratch(ksplit * c_size * ctx.itemsize(out))
     zc_vec = int_vec(tuple(zc) + (c_size,) if ksplit == 1 else (zc[0], 0, zc[2], c_size))
     args = [a, b, target, bias, residual, np.int32(M), np.int32(N), np.int32(K),
-            np.int32(lda), int_vec(za), int_vec(zb), zc_vec, np.int32(bias_zstride)]
+            np.int32(lda), int_vec(za), int_vec(zb), zc_vec, np.int32(bias_zstride),
+            np.int32(ldb)]
     if ksplit == 1:
-        ctx.launch("gemm", gsize, args, {**defs, **epilogue}, lsize=lsize)
+        ctx.launch("gemm", gsize, args + list(epi), defs, lsize=lsize)
         return
-    ctx.launch("gemm", gsize, args, defs, lsize=lsize)
+    ctx.launch("gemm", gsize, args + list(epilogue_args()), defs, lsize=lsize)
     ctx.launch("gemm", (N, M, Z), [target, out, bias, residual, np.int32(M), np.int32(N),
                                    int_vec(za), int_vec(tuple(zc) + (c_size,)),
-                                   np.int32(bias_zstride)],
-               {"KSPLIT": ksplit, **epilogue}, entry="gemm_reduce")
+                                   np.int32(bias_zstride)] + list(epi),
+               {"KSPLIT": ksplit}, entry="gemm_reduce")
 
 
 def emit_pack_b(ctx, src, K, N, Z, strides, tn):
@@ -181,7 +197,6 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
     """
     p = gemm_params(ctx.dev, M, N, K, _kind(ctx, a))
     tm, tn = p["TM"], p["TN"]
-    defines = act_defines(node)
     b_batch = int(np.prod(b2[:-2], dtype=np.int64))
     a_batch = int(np.prod(a2[:-2], dtype=np.int64))
     if b_batch == 1 and not _is_const(a):
@@ -191,7 +206,7 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
     else:
         Mz, Z = M, int(np.prod(full, dtype=np.int64))
         za = zb = None
-    alpha_k = alpha
+    alpha_k, ldb = alpha, 0
     if _is_const(b):
         bp = ctx.weight(pack_b(np.asarray(b.data, np.float32).reshape(b2) * alpha, tn),
                         (b.name, "pack_b", tn, alpha))
@@ -201,8 +216,11 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
         if b_strides is None:
             strides = contiguous_strides(b2)
             b_strides = (K * N, strides[-2], strides[-1])
-        b_arg, b_panels = emit_pack_b(ctx, b, K, N, b_batch, tuple(b_strides) + (0,), tn)
-    b_zstride = b_panels * K * tn
+        if b_strides[2] == 1 and N >= tn:
+            b_arg, b_panels, ldb = b, 0, b_strides[1]
+        else:
+            b_arg, b_panels = emit_pack_b(ctx, b, K, N, b_batch, tuple(b_strides) + (0,), tn)
+    b_zstride = b_panels * K * tn if not ldb else b_strides[0]
     if _is_const(a):
         ap = pack_a(np.asarray(a.data, np.float32).reshape(a_batch, M, K) * alpha_k, tm)
         a_arg = ctx.weight(ap, (a.name, "pack_a", tm, alpha_k))
@@ -220,7 +238,7 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
         zb = (maps[1][0], maps[1][1], b_zstride, 0)
     emit_gemm(ctx, out, a_arg, b_arg, Mz, N, K, Z, a_packed=a_packed, params=p, za=za,
               zb=zb, zc=(Mz * N, 0, N), lda=K, bias=bias, bias_mode=bias_mode,
-              residual=residual, defines=defines, alpha=alpha_k)
+              residual=residual, act=node.attrs.get("_act"), alpha=alpha_k, ldb=ldb)
 
 
 def _kind(ctx, a) -> str:
@@ -387,14 +405,24 @@ def conv(ctx, node):
 
 def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     N, C, H, W, M, OH, OW = dims
+    kern, pad_dil = geometry
+    kh, kw, sx = (int(kern[f]) for f in ("s0", "s1", "s3"))
+    dx = int(pad_dil["s3"])
     w_arg = ctx.weight(weights.reshape(M, -1), (node.inputs[1].name, "dw"))
-    defines = {"WX": 4, **act_defines(node)}
+    defines = {"KH": kh, "KW": kw, "SX": sx, "DX": dx, "WX": 8 if sx <= 2 else 4,
+               **act_defines(node)}
     b_arg = None
     if bias is not None:
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
         defines["HAS_BIAS"] = True
     args = [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)] + list(geometry)
-    ctx.launch("depthwise", (-(-OW // 4), OH, N * M), args, defines)
+    ctx.launch("depthwise", (OH, N * M), args, defines)
+
+
+def _unit_stride_no_pad(geometry) -> bool:
+    kern, pad_dil = geometry
+    return all(int(kern[f]) == 1 for f in ("s2", "s3")) and \
+        all(int(pad_dil[f]) == 0 for f in ("s0", "s1"))
 
 
 def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geometry, khw):
@@ -408,10 +436,16 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
     b_arg = None
     if bias is not None:
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
+    if khw == 1 and (OH, OW) == (H, W) and P >= tn and _unit_stride_no_pad(geometry):
+        # 1x1 conv: B is the input itself, [image * group][Cg][H * W] row-major
+        emit_gemm(ctx, out, a_arg, x, Mg, P, K, N * group, a_packed=True, params=p,
+                  za=(1, group, ap.shape[1] * K * tm, 0), zb=(1, N * group, K * P, 0),
+                  zc=(Mg * P, 0, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
+                  residual=residual, act=node.attrs.get("_act"), ldb=P)
+        return
     panels = -(-P // tn)
     per_image = group * panels * K * tn * ctx.itemsize(x)
     chunk = max(1, min(N, SCRATCH_LIMIT // max(per_image, 1)))
-    defines = act_defines(node)
     for n0 in range(0, N, chunk):
         n = min(chunk, N - n0)
         Z = n * group
@@ -423,4 +457,4 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
         emit_gemm(ctx, out, a_arg, scratch, Mg, P, K, Z, a_packed=True, params=p,
                   za=(1, group, ap.shape[1] * K * tm, 0), zb=(1, Z, panels * K * tn, 0),
                   zc=(Mg * P, n0 * M * P, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
-                  residual=residual, defines=defines)
+                  residual=residual, act=node.attrs.get("_act"))

@@ -1,0 +1,105 @@
+"""Model latency: clnet against onnxruntime (2 threads), same process, interleaved.
+
+Runs alternate clnet / onnxruntime so that both see the same machine load;
+the table reports medians and the ratio clnet / onnxruntime (lower is
+better, <= 1.0 means clnet is at least as fast), plus clnet's session
+creation time.
+
+    python tools/bench_models.py
+    CLNET_DEVICE=1:0 python tools/bench_models.py --models resnet18 --runs 30
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import clnet
+from clnet import zoo
+
+MODELS = {
+    "resnet18": lambda: zoo.resnet18(),
+    "mobilenet_v2": lambda: zoo.mobilenet_v2(),
+    "bert_encoder": lambda: zoo.bert_encoder(layers=4, hidden=256, seq=128),
+}
+
+
+def feeds_for(model) -> dict:
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for inp in model.graph.input:
+        shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        if inp.type.tensor_type.elem_type == 7:   # int64 token ids
+            feeds[inp.name] = rng.integers(0, 1000, shape, dtype=np.int64)
+        else:
+            feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def ort_session(data: bytes, threads: int):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def bench(name: str, runs: int, threads: int, device, precision: str) -> dict:
+    model = MODELS[name]()
+    data = model.SerializeToString()
+    feeds = feeds_for(model)
+    start = time.perf_counter()
+    try:
+        cl_sess = clnet.InferenceSession(data, device=device, precision=precision)
+    except clnet.ClnetError as exc:
+        return {"model": name, "error": str(exc).splitlines()[0][:100]}
+    load_s = time.perf_counter() - start
+    ort_sess = ort_session(data, threads)
+    want = ort_sess.run(None, feeds)[0]
+    got = cl_sess.run(None, feeds)[0]
+    err = float(np.abs(got - want).max() / (np.abs(want).max() + 1e-6))
+    cl_times, ort_times = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        cl_sess.run(None, feeds)
+        cl_times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ort_sess.run(None, feeds)
+        ort_times.append(time.perf_counter() - t)
+    cl_ms, ort_ms = statistics.median(cl_times) * 1e3, statistics.median(ort_times) * 1e3
+    return {"model": name, "clnet_ms": cl_ms, "ort_ms": ort_ms, "ratio": cl_ms / ort_ms,
+            "clnet_min_ms": min(cl_times) * 1e3, "ort_min_ms": min(ort_times) * 1e3,
+            "load_s": load_s, "rel_err": err}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    args = ap.parse_args()
+    import onnxruntime
+    from clnet.device import select_device
+    dev = select_device(args.device)
+    print(f"device: {dev.describe()}")
+    print(f"onnxruntime {onnxruntime.__version__}, {args.threads} threads; clnet "
+          f"{args.precision}; {args.runs} interleaved runs; "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"{'model':14s} {'clnet ms':>9} {'ort ms':>8} {'ratio':>6} {'clnet min':>9} "
+          f"{'ort min':>8} {'load s':>7} {'rel err':>8}")
+    for name in args.models.split(","):
+        r = bench(name, args.runs, args.threads, dev, args.precision)
+        if "error" in r:
+            print(f"{name:14s} not run: {r['error']}")
+            continue
+        print(f"{name:14s} {r['clnet_ms']:>9.1f} {r['ort_ms']:>8.1f} {r['ratio']:>6.2f} "
+              f"{r['clnet_min_ms']:>9.1f} {r['ort_min_ms']:>8.1f} {r['load_s']:>7.2f} "
+              f"{r['rel_err']:>8.1e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
