@@ -49,8 +49,8 @@ SHAPE_INPUTS = {
     "CenterCropPad": (1,), "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,),
     "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,),
     "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
-    # a Loop is unrolled at load: its trip count decides the plan (and scan output shapes)
-    "Loop": (0,),
+    # a Loop is unrolled at load: its trip count and first condition decide the plan
+    "Loop": (0, 1),
     # data-dependent output shapes: computed on the host when the plan is made
     "NonZero": (0,), "Unique": (0,), "Compress": (0, 1), "NonMaxSuppression": (0, 1, 2, 3, 4),
 }
