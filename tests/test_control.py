@@ -140,19 +140,55 @@ def test_loop_runtime_condition_stops_early(device):
         assert_close(got, want)
 
 
-def test_loop_runtime_trip_count_fails_cleanly(device):
+def _neg_body(p: str, scan: bool = False):
+    """Loop body: v_out = -v_in (and the scan output y = v_out + i); names start with p."""
+    nodes = [helper.make_node("Identity", [p + "cond"], [p + "c"]),
+             helper.make_node("Neg", [p + "v_in"], [p + "v_out"])]
+    outputs = [info(p + "c", TensorProto.BOOL, []), info(p + "v_out", F, [3])]
+    if scan:
+        nodes += [helper.make_node("Cast", [p + "i"], [p + "i_f"], to=F),
+                  helper.make_node("Add", [p + "v_out", p + "i_f"], [p + "y"])]
+        outputs.append(info(p + "y", F, [3]))
+    return helper.make_graph(nodes, "body", [info(p + "i", TensorProto.INT64, []),
+                                             info(p + "cond", TensorProto.BOOL, []),
+                                             info(p + "v_in", F, [3])], outputs)
+
+
+def test_loop_trip_count_fed_as_input(device):
+    """A trip count fed as a graph input is keyed by value: one plan per count."""
+    import clnet
+    from conftest import reference
+    model = model_of([helper.make_node("Loop", ["m", "", "v0"], ["v", "ys"],
+                                       body=_neg_body("b_", scan=True))],
+                     [info("m", TensorProto.INT64, []), info("v0", F, [3])],
+                     [info("v", F, [3]), info("ys", F, None)])
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    for count in (3, 0, 5):
+        feeds = {"m": np.array(count, np.int64), "v0": np.array([1, -2, 3], np.float32)}
+        got = session.run(None, feeds)
+        assert got[1].shape == (count, 3)
+        assert_close(got, reference(model, feeds))
+
+
+def test_loop_trip_count_from_device_data_fails_cleanly(device):
+    """An inner loop counting to a value computed on the device cannot be unrolled."""
     import clnet
     from clnet.errors import UnsupportedOpError
-    nodes = [helper.make_node("Loop", ["m", "", "v0"], ["v"], body=helper.make_graph(
+    outer = helper.make_graph(
         [helper.make_node("Identity", ["cond"], ["c"]),
-         helper.make_node("Neg", ["v_in"], ["v_out"])], "body",
-        [info("i", TensorProto.INT64, []), info("cond", TensorProto.BOOL, []),
-         info("v_in", F, [3])], [info("c", TensorProto.BOOL, []), info("v_out", F, [3])]))]
-    model = model_of(nodes, [info("m", TensorProto.INT64, []), info("v0", F, [3])],
-                     [info("v", F, [3])])
-    with pytest.raises(UnsupportedOpError, match="node 'Loop_0'.*trip count 'm'"):
+         helper.make_node("ReduceMax", ["w_in"], ["wm"], keepdims=0),
+         helper.make_node("Cast", ["wm"], ["m_inner"], to=TensorProto.INT64),
+         helper.make_node("Loop", ["m_inner", "", "w_in"], ["w_out"], name="inner",
+                          body=_neg_body("inner_"))],
+        "outer", [info("i", TensorProto.INT64, []), info("cond", TensorProto.BOOL, []),
+                  info("w_in", F, [3])],
+        [info("c", TensorProto.BOOL, []), info("w_out", F, [3])])
+    inits = [numpy_helper.from_array(np.array(2, np.int64), "two")]
+    model = model_of([helper.make_node("Loop", ["two", "", "v0"], ["v"], body=outer)],
+                     [info("v0", F, [3])], [info("v", F, [3])], inits)
+    with pytest.raises(UnsupportedOpError, match="inner.*trip count '.*m_inner'.*on the device"):
         session = clnet.InferenceSession(model.SerializeToString(), device=device)
-        session.run(None, {"m": np.array(3, np.int64), "v0": np.ones(3, np.float32)})
+        session.run(None, {"v0": np.ones(3, np.float32)})
 
 
 @pytest.mark.parametrize("reverse", [0, 1])

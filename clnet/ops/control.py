@@ -8,8 +8,9 @@ the enclosing values.  What is known at load decides the shape of it:
 * If with a constant condition inlines the taken branch only; with a
   run-time condition both branches run and a Where selects each output
   (ONNX branches have no side effects), so their output shapes must agree.
-* Loop needs its trip count at load (a constant, or computed from shapes)
-  or a condition that becomes a constant false.  A run-time condition is
+* Loop needs its trip count at load (a constant, computed from shapes, or a
+  graph input, which the session keys its plans by) or a condition that
+  becomes a constant false.  A run-time condition is
   carried on the device: after it turns false every loop-carried value keeps
   its last value through a Where, with no host round trip.
 * Scan iterates over the (load-time known) scan axis length.
@@ -142,9 +143,9 @@ def _trip_count(ctx, node, m) -> "int | None":
         return None
     if not m.is_const:
         raise UnsupportedOpError(
-            f"{node.label()}: the trip count {m.name!r} is computed at run time; clnet "
-            f"unrolls loops at load, so it must be a constant or computed from shapes "
-            f"(opset {ctx.opset})")
+            f"{node.label()}: the trip count {m.name!r} is computed on the device at run "
+            f"time; clnet unrolls loops at load, so it must be a constant, computed from "
+            f"shapes, or a graph input (then each value gets its own plan) (opset {ctx.opset})")
     return int(np.asarray(m.data).reshape(-1)[0])
 
 
