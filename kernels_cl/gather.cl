@@ -70,3 +70,18 @@ __kernel void gather_nd(__global const T *data, __global const IDX_T *indices,
         off += fix_index(indices[g * K + k], d[k]) * s[k];
     out[g * slice + i] = data[off + i];
 }
+
+// ReverseSequence: along the time axis, the first lens[b] steps of batch b
+// are reversed and the rest copied.  t_stride/b_stride: element strides of
+// the time and batch axes; steps/batches: their lengths.
+__kernel void reverse_sequence(__global const T *x, __global const IDX_T *lens,
+                               __global T *out, const int t_stride, const int steps,
+                               const int b_stride, const int batches)
+{
+    const int i = get_global_id(0);
+    const int t = (i / t_stride) % steps;
+    const int b = (i / b_stride) % batches;
+    const int len = (int)clamp((long)lens[b], 0L, (long)steps);
+    const int src = t < len ? len - 1 - t : t;
+    out[i] = x[i + (src - t) * t_stride];
+}

@@ -83,3 +83,16 @@ def test_max_unpool_round_trip(device, precision, output_shape):
                               kernel_shape=[2, 2], strides=[2, 2])]
     inits = {"s": np.array(output_shape, np.int64)} if output_shape else None
     check(device, precision, nodes, {"x": rand(1, 3, 6, 10)}, inits, opset=11)
+
+
+@pytest.mark.parametrize("attrs", [{}, {"strides": [2, 1], "pads": [1, 0, 0, 1],
+                                        "dilations": [1, 2]}])
+def test_col2im(device, precision, attrs):
+    image, block = np.array([7, 9], np.int64), np.array([3, 2], np.int64)
+    strides, pads, dil = (attrs.get(k, d) for k, d in (("strides", [1, 1]),
+                                                      ("pads", [0] * 4), ("dilations", [1, 1])))
+    grid = [(image[i] + pads[i] + pads[2 + i] - (dil[i] * (block[i] - 1) + 1)) // strides[i] + 1
+            for i in range(2)]
+    x = rand(2, 3 * 6, int(np.prod(grid)))
+    check(device, precision, [helper.make_node("Col2Im", ["x", "i", "b"], ["y"], **attrs)],
+          {"x": x}, {"i": image, "b": block}, opset=18)

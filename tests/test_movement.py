@@ -115,3 +115,23 @@ def test_pad_value_computed_at_run_time(device, precision):
              helper.make_node("Pad", ["x", "p", "nv"], ["y"])]
     check(device, precision, nodes, {"x": rand(3, 13), "v": np.array(2.5, np.float32)},
           {"p": np.array([1, 0, 2, 3], np.int64)}, opset=13)
+
+
+@pytest.mark.parametrize("batch_axis,time_axis", [(1, 0), (0, 1)])
+def test_reverse_sequence(device, precision, batch_axis, time_axis):
+    x = rand(7, 5, 3) if time_axis == 0 else rand(5, 7, 3)
+    lens = np.array([7, 0, 3, 1, 6], np.int64)
+    check(device, precision, [helper.make_node("ReverseSequence", ["x", "l"], ["y"],
+                                               batch_axis=batch_axis, time_axis=time_axis)],
+          {"x": x, "l": lens}, opset=10)
+
+
+def test_center_crop_pad(device, precision):
+    check(device, precision, [helper.make_node("CenterCropPad", ["x", "s"], ["y"], axes=[-1, 1])],
+          {"x": rand(2, 13, 4)}, {"s": np.array([7, 6], np.int64)}, opset=18)
+
+
+def test_dropout_inference_is_identity_with_mask(device, precision):
+    nodes = [helper.make_node("Dropout", ["x", "r", "t"], ["y", "m"])]
+    check(device, precision, nodes, {"x": rand(3, 13)},
+          {"r": np.array(0.3, np.float32), "t": np.array(False)}, opset=13, outputs=("y", "m"))

@@ -4,6 +4,7 @@ output_shape, dilations, auto_pad) as a GEMM and a col2im gather.
 The GEMM (gemm.py's batched path, weights packed once at load) computes
 every (output channel, kernel tap) row for every input pixel; col2im.cl
 then sums the taps that land on each output element and adds the bias.
+Col2Im (opset 18) is that second step on its own.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..errors import UnsupportedOpError
 from ..graph import Node, Value
 from .elementwise import contiguous_strides, emit_strided, int_vec
 from .gemm import gemm_general
+from .movement import const_input
 from .registry import op
 
 
@@ -98,3 +100,33 @@ def conv_transpose(ctx, node):
                [cols, bias, out, int_vec(pad3(x_shape[2:], 1)), int_vec((od, oh, ow)),
                 int_vec(pad3(kernel, 1)), int_vec(pad3(strides, 1)), int_vec(pad3(begin, 0)),
                 int_vec(pad3(dil, 1)), np.int32(M), np.int32(group)], defines)
+
+
+@op("Col2Im")
+def col2im(ctx, node):
+    """Sum sliding blocks [N, C*prod(block), L] back into images [N, C, *image]."""
+    x = node.inputs[0]
+    image = [int(d) for d in const_input(ctx, node, 1, "image_shape").reshape(-1)]
+    block = [int(d) for d in const_input(ctx, node, 2, "block_shape").reshape(-1)]
+    nd = len(image)
+    if not 1 <= nd <= 3 or len(block) != nd:
+        raise UnsupportedOpError(f"{node.label()}: Col2Im over {nd} spatial dims "
+                                 f"(1 to 3 supported)")
+    dil = list(node.attrs.get("dilations") or [1] * nd)
+    pads = list(node.attrs.get("pads") or [0] * (2 * nd))
+    strides = list(node.attrs.get("strides") or [1] * nd)
+    grid = [(image[i] + pads[i] + pads[nd + i] - (dil[i] * (block[i] - 1) + 1)) // strides[i]
+            + 1 for i in range(nd)]
+    n, rows, length = ctx.shape(x)
+    taps = int(np.prod(block))
+    if rows % taps or length != int(np.prod(grid)):
+        raise ValueError(f"Col2Im input {ctx.shape(x)} does not fit image {image}, block "
+                         f"{block} ({int(np.prod(grid))} block positions)")
+    channels = rows // taps
+    out = ctx.output(node.outputs[0], (n, channels, *image), x.dtype)
+    pad3 = lambda v, fill: [fill] * (3 - nd) + list(v)   # noqa: E731
+    od, oh, ow = pad3(image, 1)
+    ctx.launch("col2im", (ow, oh, n * channels * od),
+               [x, None, out, int_vec(pad3(grid, 1)), int_vec((od, oh, ow)),
+                int_vec(pad3(block, 1)), int_vec(pad3(strides, 1)), int_vec(pad3(pads[:nd], 0)),
+                int_vec(pad3(dil, 1)), np.int32(channels), np.int32(1)])

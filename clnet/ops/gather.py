@@ -1,4 +1,5 @@
-"""Gather, GatherElements, GatherND, ScatterElements and ScatterND on the device.
+"""Gather, GatherElements, GatherND, ScatterElements, ScatterND and
+ReverseSequence on the device.
 
 Data moves as bits (kernels_cl/gather.cl, scatter.cl), so float tensors in
 either storage mode and integer/bool tensors share one kernel.  Indices may
@@ -179,3 +180,21 @@ def scatter_nd(ctx, node):
                [out, indices, updates, np.int32(slice_size), np.int32(K), np.int32(tuples),
                 int_vec(dims, 8), int_vec(strides, 8)],
                defines, entry="scatter_nd")
+
+
+@op("ReverseSequence")
+def reverse_sequence(ctx, node, batch_axis: int = 1, time_axis: int = 0):
+    x, lens = node.inputs[0], node.inputs[1]
+    shape = ctx.shape(x)
+    batch_axis = norm_axis(node.attrs.get("batch_axis", batch_axis), len(shape), node)
+    time_axis = norm_axis(node.attrs.get("time_axis", time_axis), len(shape), node)
+    if batch_axis == time_axis or ctx.shape(lens) != (shape[batch_axis],):
+        raise ValueError(f"ReverseSequence: batch_axis {batch_axis}, time_axis {time_axis}, "
+                         f"sequence_lens {ctx.shape(lens)} for input {shape}")
+    out = ctx.output(node.outputs[0], shape, x.dtype)
+    strides = contiguous_strides(shape)
+    ctx.launch("gather", (out.size,),
+               [x, lens, out, np.int32(strides[time_axis]), np.int32(shape[time_axis]),
+                np.int32(strides[batch_axis]), np.int32(shape[batch_axis])],
+               {"T": raw_type(ctx, x), "IDX_T": index_type(node, lens)},
+               entry="reverse_sequence")

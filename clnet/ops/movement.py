@@ -360,3 +360,20 @@ def _needs_constants(what: str):
 # with constant inputs these are folded before lowering
 op("Range")(_needs_constants("start, limit and delta"))
 op("ConstantOfShape")(_needs_constants("the shape"))
+
+
+@op("Dropout")
+def dropout(ctx, node, ratio: float = 0.5):
+    """Inference: the identity, and a mask of ones.  Training mode with a
+    non-zero ratio draws random numbers, which a plan cannot reproduce."""
+    training = const_input(ctx, node, 2, "training_mode") if ctx.opset >= 12 else None
+    if training is not None and bool(training.reshape(-1)[0]):
+        rate = const_input(ctx, node, 1, "ratio")
+        rate = ratio if rate is None else float(rate.reshape(-1)[0])
+        if rate != 0.0:
+            raise UnsupportedOpError(f"{node.label()}: Dropout in training mode (ratio "
+                                     f"{rate}) is random; clnet runs inference only")
+    x = node.inputs[0]
+    shape_of(ctx, node, ctx.shape(x))
+    if len(node.outputs) > 1 and node.outputs[1].name:
+        ctx.set_const(node.outputs[1], np.ones(ctx.shape(x), dtype=np.bool_))

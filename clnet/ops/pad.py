@@ -1,5 +1,5 @@
 """Pad (constant, reflect, edge, wrap; pads/value/axes as attributes or
-inputs) on kernels_cl/pad.cl, as a bit copy for any dtype."""
+inputs) and CenterCropPad on kernels_cl/pad.cl, as a bit copy for any dtype."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,12 +55,18 @@ def pad(ctx, node, mode: str = "constant"):
     if rank > 8:
         raise UnsupportedOpError(f"{node.label()}: Pad of a rank-{rank} tensor (at most 8)")
     begin, end = pad_amounts(ctx, node, rank)
+    constant, tensor = pad_value(ctx, node)
+    emit_pad(ctx, x, node.outputs[0], begin, end, mode, constant, tensor)
+
+
+def emit_pad(ctx, x, out, begin, end, mode: str = "constant", constant=0, tensor=None):
+    """out = x padded (negative: cropped) by begin/end per dim."""
+    shape = ctx.shape(x)
     out_shape = [d + b + e for d, b, e in zip(shape, begin, end)]
-    out = ctx.output(node.outputs[0], out_shape, x.dtype)
+    out = ctx.output(out, out_shape, x.dtype)
     if mode != "constant" and out.size and any(
             d + min(b, 0) + min(e, 0) <= 0 for d, b, e in zip(shape, begin, end)):
         raise ValueError(f"{mode} padding of an empty axis of {shape}")
-    constant, tensor = pad_value(ctx, node)
     bits = np.asarray(constant).astype(ctx.storage_dtype(x.dtype)).reshape(1)
     raw = int(bits.view(np.dtype(f"u{bits.itemsize}"))[0])
     first = [max(-b, 0) for b in begin]
@@ -73,6 +79,28 @@ def pad(ctx, node, mode: str = "constant"):
                + [np.uint64(raw), tensor if tensor is not None else x],
                {"T": RAW_TYPES[ctx.itemsize(x)], "PAD_MODE": MODES[mode],
                 **({"VALUE_TENSOR": True} if tensor is not None else {})})
+
+
+@op("CenterCropPad")
+def center_crop_pad(ctx, node):
+    """Crop or zero-pad each axis to the given length, keeping the centre."""
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    target = [int(t) for t in const_input(ctx, node, 1, "the shape").reshape(-1)]
+    axes = node.attrs.get("axes")
+    axes = list(range(len(shape))) if axes is None \
+        else [norm_axis(a, len(shape), node) for a in axes]
+    if len(target) != len(axes):
+        raise ValueError(f"{len(target)} lengths for {len(axes)} axes")
+    begin, end = [0] * len(shape), [0] * len(shape)
+    for axis, want in zip(axes, target):
+        change = want - shape[axis]
+        if change >= 0:
+            begin[axis], end[axis] = change // 2, change - change // 2
+        else:
+            cut = -change
+            begin[axis], end[axis] = -(cut // 2), -(cut - cut // 2)
+    emit_pad(ctx, x, node.outputs[0], begin, end)
 
 
 def _merge_unpadded(out_shape, length, first, begin, strides) -> list:
