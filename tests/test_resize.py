@@ -1,6 +1,7 @@
 """Resize and Upsample against the reference: every mode, coordinate
 transformation and nearest rounding, scales or sizes, axes, aspect-ratio
-policy and antialias, in both storage modes (and nearest on uint8)."""
+policy and antialias, in both storage modes (and nearest on uint8); GridSample
+in every mode and padding, 2-D and 3-D."""
 from __future__ import annotations
 
 import numpy as np
@@ -74,3 +75,19 @@ def test_upsample_and_opset10(device, precision):
           {"x": x}, scales, opset=9)
     check(device, precision, [helper.make_node("Resize", ["x", "s"], ["y"], mode="nearest")],
           {"x": x}, scales, opset=10)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+def test_grid_sample(device, precision, mode, padding):
+    # some outside [-1, 1]; fp16-exact, so half storage samples the same points
+    grid = (RNG.random((2, 5, 7, 2)) * 2.6 - 1.3).astype(np.float16).astype(np.float32)
+    node = helper.make_node("GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=padding,
+                            align_corners=int(padding == "border"))
+    check(device, precision, [node], {"x": rand(2, 3, 6, 13), "g": grid}, opset=16)
+
+
+def test_grid_sample_volumetric(device, precision):
+    grid = (RNG.random((1, 3, 4, 5, 3)) * 2.2 - 1.1).astype(np.float16).astype(np.float32)
+    node = helper.make_node("GridSample", ["x", "g"], ["y"], mode="linear")
+    check(device, precision, [node], {"x": rand(1, 2, 5, 6, 7), "g": grid}, opset=20)
