@@ -199,7 +199,14 @@ __kernel void argreduce(__global const T_IN *x, __global long *y, const int rows
     y[r] = index;
 }
 
-// CumSum along one axis (-DEXCLUSIVE, -DREVERSE as in ONNX).
+// CumSum (or -DPROD CumProd) along one axis (-DEXCLUSIVE, -DREVERSE as in ONNX).
+#ifdef PROD
+  #define SCAN_INIT 1
+  #define SCAN(acc, v) ((acc) * (v))
+#else
+  #define SCAN_INIT 0
+  #define SCAN(acc, v) ((acc) + (v))
+#endif
 __kernel void cumsum(__global const T_IN *x, __global T_OUT *y, const int rows,
                      const int L, const int inner)
 {
@@ -207,7 +214,7 @@ __kernel void cumsum(__global const T_IN *x, __global T_OUT *y, const int rows,
     if (r >= rows)
         return;
     const int base = (r / inner) * L * inner + r % inner;
-    CT acc = 0;
+    CT acc = SCAN_INIT;
     for (int step = 0; step < L; ++step) {
 #ifdef REVERSE
         const int i = base + (L - 1 - step) * inner;
@@ -217,9 +224,9 @@ __kernel void cumsum(__global const T_IN *x, __global T_OUT *y, const int rows,
         const CT v = LD_IN(x, i);
 #ifdef EXCLUSIVE
         ST_OUT(y, i, acc);
-        acc += v;
+        acc = SCAN(acc, v);
 #else
-        acc += v;
+        acc = SCAN(acc, v);
         ST_OUT(y, i, acc);
 #endif
     }
@@ -261,4 +268,33 @@ __kernel void topk(__global const T_IN *x, __global T_OUT *values, __global long
         prev = best;
         prev_i = best_i;
     }
+}
+
+// NegativeLogLikelihoodLoss before its reduction: for each (n, d) of an
+// input viewed as (N, C, D), loss = -x[n, t, d] * w[t] and wsum = w[t] (both
+// 0 where t is IGNORE_INDEX or out of range); the host then sums them.
+__kernel void nll(__global const STORE_T *x, __global const long *target,
+                  __global const STORE_T *weight, __global STORE_T *loss,
+                  __global STORE_T *wsum, const int total, const int C, const int D)
+{
+    const int i = get_global_id(0);
+    if (i >= total)
+        return;
+    const long t = target[i];
+    float l = 0.0f, w = 0.0f;
+#ifdef IGNORE_INDEX
+    const int ignored = t == IGNORE_INDEX;
+#else
+    const int ignored = 0;
+#endif
+    if (!ignored && t >= 0 && t < C) {
+#ifdef HAS_WEIGHT
+        w = LOADF(weight, (int)t);
+#else
+        w = 1.0f;
+#endif
+        l = -LOADF(x, ((i / D) * C + (int)t) * D + i % D) * w;
+    }
+    STOREF(loss, i, l);
+    STOREF(wsum, i, w);
 }

@@ -21,7 +21,7 @@ FAMILIES = {
                   r"celu|softplus|softsign|mish|thresholdedrelu|shrink|swish|clip)",
     "compare": r"test_(equal|less|greater|and|or|xor|not|where)",
     "cast": r"test_cast",
-    "reduce": r"test_(reduce|argmax|argmin|cumsum|top_k)",
+    "reduce": r"test_(reduce|argmax|argmin|cumsum|cumprod|top_k|sce|nllloss|batchnorm)",
     "norm": r"test_(layer_norm|rms_norm|group_norm|instancenorm|lrn|lpnorm|l1norm|l2norm|mvn)",
     "softmax": r"test_(softmax|logsoftmax|hardmax)",
 }

@@ -71,12 +71,13 @@ def test_argreduce(device, precision, op, last):
     check(device, precision, node, {"x": x}, opset=13)
 
 
+@pytest.mark.parametrize("op", ["CumSum", "CumProd"])
 @pytest.mark.parametrize("exclusive,reverse", [(0, 0), (1, 0), (0, 1), (1, 1)])
-def test_cumsum(device, precision, exclusive, reverse):
-    node = helper.make_node("CumSum", ["x", "axis"], ["y"], exclusive=exclusive,
-                            reverse=reverse)
-    check(device, precision, node, {"x": _data("ReduceSum", (3, 13, 5))},
-          {"axis": np.array(-2, np.int64)}, opset=14)
+def test_cumulative(device, precision, op, exclusive, reverse):
+    node = helper.make_node(op, ["x", "axis"], ["y"], exclusive=exclusive, reverse=reverse)
+    data = _data("ReduceProd" if op == "CumProd" else "ReduceSum", (3, 13, 5))
+    check(device, precision, node, {"x": data}, {"axis": np.array(-2, np.int64)},
+          opset=26 if op == "CumProd" else 14)
 
 
 @pytest.mark.parametrize("largest", [0, 1])
@@ -84,3 +85,17 @@ def test_topk(device, precision, largest):
     x = RNG.integers(-20, 20, (3, 127)).astype(np.float32)   # ties: lower index first
     node = helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=1, largest=largest)
     check(device, precision, node, {"x": x}, {"k": np.array([13], np.int64)}, opset=11)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_cross_entropy_and_nll(device, precision, reduction, weighted):
+    scores = RNG.standard_normal((3, 5, 13)).astype(np.float32)
+    labels = RNG.integers(0, 5, (3, 13)).astype(np.int64)
+    labels[0, :4] = 2                                  # ignored
+    inits = {"w": RNG.uniform(0.5, 2, 5).astype(np.float32)} if weighted else {}
+    inputs = ["x", "t", "w"] if weighted else ["x", "t"]
+    for op, outputs in (("SoftmaxCrossEntropyLoss", ["loss", "log_prob"]),
+                        ("NegativeLogLikelihoodLoss", ["loss"])):
+        node = helper.make_node(op, inputs, outputs, reduction=reduction, ignore_index=2)
+        check(device, precision, node, {"x": scores, "t": labels}, inits, opset=13)

@@ -10,13 +10,19 @@ from .registry import op
 
 def _softmax(ctx, node, log: bool = False, entry: str = "softmax") -> None:
     x = node.inputs[0]
-    shape = ctx.shape(x)
-    rank = len(shape)
     default_axis = -1 if ctx.opset >= 13 else 1
-    axis = norm_axis(node.attrs.get("axis", default_axis), rank, node)
-    out = ctx.output(node.outputs[0], shape, x.dtype)
+    emit_softmax(ctx, x, node.outputs[0], node.attrs.get("axis", default_axis),
+                 coerce_2d=ctx.opset < 13, log=log, entry=entry, node=node)
+
+
+def emit_softmax(ctx, x, out, axis: int, coerce_2d: bool = False, log: bool = False,
+                 entry: str = "softmax", node=None) -> None:
+    """out = softmax (or log-softmax, or hardmax) of x along `axis`."""
+    shape = ctx.shape(x)
+    axis = norm_axis(axis, len(shape), node)
+    ctx.output(out, shape, x.dtype)
     outer = int(np.prod(shape[:axis], dtype=np.int64))
-    if ctx.opset >= 13:
+    if not coerce_2d:
         length = shape[axis]
         inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     else:  # before opset 13 the input is coerced to 2-D at `axis`
