@@ -119,6 +119,16 @@ def _float_values(graph: Graph, stats: dict) -> list:
 def _forced_fp32(graph: Graph, floats: set, stats: dict, bound: float) -> dict:
     """value -> reason it must stay fp32, from the rules and the calibration."""
     forced: dict = {}
+    _op_rules(graph, floats, forced)
+    _range_rules(graph, floats, stats, bound, forced)
+    for v in graph.outputs:
+        if v in floats:
+            forced.setdefault(v, "graph output")
+    return forced
+
+
+def _op_rules(graph: Graph, floats: set, forced: dict) -> None:
+    """Sensitive ops keep their tensors fp32; so do huge constants' readers."""
     producers = graph.producers()
     for node in graph.nodes:
         kind = SENSITIVE.get(node.op)
@@ -132,10 +142,14 @@ def _forced_fp32(graph: Graph, floats: set, stats: dict, bound: float) -> dict:
         big = [v for v in node.inputs if v is not None and v.is_const
                and _is_float(v.dtype) and v.data.size
                and float(np.max(np.abs(v.data))) > FP16_MAX]
-        if big:
-            for v in node.outputs:
-                if v in floats:
-                    forced.setdefault(v, f"constant {big[0].name!r} exceeds the fp16 range")
+        for v in node.outputs if big else ():
+            if v in floats:
+                forced.setdefault(v, f"constant {big[0].name!r} exceeds the fp16 range")
+
+
+def _range_rules(graph: Graph, floats: set, stats: dict, bound: float, forced: dict) -> None:
+    """Calibrated ranges: too large or too small for fp16, and the readers of
+    too-large tensors (a half copy of their input would round or overflow)."""
     for v in floats:
         st = stats.get(v.name)
         if st is None or v in forced:
@@ -145,16 +159,11 @@ def _forced_fp32(graph: Graph, floats: set, stats: dict, bound: float) -> dict:
         elif 0.0 < st.max_abs < FP16_TINY:
             forced[v] = f"calibrated max |x| {st.max_abs:.3g} is below the fp16 normal range"
     big = {v for v in floats if v.name in stats and stats[v.name].max_abs > bound}
-    for node in graph.nodes:  # a half copy of a large input would round or overflow
+    for node in graph.nodes:
         wide = next((v for v in node.inputs if v in big), None)
-        if wide is not None:
-            for v in node.outputs:
-                if v in floats:
-                    forced.setdefault(v, f"reads {wide.name!r} beyond the safe fp16 bound")
-    for v in graph.outputs:
-        if v in floats:
-            forced.setdefault(v, "graph output")
-    return forced
+        for v in node.outputs if wide is not None else ():
+            if v in floats:
+                forced.setdefault(v, f"reads {wide.name!r} beyond the safe fp16 bound")
 
 
 def _force_back(value, producers: dict, floats: set, forced: dict, reason: str) -> None:
