@@ -144,3 +144,34 @@ __kernel void grid_sample(__global const STORE_T *x, __global const STORE_T *gri
   #endif
 #endif
 }
+
+// AffineGrid: grid[n][p] = theta[n] @ (x, y[, z], 1) at the normalised
+// coordinates of output position p; out = (D, H, W, dims) with dims 2 or 3.
+// gid0 = w, gid1 = d * H + h, gid2 = n.
+inline float base_coord(const int i, const int size)
+{
+#if ALIGN_CORNERS
+    return size > 1 ? -1.0f + 2.0f * i / (size - 1) : 0.0f;
+#else
+    return (2.0f * i + 1.0f) / size - 1.0f;
+#endif
+}
+
+__kernel void affine_grid(__global const STORE_T *theta, __global STORE_T *grid,
+                          const int4 out)
+{
+    const int w = get_global_id(0);
+    const int dh = get_global_id(1);
+    const int n = get_global_id(2);
+    const int dims = out.s3;
+    const int h = dh % out.s1, d = dh / out.s1;
+    const float src[4] = {base_coord(w, out.s2), base_coord(h, out.s1),
+                          dims > 2 ? base_coord(d, out.s0) : 1.0f, 1.0f};
+    const int p = (d * out.s1 + h) * out.s2 + w;
+    for (int r = 0; r < dims; ++r) {
+        float acc = 0.0f;
+        for (int k = 0; k <= dims; ++k)
+            acc += LOADF(theta, (n * dims + r) * (dims + 1) + k) * src[k];
+        STOREF(grid, (n * out.s0 * out.s1 * out.s2 + p) * dims + r, acc);
+    }
+}

@@ -1,7 +1,7 @@
 """Resize and Upsample against the reference: every mode, coordinate
 transformation and nearest rounding, scales or sizes, axes, aspect-ratio
 policy and antialias, in both storage modes (and nearest on uint8); GridSample
-in every mode and padding, 2-D and 3-D."""
+in every mode and padding, 2-D and 3-D; AffineGrid."""
 from __future__ import annotations
 
 import numpy as np
@@ -91,3 +91,13 @@ def test_grid_sample_volumetric(device, precision):
     grid = (RNG.random((1, 3, 4, 5, 3)) * 2.2 - 1.1).astype(np.float16).astype(np.float32)
     node = helper.make_node("GridSample", ["x", "g"], ["y"], mode="linear")
     check(device, precision, [node], {"x": rand(1, 2, 5, 6, 7), "g": grid}, opset=20)
+
+
+@pytest.mark.parametrize("size", [(2, 3, 5, 13), (1, 2, 3, 4, 5)])
+@pytest.mark.parametrize("align", [0, 1])
+def test_affine_grid(device, precision, size, align):
+    dims = len(size) - 2
+    theta = rand(size[0], dims, dims + 1)
+    check(device, precision, [helper.make_node("AffineGrid", ["t", "s"], ["y"],
+                                               align_corners=align)],
+          {"t": theta}, {"s": np.array(size, np.int64)}, opset=20)

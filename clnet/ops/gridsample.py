@@ -1,12 +1,13 @@
 """GridSample (opset 16 and 20: nearest, (bi/tri)linear, bicubic; zeros,
-border and reflection padding; align_corners; 2-D and 3-D) on
-kernels_cl/gridsample.cl."""
+border and reflection padding; align_corners; 2-D and 3-D) and AffineGrid
+on kernels_cl/gridsample.cl."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import UnsupportedOpError
 from .elementwise import int_vec
+from .movement import const_input
 from .registry import op
 
 MODES = {"nearest": 0, "linear": 1, "bilinear": 1, "cubic": 2, "bicubic": 2}
@@ -38,3 +39,18 @@ def grid_sample(ctx, node, mode: str = "linear", padding_mode: str = "zeros"):
     ctx.launch("gridsample", (o_w, o_d * o_h, n),
                [x, grid, out, int_vec((in_d, in_h, in_w, channels)),
                 int_vec((o_d, o_h, o_w, 0)), np.int32(nd)], defines, entry="grid_sample")
+
+
+@op("AffineGrid")
+def affine_grid(ctx, node, align_corners: int = 0):
+    theta = node.inputs[0]
+    size = [int(s) for s in const_input(ctx, node, 1, "size").reshape(-1)]
+    dims = len(size) - 2
+    if dims not in (2, 3) or ctx.shape(theta) != (size[0], dims, dims + 1):
+        raise ValueError(f"AffineGrid theta {ctx.shape(theta)} does not fit size {size}")
+    spatial = ([1] + size[2:])[-3:]
+    out = ctx.output(node.outputs[0], (size[0], *size[2:], dims), theta.dtype)
+    ctx.launch("gridsample", (spatial[2], spatial[0] * spatial[1], size[0]),
+               [theta, out, int_vec((*spatial, dims))],
+               {"ALIGN_CORNERS": int(node.attrs.get("align_corners", align_corners))},
+               entry="affine_grid")
