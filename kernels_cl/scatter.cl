@@ -122,6 +122,32 @@ __kernel void scatter_flat(__global ET *out, __global const IDX_T *indices,
     ST(out, (int)(((nc * to.s0 + d) * to.s1 + h) * to.s2 + w), LD(updates, i));
 }
 
+// TensorScatter (KV-cache update): update[o][s][i] goes to out[o][w + s][i]
+// with w = write_indices[batch of o] (0 without -DHAS_WRITE_INDICES), modulo
+// the cache length with -DCIRCULAR.  gid0 = i, gid1 = s, gid2 = o; o runs
+// over the dims before the axis, the first of which is the batch.
+__kernel void tensor_scatter(__global ET *out, __global const IDX_T *write_indices,
+                             __global const ET *updates, const int inner, const int steps,
+                             const int cache_len, const int per_batch)
+{
+    const int i = get_global_id(0);
+    const int s = get_global_id(1);
+    const int o = get_global_id(2);
+#ifdef HAS_WRITE_INDICES
+    long t = (long)write_indices[o / per_batch] + s;
+#else
+    long t = s;
+#endif
+#ifdef CIRCULAR
+    t %= cache_len;
+    if (t < 0)
+        t += cache_len;
+#endif
+    if (t < 0 || t >= cache_len)
+        return;
+    ST(out, (o * cache_len + (int)t) * inner + i, LD(updates, (o * steps + s) * inner + i));
+}
+
 #ifdef RAW
 // Every element of a RAW tensor of T set to the same bits.
 __kernel void fill(__global T *out, const ulong bits)

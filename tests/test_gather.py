@@ -127,3 +127,12 @@ def test_scatter_nd_int64_add(device):
     check(device, "fp32", [helper.make_node("ScatterND", ["x", "i", "u"], ["y"],
                                             reduction="add")],
           {"x": x, "i": idx, "u": upd})
+
+
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+def test_tensor_scatter(device, precision, mode):
+    cache, update = rand(2, 3, 13, 4), rand(2, 3, 5, 4)
+    idx = np.array([2, 11] if mode == "circular" else [0, 8], np.int64)
+    check(device, precision, [helper.make_node("TensorScatter", ["c", "u", "w"], ["y"],
+                                               mode=mode)],
+          {"c": cache, "u": update, "w": idx}, opset=24)

@@ -1,5 +1,5 @@
-"""Gather, GatherElements, GatherND, ScatterElements, ScatterND and
-ReverseSequence on the device.
+"""Gather, GatherElements, GatherND, ScatterElements, ScatterND,
+ReverseSequence and TensorScatter on the device.
 
 Data moves as bits (kernels_cl/gather.cl, scatter.cl), so float tensors in
 either storage mode and integer/bool tensors share one kernel.  Indices may
@@ -198,3 +198,29 @@ def reverse_sequence(ctx, node, batch_axis: int = 1, time_axis: int = 0):
                 np.int32(strides[batch_axis]), np.int32(shape[batch_axis])],
                {"T": raw_type(ctx, x), "IDX_T": index_type(node, lens)},
                entry="reverse_sequence")
+
+
+@op("TensorScatter")
+def tensor_scatter(ctx, node, axis: int = -2, mode: str = "linear"):
+    """The cache with `update` written at each batch's write index along axis."""
+    cache, update, indices = node.inputs[0], node.inputs[1], node.input(2)
+    shape, u_shape = ctx.shape(cache), ctx.shape(update)
+    axis = norm_axis(node.attrs.get("axis", axis), len(shape), node)
+    mode = node.attrs.get("mode", mode)
+    if axis == 0 or mode not in ("linear", "circular") or len(u_shape) != len(shape) or any(
+            a != b for d, (a, b) in enumerate(zip(shape, u_shape)) if d != axis):
+        raise ValueError(f"TensorScatter: cache {shape}, update {u_shape}, axis {axis}, "
+                         f"mode {mode!r}")
+    out = ctx.output(node.outputs[0], shape, cache.dtype)
+    copy_into(ctx, out, cache)
+    defines = {"RAW": True, "T": raw_type(ctx, cache)}
+    if mode == "circular":
+        defines["CIRCULAR"] = True
+    if indices is not None and indices.name:
+        defines.update(HAS_WRITE_INDICES=True, IDX_T=index_type(node, indices))
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    ctx.launch("scatter", (inner, u_shape[axis], outer),
+               [out, indices if indices is not None and indices.name else cache, update,
+                np.int32(inner), np.int32(u_shape[axis]), np.int32(shape[axis]),
+                np.int32(outer // shape[0])], defines, entry="tensor_scatter")
