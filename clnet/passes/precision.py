@@ -44,6 +44,8 @@ SENSITIVE = {
     "QuantizeLinear": "quantization", "DequantizeLinear": "quantization",
     "DynamicQuantizeLinear": "quantization", "QLinearConv": "quantization",
     "QLinearMatMul": "quantization",
+    # subgraph bodies are lowered without the pass: they see fp32 tensors
+    "If": "control flow", "Loop": "control flow", "Scan": "control flow",
 }
 # outputs share memory with (views) or are bit copies of their float inputs
 TIED = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose",
