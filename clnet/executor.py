@@ -12,6 +12,9 @@ precomputed indices and one enqueue.
 """
 from __future__ import annotations
 
+import queue as pyqueue
+import threading
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -372,8 +375,6 @@ class PipelineRunner:
         self.records: list = []
 
     def _run_stage(self, index: int, tensors: dict) -> None:
-        import time
-
         plan = self.plans[index]
         feeds = [tensors[v.name] for v, _, _ in plan.input_slots]
         start = time.perf_counter()
@@ -396,39 +397,43 @@ class PipelineRunner:
 
     def stream(self, feeds_iter, input_names: list):
         """Yield the outputs of each feed list, stages overlapping in time."""
-        import queue as pyqueue
-        import threading
-
         if self.profile:
             self.records = []
         links = [pyqueue.Queue(maxsize=2) for _ in range(len(self.plans) + 1)]
         errors: list = []
 
         def worker(index: int) -> None:
+            # after a failure keep draining, so that no upstream put blocks
             while True:
                 item = links[index].get()
-                if item is None or errors:
+                if item is None:
                     links[index + 1].put(None)
                     return
+                if errors:
+                    continue
                 try:
                     self._run_stage(index, item)
                 except Exception as exc:  # handed to the consumer below
                     errors.append(exc)
-                    links[index + 1].put(None)
-                    return
+                    continue
                 links[index + 1].put(item)
+
+        def feeder() -> None:
+            try:
+                for feeds in feeds_iter:
+                    if errors:
+                        break
+                    links[0].put(dict(zip(input_names, feeds)))
+            except Exception as exc:  # a bad feed: reported like a stage failure
+                errors.append(exc)
+            finally:
+                links[0].put(None)
 
         threads = [threading.Thread(target=worker, args=(i,), daemon=True)
                    for i in range(len(self.plans))]
+        threads.append(threading.Thread(target=feeder, daemon=True))
         for thread in threads:
             thread.start()
-
-        def feeder() -> None:
-            for feeds in feeds_iter:
-                links[0].put(dict(zip(input_names, feeds)))
-            links[0].put(None)
-
-        threading.Thread(target=feeder, daemon=True).start()
         while True:
             item = links[-1].get()
             if item is None:

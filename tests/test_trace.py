@@ -80,11 +80,16 @@ want = clnet.InferenceSession(model, device="0:0").run(None, {"input": x})[0]
 outs = list(session.stream([{"input": x}] * 6))
 records = session.last_records
 tracks = sorted({r.track for r in records})
+try:  # a bad feed in the middle of a stream is reported, not a hang
+    list(session.stream([{"input": x}, {"input": x[:, :, :16]}, {"input": x}]))
+    bad = "no error"
+except clnet.errors.InputError:
+    bad = "InputError"
 print("REPORT" + json.dumps(dict(
     tracks=tracks,
     overlap=trace.overlap_ns(records, "0:0 queue", "0:1 queue"),
     same=all(np.array_equal(o[0], want) for o in outs),
-    stages=[p.dev.index for p in session.last_runner.plans],
+    stages=[p.dev.index for p in session.last_runner.plans], bad=bad,
     explain=trace.explain_lines(session.last_runner))))
 """
 
@@ -98,6 +103,7 @@ def test_pipeline_trace_overlaps_devices(device, tmp_path):
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     report = json.loads(lines[-1][len("REPORT"):])
     assert report["same"]
+    assert report["bad"] == "InputError"
     assert report["stages"] == ["0:0", "0:1"] or report["stages"] == ["0:1", "0:0"]
     assert {"0:0 copies", "0:1 copies", "0:0 queue 0", "0:1 queue 0"} <= set(report["tracks"])
     assert report["overlap"] > 0, "stages of different inputs never ran at the same time"
