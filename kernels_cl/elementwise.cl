@@ -107,6 +107,40 @@ inline uint mf_encode(float f, int E, int M, int BIAS, int KIND, uint MAXBITS, i
     return (sign << (E + M)) | bits;
 }
 
+// A float64 given as its bits, rounded to float (BitCast to double when
+// doubles are computed as float).
+inline float f64_decode(ulong b)
+{
+    const int e = (int)((b >> 52) & 0x7FFUL);
+    const float m = (float)(b & 0xFFFFFFFFFFFFFUL) * 0x1p-52f;
+    float v = e == 0x7FF ? (m != 0.0f ? NAN : INFINITY)
+                         : (e == 0 ? ldexp(m, -1022) : ldexp(1.0f + m, e - 1023));
+    return (b >> 63) ? -v : v;
+}
+
+// float8 e8m0 (a power of two, bias 127, 0xFF is NaN): ROUND 0 up, 1 down,
+// 2 nearest, as ONNX's Cast round_mode.
+inline float e8m0_decode(uint b)
+{
+    return b == 0xFFu ? NAN : ldexp(1.0f, (int)b - 127);
+}
+
+inline uint e8m0_encode(float f, int ROUND, int SAT)
+{
+    const uint bits = as_uint(f);
+    const uint e = (bits >> 23) & 0xFFu;
+    if (e == 0xFFu)
+        return 0xFFu;
+    uint up = 0;
+    if (ROUND == 0)
+        up = (bits & 0x7FFFFFu) != 0;
+    else if (ROUND == 2)
+        up = (bits & 0x400000u) && ((bits & 0x200000u) || (bits & 0x1FFFFFu) || e > 0);
+    if (SAT && e == 0xFEu)
+        up = 0;
+    return (e + up) & 0xFFu;
+}
+
 inline uint bf16_encode(float f)
 {
     if (isnan(f))

@@ -180,7 +180,7 @@ def test_cast(device, precision, src, dst):
 
 @pytest.mark.parametrize("narrow", ["bfloat16", "float8_e4m3fn", "float8_e4m3fnuz",
                                     "float8_e5m2", "float8_e5m2fnuz", "float4_e2m1fn",
-                                    "int4", "uint4"])
+                                    "float8_e8m0fnu", "int4", "uint4"])
 @pytest.mark.parametrize("saturate", [0, 1])
 def test_cast_narrow_round_trip(device, narrow, saturate):
     """float32 -> narrow type (round to nearest even, saturating or not) -> float32."""
@@ -203,3 +203,16 @@ def test_cast_narrow_round_trip(device, narrow, saturate):
     got = clnet.InferenceSession(model.SerializeToString(), device=device).run(None, {"x": x})
     want = ReferenceEvaluator(model).run(None, {"x": x})
     np.testing.assert_array_equal(got[0], want[0])
+
+
+@pytest.mark.parametrize("src,dst", [(np.float32, np.int32), (np.int32, np.float32),
+                                     (np.float16, np.uint16), (np.uint16, np.float16),
+                                     (np.int64, np.float64), (np.bool_, np.uint8),
+                                     (np.int8, np.uint8)])
+def test_bitcast(device, src, dst):
+    x = RNG.uniform(-100, 100, (3, 13)).astype(src)
+    if np.dtype(dst).kind == "f":   # bits of ordinary floats (no denormals, NaNs)
+        x = RNG.uniform(-100, 100, (3, 13)).astype(dst).view(src)
+    to = helper.np_dtype_to_tensor_dtype(np.dtype(dst))
+    check(device, "fp32", helper.make_node("BitCast", ["x"], ["y"], to=to), {"x": x},
+          opset=26, rtol=1e-6)

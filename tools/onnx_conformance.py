@@ -339,6 +339,17 @@ def _op_from_file(case_dir: Path) -> str:
 
 
 # --------------------------------------------------------------- report --
+def group_expanded(results: list) -> list:
+    """File each '<case>_expanded*' case (the op's function body) under the
+    op of '<case>' itself when that case ran too."""
+    op_by_name = {r["name"]: r["op"] for r in results}
+    for r in results:
+        base = re.sub(r"_expanded.*$", "", r["name"])
+        if base != r["name"] and base in op_by_name:
+            r["op"] = op_by_name[base]
+    return results
+
+
 def totals(results: list) -> dict:
     count = collections.Counter(r["status"] for r in results)
     return {"total": len(results), PASSED: count[PASSED], FAILED: count[FAILED],
@@ -403,6 +414,8 @@ def device_name() -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="folder of case folders (default: see module doc)")
+    parser.add_argument("--label", help="how the report names the --data folder, e.g. "
+                                        "'the data/node folder of onnx 1.22.0'")
     parser.add_argument("--filter", help="only cases whose name matches this regex")
     parser.add_argument("--limit", type=int, help="at most this many cases (after --filter)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
@@ -417,6 +430,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     data_dir, source = resolve_data_dir(args.data)
+    source = args.label or source
     cases = find_cases(data_dir, args.filter, args.limit)
     if not cases:
         print(f"no cases under {data_dir} match {args.filter!r}", file=sys.stderr)
@@ -437,7 +451,7 @@ def main(argv=None) -> int:
         else:
             print(line, flush=True)
 
-    results = run_all(cases, data_dir, args.jobs, args.timeout, progress)
+    results = group_expanded(run_all(cases, data_dir, args.jobs, args.timeout, progress))
     if tty and not args.quiet:
         print()
     t = totals(results)

@@ -1,7 +1,11 @@
 """Elementwise, broadcasting and activation ops, all on kernels_cl/elementwise.cl.
 
-Every op here is one expression in ``a``, ``b``, ``c`` (its inputs, as float)
-and the parameters ``P0``/``P1``; the shared kernel does the indexing.
+Every op here is one expression in ``a``, ``b``, ``c`` (its inputs) and the
+parameters ``P0``/``P1``; the shared kernel does the indexing.  Float tensors
+compute in float (float64 ones too: stored and computed as float32, returned
+as float64); integer and bool tensors compute in their own C type (bool is
+uchar).  Cast also converts to and from bfloat16, float8, float4 and 2/4-bit
+integers, whose bits travel as uchar/ushort.
 """
 from __future__ import annotations
 
@@ -442,6 +446,7 @@ def _narrow_types() -> dict:
         md.float8_e5m2: ("uchar",) + minifloat(5, 2, 15, 0, 123),
         md.float8_e5m2fnuz: ("uchar",) + minifloat(5, 2, 16, 2, 127),
         md.float4_e2m1fn: ("uchar",) + minifloat(2, 1, 1, 3, 7),
+        md.float8_e8m0fnu: ("uchar", "e8m0_decode(B)", "e8m0_encode(X,ROUND,SAT)"),
         md.int4: ("uchar", "(((int)(B&15u))^8)-8", "((int)(X))&15"),
         md.uint4: ("uchar", "(int)(B&15u)", "((int)(X))&15"),
         md.int2: ("uchar", "(((int)(B&3u))^2)-2", "((int)(X))&3"),
@@ -484,7 +489,9 @@ def _cast_narrow(ctx, node, x, to_dtype) -> None:
     if to_dtype in NARROW:
         ctype, decode, encode = NARROW[to_dtype]
         saturate = int(bool(node.attrs.get("saturate", 1)))
-        expr = encode.replace("X", f"(float)({expr})").replace("SAT", str(saturate))
+        rounding = {"up": 0, "down": 1, "nearest": 2}[node.attrs.get("round_mode", "up")]
+        expr = encode.replace("X", f"(float)({expr})").replace("SAT", str(saturate)) \
+            .replace("ROUND", str(rounding))
         if to_dtype.kind == "f":   # stored as float: round through the narrow type
             expr = decode.replace("B", f"({expr})")
         else:
@@ -495,6 +502,48 @@ def _cast_narrow(ctx, node, x, to_dtype) -> None:
             expr = f"({expr})!=0"
     out = node.outputs[0]
     emit_map(ctx, out, [x], expr, out_dtype=to_dtype, types=types, compute=compute)
+    ctx.launches[-1].defines = tuple(sorted(dict(ctx.launches[-1].defines,
+                                                 MINIFLOAT=True).items()))
+
+
+# BitCast between float storage and raw bits: (C type of the integer side,
+# float -> bits, bits -> float).
+FLOAT_BITS = {
+    2: ("ushort", "mf_encode(a,5,10,15,0,31743u,0)", "mf_decode(a,5,10,15,0)"),
+    4: ("uint", "as_uint(a)", "as_float(a)"),
+    8: ("ulong", None, "f64_decode(a)"),
+}
+
+
+@op("BitCast")
+def bit_cast(ctx, node):
+    """Reinterpret the bits as another type of the same width."""
+    from onnx import helper
+
+    x = node.inputs[0]
+    to_dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(node.attrs["to"])))
+    if to_dtype.itemsize != x.dtype.itemsize or "O" in (x.dtype.kind, to_dtype.kind):
+        raise UnsupportedOpError(f"{node.label()}: BitCast from {x.dtype} to {to_dtype} "
+                                 f"(the widths must match, strings are not supported)")
+    out = node.outputs[0]
+    shape = ctx.shape(x)
+    ctx.output(out, shape, to_dtype)
+    src_float, dst_float = ctx.storage_dtype(x.dtype).kind == "f", \
+        ctx.storage_dtype(to_dtype).kind == "f"
+    if not src_float and not dst_float:
+        strides = contiguous_strides(shape)
+        emit_strided(ctx, out, shape, strides, 0, [(x, strides, 0)], raw=True)
+        return
+    ctype, encode, decode = FLOAT_BITS.get(x.dtype.itemsize, (None, None, None))
+    if src_float and dst_float or ctype is None or (src_float and encode is None):
+        raise UnsupportedOpError(f"{node.label()}: BitCast from {x.dtype} to {to_dtype} "
+                                 f"needs the bits of a float64, which clnet stores as "
+                                 f"float32")
+    if src_float:
+        emit_map(ctx, out, [x], encode, out_dtype=to_dtype, types={"OUT": ctype})
+    else:
+        emit_map(ctx, out, [x], decode, out_dtype=to_dtype, types={"A": ctype},
+                 compute=ctype)
     ctx.launches[-1].defines = tuple(sorted(dict(ctx.launches[-1].defines,
                                                  MINIFLOAT=True).items()))
 
