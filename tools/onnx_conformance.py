@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import shlex
 import sys
 import time
 from multiprocessing.connection import wait
@@ -457,8 +458,8 @@ def main(argv=None) -> int:
     t = totals(results)
     print(f"{t[PASSED]} passed, {t[FAILED]} failed, {t[SKIPPED]} skipped of {t['total']} "
           f"in {time.monotonic() - start:.0f} s")
-    command = "python tools/onnx_conformance.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python tools/onnx_conformance.py " + shlex.join(
+        argv if argv is not None else sys.argv[1:])
     if args.out:
         Path(args.out).write_text(markdown(results, source, device_name(), command.strip()))
     if args.json:
