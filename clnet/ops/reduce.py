@@ -53,6 +53,15 @@ def _extreme(ctype: str, dtype, highest: bool) -> str:
     return f"(({ctype}){value}{suffix})"
 
 
+def _use_group(dev, nout: int, length: int) -> bool:
+    """A work-group per output for long rows on GPUs, or when there are too
+    few outputs to keep a CPU's cores busy (one item per output is faster
+    there: measured 8.4 vs 14.9 ms for 1024 rows of 4096 on PoCL)."""
+    if length < GROUP_MIN_ROW or nout > GROUP_MAX_OUTPUTS:
+        return False
+    return dev.type != "CPU" or nout < 4 * dev.compute_units
+
+
 def reduce_axes(ctx, node, rank: int):
     """The axes to reduce (sorted, non-negative), or None for 'no-op'."""
     if ctx.opset >= AXES_INPUT_SINCE.get(node.op, 18):
@@ -112,7 +121,7 @@ def emit_reduce(ctx, out, x, axes, keepdims: bool, name: str) -> None:
     defines["POST(acc,n)"] = post
     args = [x, out, np.int32(nout), np.int32(length), int_vec(kshape, 8), int_vec(kstride, 8),
             int_vec(rshape, 8), int_vec(rstride, 8)]
-    if length >= GROUP_MIN_ROW and nout <= GROUP_MAX_OUTPUTS:
+    if _use_group(ctx.dev, nout, length):
         defines.update(GROUP=True, WGS=WGS)
         ctx.launch("reduce", (nout * WGS,), args, defines, lsize=(WGS,))
     else:
