@@ -13,16 +13,22 @@ __kernel void softmax(__global const STORE_T *x, __global STORE_T *y,
     for (int i = 0; i < L; ++i)
         mx = fmax(mx, LOADF(x, base + i * inner));
     float sum = 0.0f;
+#ifdef LOG_SOFTMAX
     for (int i = 0; i < L; ++i)
         sum += exp(LOADF(x, base + i * inner) - mx);
-#ifdef LOG_SOFTMAX
     const float lse = log(sum);
     for (int i = 0; i < L; ++i)
         STOREF(y, base + i * inner, LOADF(x, base + i * inner) - mx - lse);
 #else
+    // keep exp(x - max) in y so each exp is computed once
+    for (int i = 0; i < L; ++i) {
+        const float e = exp(LOADF(x, base + i * inner) - mx);
+        sum += e;
+        STOREF(y, base + i * inner, e);
+    }
     const float inv = 1.0f / sum;
     for (int i = 0; i < L; ++i)
-        STOREF(y, base + i * inner, exp(LOADF(x, base + i * inner) - mx) * inv);
+        STOREF(y, base + i * inner, LOADF(y, base + i * inner) * inv);
 #endif
 }
 
