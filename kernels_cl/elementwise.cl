@@ -169,9 +169,17 @@ __kernel void elementwise(__global T_OUT *out, __global const T_A *in_a,
     const int i = get_global_id(0);
     if (i >= total)
         return;
-    int rem = i;
     int o_out = base.s0, o_a = base.s1, o_b = base.s2, o_c = base.s3;
+#if RANK == 1
+    // one merged dim (the common case): no index arithmetic beyond strides
+    o_out += i * s_out.s0;
+    o_a += i * s_a.s0;
+    o_b += i * s_b.s0;
+    o_c += i * s_c.s0;
+#else
+    int rem = i;
     STEP(7) STEP(6) STEP(5) STEP(4) STEP(3) STEP(2) STEP(1) STEP(0)
+#endif
     const CT a = LD_A(in_a, o_a);
 #if NIN > 1
     const CT b = LD_B(in_b, o_b);
