@@ -154,6 +154,7 @@ def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
     entries = table.get(kind) or table.get(kind.split("_")[0], [])
     tuned = _nearest(entries, (max(M, 1), max(N, 1), max(K, 1)))
     params = dict(tuned) if tuned else class_defaults(dev)
+    params["VW"] = min(params["VW"], vector_width(dev))   # a file from another build
     if M < params["TM"]:
         params["TM"] = max(1, M)
     return params

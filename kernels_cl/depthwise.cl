@@ -27,17 +27,14 @@
 #define VT CAT(float, WX)
 #define WIN ((WX - 1) * SX + (KW - 1) * DX + 1)   // inputs a chunk's window spans
 
-#if WX == 4
-  #define WX2 8
-#elif WX == 8
-  #define WX2 16
-#endif
-
 #if SX == 2
-// WX inputs two apart starting at element i: one 2*WX-wide load, even lanes
+// WX inputs two apart starting at element i, from two WX-wide loads (a
+// 2*WX-wide float16 load miscompiles on a CPU compiler without AVX-512)
 inline VT load_even(__global const STORE_T *p, const int i)
 {
-    return LOADFN(WX2, p, i).even;
+    const VT lo = LOADFN(WX, p, i);
+    const VT hi = LOADFN(WX, p, i + WX);
+    return (VT)(lo.even, hi.even);
 }
 #endif
 

@@ -9,19 +9,20 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import clnet.ops.gemm as gemm_ops
+from clnet import tuning
 from conftest import assert_close, run_both
 
 CONFIGS = {
-    "cpu-default": {"TM": 6, "TN": 32, "VW": 16, "LSIZE": (1, 1, 1)},
+    "class-default": None,
     "4x16v8": {"TM": 4, "TN": 16, "VW": 8},
     "3x8v4-mfirst": {"TM": 3, "TN": 8, "VW": 4, "M_FIRST": 1, "LSIZE": (2, 1, 1)},
-    "splitk3": {"TM": 4, "TN": 16, "VW": 16, "KSPLIT": 3, "LSIZE": (1, 1, 1)},
+    "splitk3": {"TM": 4, "TN": 16, "VW": 8, "KSPLIT": 3, "LSIZE": (1, 1, 1)},
 }
 
 
 @pytest.fixture(params=list(CONFIGS))
-def forced_params(request, monkeypatch):
-    params = CONFIGS[request.param]
+def forced_params(request, monkeypatch, device):
+    params = CONFIGS[request.param] or tuning.class_defaults(device)
 
     def fake(dev, M, N, K, kind="gemm"):
         p = dict(params)
