@@ -272,3 +272,18 @@ def test_shape_arithmetic_is_folded(device):
     (y,) = session.run(None, {"x": x})
     np.testing.assert_array_equal(y, x.reshape(3, -1))
     assert len(session.last_plan.calls) == 0   # a pure view: nothing launched
+
+
+@pytest.mark.parametrize("group,ws", [(1, (5, 3, 3, 3)), (3, (3, 1, 3, 3)), (3, (6, 1, 1, 1))])
+def test_conv_runtime_weights_and_bias(device, precision, group, ws):
+    """Weights fed as graph inputs are read in place (no load-time packing)."""
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=list(ws[2:]),
+                            group=group, pads=[1, 1, 1, 1] if ws[2] == 3 else [0, 0, 0, 0])
+    check(device, precision, [node], {"x": _rand(2, 3, 9, 7), "w": _rand(*ws, scale=0.3),
+                                      "b": _rand(ws[0])})
+
+
+def test_gemm_runtime_bias_with_beta_and_activation(device, precision):
+    nodes = [helper.make_node("Gemm", ["a", "b", "c"], ["g"], beta=0.35, alpha=0.5),
+             helper.make_node("Relu", ["g"], ["y"])]
+    check(device, precision, nodes, {"a": _rand(13, 7), "c": _rand(13, 1)}, {"b": _rand(7, 5)})

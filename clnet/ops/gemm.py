@@ -296,15 +296,17 @@ def gemm(ctx, node):
             residual = c
         else:
             post_add = c
-    if post_add is not None and node.attrs.get("_act"):
-        raise UnsupportedOpError(f"{node.label()}: fused activation with broadcast bias")
+    act = node.attrs.get("_act")
+    if post_add is not None and act:
+        # the bias broadcasts oddly: add it (and then activate) after the GEMM
+        attrs = {k: v for k, v in node.attrs.items() if k != "_act"}
+        node = Node(node.op, node.inputs, node.outputs, attrs, node.name, node.domain)
     gemm_general(ctx, node, out, a, (M, K), b, (K, N), (), M, N, K, alpha=alpha, bias=bias,
                  bias_mode=bias_mode, residual=residual, b_strides=b_strides)
     if post_add is not None:
-        if beta != 1.0:
-            raise UnsupportedOpError(f"{node.label()}: Gemm with beta={beta} and a "
-                                     f"run-time C of shape {ctx.shape(post_add)}")
-        emit_map(ctx, out, [out, post_add], "a+b")
+        emit_map(ctx, out, [out, post_add], "a+b*P0", (beta,))
+        if act:
+            emit_map(ctx, out, [out], f"{ACT_MACROS[act[0]]}(a)", act[1:])
 
 
 class _ConstView:
@@ -357,9 +359,6 @@ def conv_geometry(node, x_shape, w_shape) -> tuple:
 def conv(ctx, node):
     x, w, b = node.inputs[0], node.inputs[1], node.input(2)
     _require_float(node, x, w)
-    if not w.is_const:
-        raise UnsupportedOpError(f"{node.label()}: Conv weights computed at run time are not "
-                                 f"supported (opset {ctx.opset})")
     x_shape, w_shape = ctx.shape(x), ctx.shape(w)
     nd = len(x_shape) - 2
     if nd not in (1, 2):
@@ -393,8 +392,11 @@ def conv(ctx, node):
         sy, sx = strides
         py, px = begin
         dy, dx = dil
-    weights = np.asarray(w.data, np.float32)
-    bias_data = np.asarray(b.data, np.float32) if b is not None and b.name else None
+    # constant weights/bias are repacked at load; run-time ones are read in place
+    weights = np.asarray(w.data, np.float32) if w.is_const else w
+    bias_data = None
+    if b is not None and b.name:
+        bias_data = np.asarray(b.data, np.float32) if b.is_const else b
     geometry = (int_vec((kh, kw, sy, sx)), int_vec((py, px, dy, dx)))
     if group == C and w_shape[1] == 1 and residual is None:
         _depthwise(ctx, node, x, out, weights, bias_data, (N, C, H, W, M, OH, OW), geometry)
@@ -408,12 +410,13 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     kern, pad_dil = geometry
     kh, kw, sx = (int(kern[f]) for f in ("s0", "s1", "s3"))
     dx = int(pad_dil["s3"])
-    w_arg = ctx.weight(weights.reshape(M, -1), (node.inputs[1].name, "dw"))
+    w_arg = weights if isinstance(weights, Value) else \
+        ctx.weight(weights.reshape(M, -1), (node.inputs[1].name, "dw"))
     defines = {"KH": kh, "KW": kw, "SX": sx, "DX": dx, "WX": 8 if sx <= 2 else 4,
                **act_defines(node)}
     b_arg = None
     if bias is not None:
-        b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
+        b_arg = bias if isinstance(bias, Value) else ctx.weight(bias, (node.inputs[2].name, "bias"))
         defines["HAS_BIAS"] = True
     args = [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)] + list(geometry)
     ctx.launch("depthwise", (OH, N * M), args, defines)
@@ -431,15 +434,19 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
     K, P = Cg * khw, OH * OW
     p = gemm_params(ctx.dev, Mg, P, K, "conv_fp16" if ctx.store_half else "conv")
     tm, tn = p["TM"], p["TN"]
-    ap = pack_a(weights.reshape(group, Mg, K), tm)
-    a_arg = ctx.weight(ap, (node.inputs[1].name, "conv_a", tm))
-    b_arg = None
-    if bias is not None:
+    if isinstance(weights, Value):  # run-time weights: row-major A, [G][Mg][K]
+        a_arg, a_packed, lda, za = weights, False, K, (1, group, Mg * K, 0)
+    else:
+        ap = pack_a(weights.reshape(group, Mg, K), tm)
+        a_arg = ctx.weight(ap, (node.inputs[1].name, "conv_a", tm))
+        a_packed, lda, za = True, 0, (1, group, ap.shape[1] * K * tm, 0)
+    b_arg = bias
+    if bias is not None and not isinstance(bias, Value):
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
     if khw == 1 and (OH, OW) == (H, W) and P >= tn and _unit_stride_no_pad(geometry):
         # 1x1 conv: B is the input itself, [image * group][Cg][H * W] row-major
-        emit_gemm(ctx, out, a_arg, x, Mg, P, K, N * group, a_packed=True, params=p,
-                  za=(1, group, ap.shape[1] * K * tm, 0), zb=(1, N * group, K * P, 0),
+        emit_gemm(ctx, out, a_arg, x, Mg, P, K, N * group, a_packed=a_packed, params=p,
+                  za=za, lda=lda, zb=(1, N * group, K * P, 0),
                   zc=(Mg * P, 0, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
                   residual=residual, act=node.attrs.get("_act"), ldb=P)
         return
@@ -454,7 +461,7 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
                    [x, scratch, np.int32(n0 * C * H * W), np.int32(Cg), np.int32(H), np.int32(W),
                     np.int32(OH), np.int32(OW), np.int32(K), np.int32(panels)] + list(geometry),
                    {"TN": tn}, entry="im2col", lsize=(1, _divisor_at_most(K, 64), 1))
-        emit_gemm(ctx, out, a_arg, scratch, Mg, P, K, Z, a_packed=True, params=p,
-                  za=(1, group, ap.shape[1] * K * tm, 0), zb=(1, Z, panels * K * tn, 0),
+        emit_gemm(ctx, out, a_arg, scratch, Mg, P, K, Z, a_packed=a_packed, params=p,
+                  za=za, lda=lda, zb=(1, Z, panels * K * tn, 0),
                   zc=(Mg * P, n0 * M * P, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
                   residual=residual, act=node.attrs.get("_act"))
