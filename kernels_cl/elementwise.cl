@@ -51,6 +51,23 @@
   #define LD_C(p, i) LOADF(p, i)
 #endif
 
+// erf to within ~3e-7 relative: the Maclaurin series below 0.5, above it
+// Abramowitz & Stegun 7.1.26 (absolute error 1.5e-7).  Several times
+// faster than the built-in erf on CPU OpenCL runtimes.
+inline float erf_fast(float x)
+{
+    const float ax = fabs(x);
+    if (ax < 0.5f) {
+        const float z = x * x;
+        return x * (1.1283791671f + z * (-0.3761263890f + z * (0.1128379167f
+               + z * (-0.0268661706f + z * (0.0052239776f + z * -0.0008548327f)))));
+    }
+    const float t = 1.0f / (1.0f + 0.3275911f * ax);
+    const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f
+                       + t * (-1.453152027f + t * 1.061405429f))));
+    return copysign(1.0f - poly * exp(-ax * ax), x);
+}
+
 #ifdef MINIFLOAT
 // Casts to and from the narrow float types (float8 e4m3fn/e4m3fnuz/e5m2/
 // e5m2fnuz, float4 e2m1, bfloat16), whose bits travel as uchar/ushort.  E and

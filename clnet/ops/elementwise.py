@@ -204,7 +204,7 @@ UNARY = {
     "Floor": ("floor(a)", None),
     "Ceil": ("ceil(a)", None),
     "Round": ("rint(a)", None),
-    "Erf": ("erf(a)", None),
+    "Erf": ("erf_fast(a)", None),
     "Sin": ("sin(a)", None), "Cos": ("cos(a)", None), "Tan": ("tan(a)", None),
     "Asin": ("asin(a)", None), "Acos": ("acos(a)", None), "Atan": ("atan(a)", None),
     "Sinh": ("sinh(a)", None), "Cosh": ("cosh(a)", None), "Asinh": ("asinh(a)", None),
@@ -290,7 +290,7 @@ def gelu(ctx, node, approximate: str = "none"):
     if node.attrs.get("approximate", approximate) == "tanh":
         _act(ctx, node, "0.5f*a*(1.0f+tanh(0.7978845608028654f*(a+0.044715f*a*a*a)))")
     else:
-        _act(ctx, node, "0.5f*a*(1.0f+erf(a*0.7071067811865476f))")
+        _act(ctx, node, "0.5f*a*(1.0f+erf_fast(a*0.7071067811865476f))")
 
 
 @op("IsInf")
