@@ -521,7 +521,7 @@ def optimize_file(src: str, dst: str, options: OptimizeOptions,
     """Optimise the model at src, write it to dst; returns the report."""
     from .frontend.onnx import _read, _load_external
 
-    proto, base = _read(src)
+    proto, base, _ = _read(src)
     _load_external(proto, base)
     before = summarize(proto)
     result, done = optimize_model(proto, options)

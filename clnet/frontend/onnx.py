@@ -22,9 +22,9 @@ DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def _read(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
-    """(ModelProto, base folder for external data or None)."""
+    """(ModelProto, base folder for external data or None, the file's bytes or None)."""
     if isinstance(model, onnx.ModelProto):
-        return model, None
+        return model, None, None
     if isinstance(model, (bytes, bytearray, memoryview)):
         data, base, where = bytes(model), None, "the given bytes"
     else:
@@ -45,15 +45,15 @@ def _read(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
                          f"{type(exc).__name__}: {exc}") from None
     if not proto.HasField("graph") or not proto.graph.node and not proto.graph.output:
         raise ModelError(f"{where} parses but holds no ONNX graph (is it an ONNX file?)")
-    return proto, base
+    return proto, base, data
 
 
-def _load_external(proto: "onnx.ModelProto", base) -> None:
+def _load_external(proto: "onnx.ModelProto", base) -> bool:
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     tensors = [t for t in _get_all_tensors(proto) if uses_external_data(t)]
     if not tensors:
-        return
+        return False
     if base is None:
         raise ModelError("the model refers to external data files; load it from its path, "
                          "not from bytes")
@@ -71,6 +71,7 @@ def _load_external(proto: "onnx.ModelProto", base) -> None:
         onnx.load_external_data_for_model(proto, str(base))
     except Exception as exc:
         raise ModelError(f"cannot load external data: {exc}") from None
+    return True
 
 
 def _opset(proto: "onnx.ModelProto") -> int:
@@ -112,7 +113,7 @@ def _attr(attr):
     return value
 
 
-def to_graph(proto: "onnx.ModelProto") -> Graph:
+def to_graph(proto: "onnx.ModelProto", inferred: list = ()) -> Graph:
     """Convert a checked ModelProto to a Graph (no shape inference here)."""
     opset = _opset(proto)
     g = proto.graph
@@ -130,7 +131,7 @@ def to_graph(proto: "onnx.ModelProto") -> Graph:
             raise ModelError(f"initializer {init.name!r} cannot be read: {exc}") from None
         v = value(init.name)
         v.data, v.shape, v.dtype = data, tuple(data.shape), data.dtype
-    for info in list(g.input) + list(g.value_info) + list(g.output):
+    for info in list(g.input) + list(g.value_info) + list(inferred) + list(g.output):
         v = value(info.name)
         if v.is_const:
             continue
@@ -224,22 +225,59 @@ def _for_checker(proto: "onnx.ModelProto") -> "onnx.ModelProto":
     return copy
 
 
+def _inferred_value_info(proto: "onnx.ModelProto") -> list:
+    """ONNX shape inference on a copy without the large initializers' data.
+
+    Only shapes and dtypes are wanted, and serialising tens of megabytes of
+    weights for the C++ inferencer dominated load time; small initializers
+    (shape arguments) keep their data because inference reads them.
+    """
+    light = onnx.ModelProto()
+    light.ir_version = proto.ir_version
+    light.opset_import.extend(proto.opset_import)
+    light.functions.extend(proto.functions)
+    g = proto.graph
+    lg = light.graph
+    lg.name = g.name
+    lg.node.extend(g.node)
+    lg.input.extend(g.input)
+    lg.output.extend(g.output)
+    lg.value_info.extend(g.value_info)
+    for init in g.initializer:
+        if _elements(init) <= 4096:
+            lg.initializer.append(init)
+            continue
+        stub = lg.initializer.add()
+        stub.name, stub.data_type = init.name, init.data_type
+        stub.dims.extend(init.dims)
+    try:
+        return list(onnx.shape_inference.infer_shapes(light).graph.value_info)
+    except Exception:
+        return []  # our own shape rules run at planning time anyway
+
+
+def _elements(tensor) -> int:
+    count = 1
+    for dim in tensor.dims:
+        count *= dim
+    return count
+
+
 def load_model(model) -> Graph:
     """Read, check and convert an ONNX model (path, bytes or ModelProto)."""
-    proto, base = _read(model)
-    _load_external(proto, base)
+    proto, base, data = _read(model)
+    if _load_external(proto, base):
+        data = None
+    checked = _for_checker(proto)
     try:
-        onnx.checker.check_model(_for_checker(proto))
+        # the file's own bytes when they are what we check: no re-serialising
+        onnx.checker.check_model(data if checked is proto and data is not None else checked)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
         raise ModelError(f"the model fails ONNX validation: {first}") from None
     except Exception as exc:  # e.g. models over 2 GB without a path
         raise ModelError(f"the model cannot be checked: {exc}") from None
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto)
-    except Exception:
-        pass  # our own shape rules run at planning time anyway
-    graph = to_graph(proto)
+    graph = to_graph(proto, _inferred_value_info(proto))
     check_supported(graph)
     _check_topological(graph)
     return graph
