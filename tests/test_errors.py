@@ -23,10 +23,12 @@ def _relu_model(shape=(1, 3, 4, 4)):
 
 def _unsupported_model():
     nodes = [helper.make_node("Relu", ["x"], ["a"]),
-             helper.make_node("DFT", ["a"], ["b"], name="my_dft"),
+             helper.make_node("MaxRoiPool", ["a", "r"], ["b"], name="my_pool",
+                              pooled_shape=[1, 1]),
              helper.make_node("Det", ["b"], ["y"], name="my_det")]
     graph = helper.make_graph(nodes, "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3]),
+                               helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 5])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -69,7 +71,7 @@ def test_unsupported_ops_are_all_named(bad_files):
     with pytest.raises(UnsupportedOpError) as info:
         clnet.InferenceSession(str(bad_files["unsupported"]))
     msg = str(info.value)
-    assert "my_dft" in msg and "DFT" in msg and "my_det" in msg and "Det" in msg
+    assert "my_pool" in msg and "MaxRoiPool" in msg and "my_det" in msg and "Det" in msg
     assert "opset 17" in msg
 
 

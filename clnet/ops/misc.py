@@ -1,0 +1,142 @@
+"""Fused ops from recent opsets on kernels_cl/misc.cl: CausalConvWithState
+(opset 27: causal depthwise 1-D conv carrying its last k-1 inputs, optional
+bias, past_state and SiLU) and SwiGLU (opset 28)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from .registry import op
+
+ACTIVATIONS = {"none": 0, "silu": 1, "swish": 1}
+
+
+def _float_inputs(ctx, node) -> None:
+    for value in node.inputs:
+        if value is not None and value.dtype is not None and value.dtype.kind != "f":
+            raise UnsupportedOpError(f"{node.label()}: {node.op} input {value.name!r} is "
+                                     f"{value.dtype}; only float tensors are supported "
+                                     f"(opset {ctx.opset})")
+
+
+def _or(value, fallback):
+    return fallback if value is None else value
+
+
+@op("CausalConvWithState", since=27)
+def causal_conv_with_state(ctx, node, activation: str = "none"):
+    _float_inputs(ctx, node)
+    x, weight = node.inputs[0], node.inputs[1]
+    bias, past = node.input(2), node.input(3)
+    activation = node.attrs.get("activation", activation)
+    if isinstance(activation, bytes):
+        activation = activation.decode()
+    if activation not in ACTIVATIONS:
+        raise UnsupportedOpError(f"{node.label()}: activation {activation!r} is not one of "
+                                 f"{sorted(ACTIVATIONS)} (opset {ctx.opset})")
+    shape, w_shape = ctx.shape(x), ctx.shape(weight)
+    if len(shape) != 3 or len(w_shape) != 3 or w_shape[:2] != (shape[1], 1) or w_shape[2] < 1:
+        raise ValueError(f"CausalConvWithState needs input (B, C, L) and weight (C, 1, k), "
+                         f"got {shape} and {w_shape}")
+    batch, channels, length = shape
+    k = w_shape[2]
+    state_shape = (batch, channels, k - 1)
+    if bias is not None and ctx.shape(bias) != (channels,):
+        raise ValueError(f"bias {bias.name!r} has shape {ctx.shape(bias)}, expected "
+                         f"({channels},)")
+    if past is not None and ctx.shape(past) != state_shape:
+        raise ValueError(f"past_state {past.name!r} has shape {ctx.shape(past)}, expected "
+                         f"{state_shape}")
+    out = ctx.output(node.outputs[0], shape, x.dtype)
+    present = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1].name else None
+    present = ctx.output(present, state_shape, x.dtype) if present is not None else None
+    scratch = ctx.scratch(4) if present is None or bias is None or past is None else None
+    defines = {"HAS_BIAS": int(bias is not None), "HAS_PAST": int(past is not None),
+               "SILU": ACTIVATIONS[activation]}
+    # the present_state items are only launched when the state is wanted
+    width = length + (k - 1 if present is not None else 0)
+    ctx.launch("misc", (width, batch * channels),
+               [x, weight, _or(bias, scratch), _or(past, scratch), out, _or(present, scratch),
+                np.int32(channels), np.int32(length), np.int32(k)], defines,
+               entry="causal_conv")
+
+
+@op("SwiGLU", since=28)
+def swiglu(ctx, node, alpha: float = 1.0):
+    _float_inputs(ctx, node)
+    a, b = node.inputs[0], node.inputs[1]
+    if ctx.shape(a) != ctx.shape(b):
+        raise ValueError(f"SwiGLU inputs must have one shape (no broadcasting), got "
+                         f"{ctx.shape(a)} and {ctx.shape(b)}")
+    out = ctx.output(node.outputs[0], ctx.shape(a), a.dtype)
+    size = out.size
+    ctx.launch("misc", (size,), [a, b, out, np.float32(node.attrs.get("alpha", alpha)),
+                                 np.int32(size)], entry="swiglu")
+
+
+RULES = {"linear": (False, False), "gated": (True, False), "delta": (False, True),
+         "gated_delta": (True, True)}
+
+
+def _linear_attention_shapes(ctx, node, heads_q: int, heads_kv: int) -> tuple:
+    """(batch, steps, d_k, d_v) of a LinearAttention node, its inputs checked."""
+    q, k, v = node.inputs[:3]
+    shapes = [ctx.shape(x) for x in (q, k, v)]
+    if any(len(s) != 3 for s in shapes) or heads_q <= 0 or heads_kv <= 0 \
+            or heads_q % heads_kv:
+        raise ValueError(f"LinearAttention needs rank-3 query/key/value and q_num_heads a "
+                         f"positive multiple of kv_num_heads, got {shapes}, {heads_q}, "
+                         f"{heads_kv}")
+    batch, steps, _ = shapes[0]
+    dk, dv = shapes[0][2] // heads_q, shapes[2][2] // heads_kv
+    if shapes[0] != (batch, steps, heads_q * dk) or shapes[1] != (batch, steps, heads_kv * dk) \
+            or shapes[2] != (batch, steps, heads_kv * dv):
+        raise ValueError(f"LinearAttention query/key/value shapes {shapes} do not fit "
+                         f"{heads_q} query and {heads_kv} key/value heads")
+    return batch, steps, dk, dv
+
+
+@op("LinearAttention", since=27)
+def linear_attention(ctx, node, update_rule: str = "gated_delta", scale: float = 0.0):
+    _float_inputs(ctx, node)
+    rule = node.attrs.get("update_rule", update_rule)
+    rule = rule.decode() if isinstance(rule, bytes) else rule
+    if rule not in RULES:
+        raise UnsupportedOpError(f"{node.label()}: update_rule {rule!r} is not one of "
+                                 f"{sorted(RULES)} (opset {ctx.opset})")
+    gated, delta = RULES[rule]
+    heads_q, heads_kv = node.attrs.get("q_num_heads", 0), node.attrs.get("kv_num_heads", 0)
+    batch, steps, dk, dv = _linear_attention_shapes(ctx, node, heads_q, heads_kv)
+    past, decay, beta = node.input(3), node.input(4), node.input(5)
+    if (decay is not None) != gated or (beta is not None) != delta:
+        raise ValueError(f"update_rule {rule!r} needs {'a' if gated else 'no'} decay and "
+                         f"{'a' if delta else 'no'} beta input")
+    state_shape = (batch, heads_kv, dk, dv)
+    if past is not None and ctx.shape(past) != state_shape:
+        raise ValueError(f"past_state {past.name!r} has shape {ctx.shape(past)}, expected "
+                         f"{state_shape}")
+    defines = {"GATED": int(gated), "DELTA": int(delta), "HAS_PAST": int(past is not None)}
+    if gated:
+        last = ctx.shape(decay)[-1]
+        if ctx.shape(decay) not in ((batch, steps, heads_kv), (batch, steps, heads_kv * dk)):
+            raise ValueError(f"decay shape {ctx.shape(decay)} must be (B, T, H_kv) or "
+                             f"(B, T, H_kv * d_k)")
+        defines["DECAY_PER_KEY"] = int(last == heads_kv * dk and last != heads_kv)
+    if delta:
+        if ctx.shape(beta) not in ((batch, steps, heads_kv), (batch, steps, 1)):
+            raise ValueError(f"beta shape {ctx.shape(beta)} must be (B, T, H_kv) or (B, T, 1)")
+        defines["BETA_PER_HEAD"] = int(ctx.shape(beta)[-1] == heads_kv)
+    q = node.inputs[0]
+    out = ctx.output(node.outputs[0], (batch, steps, heads_q * dv), q.dtype)
+    present = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1].name else None
+    state_dtype = past.dtype if past is not None else q.dtype
+    state = ctx.scratch(4 * batch * heads_kv * dk * dv)
+    present = ctx.output(present, state_shape, state_dtype) if present is not None \
+        else ctx.scratch(4 * batch * heads_kv * dk * dv)
+    scale = float(node.attrs.get("scale", scale)) or 1.0 / float(np.sqrt(dk))
+    spare = ctx.scratch(4)
+    ctx.launch("misc", (dv, heads_kv, batch),
+               [q, node.inputs[1], node.inputs[2], _or(past, spare), _or(decay, spare),
+                _or(beta, spare), out, present, state, np.int32(steps), np.int32(heads_q),
+                np.int32(heads_kv), np.int32(dk), np.int32(dv), np.float32(scale)],
+               defines, entry="linear_attention")

@@ -1,0 +1,114 @@
+"""CausalConvWithState (opset 27) and SwiGLU (opset 28) on the device,
+checked against the ONNX reference in both storage modes, with odd shapes,
+with and without bias/past_state, and every activation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from conftest import assert_close, run_both
+from test_gather import make_model
+
+RNG = np.random.default_rng(27)
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("with_past", [False, True])
+@pytest.mark.parametrize("activation", ["none", "silu", "swish"])
+def test_causal_conv_with_state(device, precision, k, with_bias, with_past, activation):
+    batch, channels, length = 3, 5, 13
+    feeds = {"x": rand(batch, channels, length), "w": rand(channels, 1, k)}
+    inputs = ["x", "w", "", ""]
+    if with_bias:
+        feeds["b"], inputs[2] = rand(channels), "b"
+    if with_past:
+        feeds["s"], inputs[3] = rand(batch, channels, k - 1), "s"
+    node = helper.make_node("CausalConvWithState", inputs, ["y", "state"],
+                            activation=activation)
+    model = make_model([node], feeds, outputs=("y", "state"), opset=27)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got, want, precision)
+
+
+def test_causal_conv_decode_step(device, precision):
+    """One token at a time with the carried state equals the whole sequence."""
+    feeds = {"x": rand(1, 3, 1), "w": rand(3, 1, 4), "s": rand(1, 3, 3)}
+    node = helper.make_node("CausalConvWithState", ["x", "w", "", "s"], ["y", "state"])
+    model = make_model([node], feeds, outputs=("y", "state"), opset=27)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got, want, precision)
+
+
+def test_causal_conv_rejects_bad_weight(device):
+    import clnet
+
+    feeds = {"x": rand(1, 3, 5), "w": rand(4, 1, 2)}
+    node = helper.make_node("CausalConvWithState", ["x", "w"], ["y", "state"])
+    model = make_model([node], feeds, outputs=("y", "state"), opset=27)
+    with pytest.raises(clnet.errors.ClnetError, match="weight"):
+        clnet.InferenceSession(model.SerializeToString(), device=device).run(None, feeds)
+
+
+@pytest.mark.parametrize("alpha", [None, 1.702])
+@pytest.mark.parametrize("shape", [(13,), (3, 127)])
+def test_swiglu(device, precision, alpha, shape):
+    feeds = {"a": rand(*shape), "b": rand(*shape)}
+    attrs = {} if alpha is None else {"alpha": alpha}
+    model = make_model([helper.make_node("SwiGLU", ["a", "b"], ["y"], **attrs)], feeds,
+                       opset=28)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got, want, precision)
+
+
+@pytest.mark.parametrize("rule", ["linear", "gated", "delta", "gated_delta"])
+@pytest.mark.parametrize("heads", [(3, 3), (6, 3), (3, 1)])
+@pytest.mark.parametrize("with_past", [False, True])
+def test_linear_attention(device, precision, rule, heads, with_past):
+    heads_q, heads_kv = heads
+    batch, steps, dk, dv = 2, 7, 5, 3
+    feeds = {"q": rand(batch, steps, heads_q * dk) * 0.5,
+             "k": rand(batch, steps, heads_kv * dk) * 0.5,
+             "v": rand(batch, steps, heads_kv * dv)}
+    inputs = ["q", "k", "v", "", "", ""]
+    if with_past:
+        feeds["s"], inputs[3] = rand(batch, heads_kv, dk, dv), "s"
+    if rule in ("gated", "gated_delta"):
+        # per-key decay for gated, per-head for gated_delta: both layouts covered
+        width = heads_kv * dk if rule == "gated" else heads_kv
+        feeds["g"], inputs[4] = -abs(rand(batch, steps, width)), "g"
+    if rule in ("delta", "gated_delta"):
+        feeds["b"], inputs[5] = 1.0 / (1.0 + np.exp(-rand(batch, steps, heads_kv))), "b"
+    while inputs[-1] == "":
+        inputs.pop()
+    node = helper.make_node("LinearAttention", inputs, ["y", "state"], update_rule=rule,
+                            q_num_heads=heads_q, kv_num_heads=heads_kv)
+    model = make_model([node], feeds, outputs=("y", "state"), opset=27)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got, want, precision)
+
+
+def test_linear_attention_scale_and_scalar_beta(device, precision):
+    feeds = {"q": rand(1, 13, 8), "k": rand(1, 13, 8) * 0.3, "v": rand(1, 13, 4),
+             "g": -abs(rand(1, 13, 2)), "b": np.full((1, 13, 1), 0.5, np.float32)}
+    node = helper.make_node("LinearAttention", ["q", "k", "v", "", "g", "b"], ["y", "state"],
+                            q_num_heads=2, kv_num_heads=2, scale=0.25)
+    model = make_model([node], feeds, outputs=("y", "state"), opset=27)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got, want, precision)
+
+
+def test_linear_attention_rejects_missing_decay(device):
+    import clnet
+
+    feeds = {"q": rand(1, 3, 4), "k": rand(1, 3, 4), "v": rand(1, 3, 4)}
+    node = helper.make_node("LinearAttention", ["q", "k", "v"], ["y", "state"],
+                            update_rule="gated", q_num_heads=1, kv_num_heads=1)
+    model = make_model([node], feeds, outputs=("y", "state"), opset=27)
+    with pytest.raises(clnet.errors.ClnetError, match="decay"):
+        clnet.InferenceSession(model.SerializeToString(), device=device).run(None, feeds)
