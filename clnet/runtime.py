@@ -54,6 +54,7 @@ SHAPE_INPUTS = {
     "Loop": (0, 1),
     "Col2Im": (1, 2), "Dropout": (1, 2), "AffineGrid": (1,),
     "HannWindow": (0,), "HammingWindow": (0,), "BlackmanWindow": (0,), "DFT": (1, 2),
+    "STFT": (1, 3),
     # data-dependent output shapes: computed on the host when the plan is made
     "NonZero": (0,), "Unique": (0,), "Compress": (0, 1), "NonMaxSuppression": (0, 1, 2, 3, 4),
 }
