@@ -128,3 +128,127 @@ __kernel void linear_attention(__global const STORE_T *q, __global const STORE_T
     for (int d = 0; d < dk; ++d)
         STOREF(present, (head * dk + d) * dv + m, col[(long)d * dv]);
 }
+
+// RoiAlign: output (roi, c, ph, pw) averages (or maxes) a grid of bilinear
+// samples inside its bin of the roi.  Samples outside [-1, size] count as 0;
+// max mode takes, like the ONNX reference, the largest weighted corner.
+#ifndef MAX_MODE
+  #define MAX_MODE 0        // 1: max over samples, else their average
+#endif
+#ifndef HALF_PIXEL
+  #define HALF_PIXEL 1      // 1: roi corners shifted by -0.5 (coordinate mode half_pixel)
+#endif
+#ifndef SAMPLING
+  #define SAMPLING 0        // samples per bin side; 0: ceil(roi size / output size)
+#endif
+
+__kernel void roi_align(__global const STORE_T *x, __global const STORE_T *rois,
+                        __global const long *batch_index, __global STORE_T *y,
+                        const int channels, const int height, const int width,
+                        const int out_h, const int out_w, const float spatial_scale)
+{
+    const int pw = get_global_id(0);
+    const int ph = get_global_id(1);
+    const long rc = get_global_id(2);
+    if (pw >= out_w || ph >= out_h)
+        return;
+    const long roi = rc / channels;
+    const int c = (int)(rc % channels);
+    const float offset = HALF_PIXEL ? 0.5f : 0.0f;
+    const float start_w = LOADF(rois, roi * 4) * spatial_scale - offset;
+    const float start_h = LOADF(rois, roi * 4 + 1) * spatial_scale - offset;
+    float roi_w = LOADF(rois, roi * 4 + 2) * spatial_scale - offset - start_w;
+    float roi_h = LOADF(rois, roi * 4 + 3) * spatial_scale - offset - start_h;
+    if (!HALF_PIXEL) {
+        roi_w = fmax(roi_w, 1.0f);
+        roi_h = fmax(roi_h, 1.0f);
+    }
+    const float bin_h = roi_h / out_h, bin_w = roi_w / out_w;
+    const int grid_h = SAMPLING > 0 ? SAMPLING : (int)ceil(roi_h / out_h);
+    const int grid_w = SAMPLING > 0 ? SAMPLING : (int)ceil(roi_w / out_w);
+    __global const STORE_T *plane = x + (batch_index[roi] * channels + c) * height * width;
+    float acc = MAX_MODE ? -INFINITY : 0.0f;
+    for (int iy = 0; iy < grid_h; ++iy) {
+        float sy = start_h + ph * bin_h + (iy + 0.5f) * bin_h / grid_h;
+        for (int ix = 0; ix < grid_w; ++ix) {
+            float sx = start_w + pw * bin_w + (ix + 0.5f) * bin_w / grid_w;
+            float v = 0.0f;
+            if (sy >= -1.0f && sy <= height && sx >= -1.0f && sx <= width) {
+                float yy = fmax(sy, 0.0f), xx = fmax(sx, 0.0f);
+                int y0 = (int)yy, x0 = (int)xx, y1, x1;
+                if (y0 >= height - 1) { y0 = y1 = height - 1; yy = y0; } else { y1 = y0 + 1; }
+                if (x0 >= width - 1) { x0 = x1 = width - 1; xx = x0; } else { x1 = x0 + 1; }
+                const float ly = yy - y0, lx = xx - x0, hy = 1.0f - ly, hx = 1.0f - lx;
+                const float a = hy * hx * LOADF(plane, y0 * width + x0);
+                const float b = hy * lx * LOADF(plane, y0 * width + x1);
+                const float d = ly * hx * LOADF(plane, y1 * width + x0);
+                const float e = ly * lx * LOADF(plane, y1 * width + x1);
+                v = MAX_MODE ? fmax(fmax(a, b), fmax(d, e)) : a + b + d + e;
+            }
+            acc = MAX_MODE ? fmax(acc, v) : acc + v;
+        }
+    }
+    if (!MAX_MODE)
+        acc /= (float)max(grid_h * grid_w, 1);
+    else if (grid_h * grid_w == 0)
+        acc = 0.0f;
+    STOREF(y, rc * out_h * out_w + ph * out_w + pw, acc);
+}
+
+// DeformConv (2-D): each kernel tap of output (oh, ow) reads the input at its
+// regular position plus a learned (dy, dx) offset, bilinearly (zero outside
+// the image), optionally scaled by a mask.  One work-item per output
+// element loops over its group's input channels and the kernel taps.
+#ifndef HAS_MASK
+  #define HAS_MASK 0        // 1: per-tap modulation mask
+#endif
+
+// geometry: in_h, in_w, out_h, out_w, k_h, k_w, stride_h, stride_w,
+//           pad_top, pad_left, dil_h, dil_w, in_per_group, out_per_group,
+//           in_per_offset_group, channels_in
+__kernel void deform_conv(__global const STORE_T *x, __global const STORE_T *w,
+                          __global const STORE_T *offset, __global const STORE_T *bias,
+                          __global const STORE_T *mask, __global STORE_T *y,
+                          const int16 geo, const int out_channels)
+{
+    const int ow = get_global_id(0);
+    const int oh = get_global_id(1);
+    const int no = get_global_id(2);
+    const int in_h = geo.s0, in_w = geo.s1, out_h = geo.s2, out_w = geo.s3;
+    const int k_h = geo.s4, k_w = geo.s5;
+    if (ow >= out_w || oh >= out_h)
+        return;
+    const int n = no / out_channels, oc = no % out_channels;
+    const int taps = k_h * k_w;
+    const int offset_groups = geo.sf / geo.se;
+    const int first_ic = (oc / geo.sd) * geo.sc;
+    const long plane = (long)out_h * out_w, pix = (long)oh * out_w + ow;
+    float acc = HAS_BIAS ? LOADF(bias, oc) : 0.0f;
+    for (int icg = 0; icg < geo.sc; ++icg) {
+        const int ic = first_ic + icg;
+        const int og = ic / geo.se;
+        __global const STORE_T *img = x + ((long)n * geo.sf + ic) * in_h * in_w;
+        for (int tap = 0; tap < taps; ++tap) {
+            const int kh = tap / k_w, kw = tap % k_w;
+            const long o_ch = ((long)n * offset_groups + og) * taps + tap;
+            const float py = oh * geo.s6 - geo.s8 + kh * geo.sa + LOADF(offset, (o_ch * 2) * plane + pix);
+            const float px = ow * geo.s7 - geo.s9 + kw * geo.sb + LOADF(offset, (o_ch * 2 + 1) * plane + pix);
+            const float fy = floor(py), fx = floor(px);
+            const int y0 = (int)fy, x0 = (int)fx;
+            const float ly = py - fy, lx = px - fx;
+            float v = 0.0f;
+            for (int dy = 0; dy < 2; ++dy)
+                for (int dx = 0; dx < 2; ++dx) {
+                    const int yy = y0 + dy, xx = x0 + dx;
+                    if (yy >= 0 && yy < in_h && xx >= 0 && xx < in_w)
+                        v += (dy ? ly : 1.0f - ly) * (dx ? lx : 1.0f - lx)
+                             * LOADF(img, (long)yy * in_w + xx);
+                }
+#if HAS_MASK
+            v *= LOADF(mask, o_ch * plane + pix);
+#endif
+            acc += v * LOADF(w, ((long)oc * geo.sc + icg) * taps + tap);
+        }
+    }
+    STOREF(y, ((long)n * out_channels + oc) * plane + pix, acc);
+}

@@ -112,3 +112,43 @@ def test_linear_attention_rejects_missing_decay(device):
     model = make_model([node], feeds, outputs=("y", "state"), opset=27)
     with pytest.raises(clnet.errors.ClnetError, match="decay"):
         clnet.InferenceSession(model.SerializeToString(), device=device).run(None, feeds)
+
+
+@pytest.mark.parametrize("opset", [10, 16])
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_roi_align(device, precision, opset, mode, sampling_ratio):
+    x = rand(2, 3, 13, 11)
+    # boxes inside, crossing and beyond the image, one thinner than a pixel
+    rois = np.array([[0, 0, 9, 9], [2.5, 1.2, 10.7, 12.9], [-3, 4, 5, 20], [6, 6, 6.4, 8]],
+                    np.float32)
+    feeds = {"x": x, "r": rois, "i": np.array([0, 1, 1, 0], np.int64)}
+    node = helper.make_node("RoiAlign", ["x", "r", "i"], ["y"], mode=mode, output_height=5,
+                            output_width=3, sampling_ratio=sampling_ratio,
+                            spatial_scale=0.9)
+    model = make_model([node], feeds, opset=opset)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got, want, precision)
+
+
+@pytest.mark.parametrize("variant", ["plain", "strided_padded", "groups_mask_bias"])
+def test_deform_conv(device, precision, variant):
+    x = rand(2, 4, 7, 6)
+    attrs = {"kernel_shape": [3, 3]}
+    w_shape, offset_groups, out_hw = (3, 4, 3, 3), 1, (5, 4)
+    if variant == "strided_padded":
+        attrs.update(strides=[2, 1], pads=[1, 2, 1, 0], dilations=[1, 2])
+        out_hw = (4, 4)
+    if variant == "groups_mask_bias":
+        attrs.update(group=2, offset_group=2)
+        w_shape, offset_groups = (4, 2, 3, 3), 2
+    feeds = {"x": x, "w": rand(*w_shape), "off": rand(2, offset_groups * 18, *out_hw) * 1.5}
+    inputs = ["x", "w", "off"]
+    if variant == "groups_mask_bias":
+        feeds["b"] = rand(4)
+        feeds["m"] = 1.0 / (1.0 + np.exp(-rand(2, offset_groups * 9, *out_hw)))
+        inputs += ["b", "m"]
+    model = make_model([helper.make_node("DeformConv", inputs, ["y"], **attrs)], feeds,
+                       opset=19)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got, want, precision)

@@ -1,11 +1,14 @@
-"""Fused ops from recent opsets on kernels_cl/misc.cl: CausalConvWithState
-(opset 27: causal depthwise 1-D conv carrying its last k-1 inputs, optional
-bias, past_state and SiLU) and SwiGLU (opset 28)."""
+"""Ops on kernels_cl/misc.cl: CausalConvWithState (opset 27: causal
+depthwise 1-D conv carrying its last k-1 inputs, optional bias, past_state
+and SiLU), SwiGLU (opset 28), LinearAttention (opset 27: linear, gated,
+delta and gated-delta rules, GQA), RoiAlign (avg/max, both coordinate
+modes) and 2-D DeformConv (groups, offset groups, mask, bias)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import UnsupportedOpError
+from .elementwise import int_vec
 from .registry import op
 
 ACTIVATIONS = {"none": 0, "silu": 1, "swish": 1}
@@ -140,3 +143,81 @@ def linear_attention(ctx, node, update_rule: str = "gated_delta", scale: float =
                 _or(beta, spare), out, present, state, np.int32(steps), np.int32(heads_q),
                 np.int32(heads_kv), np.int32(dk), np.int32(dv), np.float32(scale)],
                defines, entry="linear_attention")
+
+
+@op("RoiAlign", since=10)
+def roi_align(ctx, node, mode: str = "avg", output_height: int = 1, output_width: int = 1,
+              sampling_ratio: int = 0, spatial_scale: float = 1.0):
+    x, rois, batch_index = node.inputs[:3]
+    if x.dtype.kind != "f" or rois.dtype.kind != "f" or batch_index.dtype != np.int64:
+        raise UnsupportedOpError(f"{node.label()}: RoiAlign on {x.dtype} data, {rois.dtype} "
+                                 f"rois and {batch_index.dtype} batch indices (opset "
+                                 f"{ctx.opset})")
+    shape, r_shape = ctx.shape(x), ctx.shape(rois)
+    if len(shape) != 4 or len(r_shape) != 2 or r_shape[1] != 4 \
+            or ctx.shape(batch_index) != (r_shape[0],):
+        raise ValueError(f"RoiAlign needs X (N, C, H, W), rois (R, 4) and batch_indices (R,), "
+                         f"got {shape}, {r_shape}, {ctx.shape(batch_index)}")
+    mode = node.attrs.get("mode", mode)
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    default = "half_pixel" if ctx.opset >= 16 else "output_half_pixel"
+    coords = node.attrs.get("coordinate_transformation_mode", default)
+    coords = coords.decode() if isinstance(coords, bytes) else coords
+    if mode not in ("avg", "max") or coords not in ("half_pixel", "output_half_pixel"):
+        raise UnsupportedOpError(f"{node.label()}: RoiAlign mode {mode!r}, coordinate mode "
+                                 f"{coords!r} (opset {ctx.opset})")
+    out_h = int(node.attrs.get("output_height", output_height))
+    out_w = int(node.attrs.get("output_width", output_width))
+    out = ctx.output(node.outputs[0], (r_shape[0], shape[1], out_h, out_w), x.dtype)
+    defines = {"MAX_MODE": int(mode == "max"), "HALF_PIXEL": int(coords == "half_pixel"),
+               "SAMPLING": int(node.attrs.get("sampling_ratio", sampling_ratio))}
+    ctx.launch("misc", (out_w, out_h, r_shape[0] * shape[1]),
+               [x, rois, batch_index, out, np.int32(shape[1]), np.int32(shape[2]),
+                np.int32(shape[3]), np.int32(out_h), np.int32(out_w),
+                np.float32(node.attrs.get("spatial_scale", spatial_scale))], defines,
+               entry="roi_align")
+
+
+def _deform_geometry(ctx, node, shape, w_shape, groups: int, offset_groups: int) -> tuple:
+    """(output (h, w), the kernel's int16 geometry) of a 2-D DeformConv."""
+    k_h, k_w = node.attrs.get("kernel_shape", w_shape[2:])
+    s_h, s_w = node.attrs.get("strides", (1, 1))
+    d_h, d_w = node.attrs.get("dilations", (1, 1))
+    top, left, bottom, right = node.attrs.get("pads", (0, 0, 0, 0))
+    out_h = (shape[2] + top + bottom - ((k_h - 1) * d_h + 1)) // s_h + 1
+    out_w = (shape[3] + left + right - ((k_w - 1) * d_w + 1)) // s_w + 1
+    in_per_group = shape[1] // groups
+    if w_shape[1] != in_per_group or w_shape[0] % groups or shape[1] % offset_groups \
+            or (k_h, k_w) != tuple(w_shape[2:]):
+        raise ValueError(f"DeformConv X {shape}, W {w_shape}, group {groups}, offset_group "
+                         f"{offset_groups} do not fit")
+    geo = (shape[2], shape[3], out_h, out_w, k_h, k_w, s_h, s_w, top, left, d_h, d_w,
+           in_per_group, w_shape[0] // groups, shape[1] // offset_groups, shape[1])
+    return (out_h, out_w), int_vec(geo, 16)
+
+
+@op("DeformConv", since=19)
+def deform_conv(ctx, node, group: int = 1, offset_group: int = 1):
+    _float_inputs(ctx, node)
+    x, weight, offset = node.inputs[:3]
+    bias, mask = node.input(3), node.input(4)
+    shape, w_shape = ctx.shape(x), ctx.shape(weight)
+    if len(shape) != 4 or len(w_shape) != 4:
+        raise UnsupportedOpError(f"{node.label()}: DeformConv on a {len(shape) - 2}-D input; "
+                                 f"clnet supports 2-D (opset {ctx.opset})")
+    groups = int(node.attrs.get("group", group))
+    offset_groups = int(node.attrs.get("offset_group", offset_group))
+    (out_h, out_w), geo = _deform_geometry(ctx, node, shape, w_shape, groups, offset_groups)
+    taps = w_shape[2] * w_shape[3]
+    if ctx.shape(offset) != (shape[0], offset_groups * taps * 2, out_h, out_w):
+        raise ValueError(f"DeformConv offset {ctx.shape(offset)} does not fit output "
+                         f"({out_h}, {out_w}) and {offset_groups} offset groups")
+    if mask is not None and ctx.shape(mask) != (shape[0], offset_groups * taps, out_h, out_w):
+        raise ValueError(f"DeformConv mask {ctx.shape(mask)} does not fit")
+    out = ctx.output(node.outputs[0], (shape[0], w_shape[0], out_h, out_w), x.dtype)
+    spare = ctx.scratch(4)
+    ctx.launch("misc", (out_w, out_h, shape[0] * w_shape[0]),
+               [x, weight, offset, _or(bias, spare), _or(mask, spare), out, geo,
+                np.int32(w_shape[0])],
+               {"HAS_BIAS": int(bias is not None), "HAS_MASK": int(mask is not None)},
+               entry="deform_conv")
