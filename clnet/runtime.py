@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+import pyopencl as cl
 
 from .device import Device, select_device
 from .errors import ClnetError, DeviceMemoryError, InputError
@@ -316,11 +317,14 @@ class InferenceSession:
     # -- running -----------------------------------------------------------
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict) -> list:
         feeds, signature = self._check_feeds(input_feed)
-        if not self._plain():
-            return self._select(self._run_runner(self._runner_for(signature), feeds),
-                                output_names)
-        plan = self._plan_for(signature)
-        outputs = plan.run(feeds)
+        try:
+            if not self._plain():
+                return self._select(self._run_runner(self._runner_for(signature), feeds),
+                                    output_names)
+            plan = self._plan_for(signature)
+            outputs = plan.run(feeds)
+        except cl.Error as exc:
+            raise opencl_error(exc, self.device) from None
         if not output_names:
             return outputs
         index = {v.name: i for i, v in enumerate(self.graph.outputs)}
@@ -379,6 +383,16 @@ class InferenceSession:
             self._plans[signature] = plan
         self.last_plan = plan
         return plan
+
+
+def opencl_error(exc: Exception, device) -> ClnetError:
+    """A driver failure while running, as a clnet error the user can act on."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if any(code in text for code in ("OUT_OF_RESOURCES", "MEM_OBJECT_ALLOCATION_FAILURE",
+                                     "OUT_OF_HOST_MEMORY")):
+        return DeviceMemoryError(f"{device.describe()} ran out of memory or resources while "
+                                 f"running ({text}); try a smaller batch or --precision fp16")
+    return ClnetError(f"the OpenCL driver of {device.describe()} failed while running: {text}")
 
 
 def _fmt(shape) -> str:
