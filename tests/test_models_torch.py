@@ -58,3 +58,11 @@ def test_scripted_branch_follows_the_data(device, exported):
         got, = session.run(None, feed)
         want, = reference.run(None, feed)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_through_cli(device, exported, tmp_path, name):
+    from test_torch_families import cli_matches_onnxruntime
+
+    path, feeds = exported[name]
+    cli_matches_onnxruntime(device, path, feeds, tmp_path)
