@@ -199,13 +199,9 @@ def _probe_key(dev: Device) -> str:
     return f"{dev.platform_version}|{dev.name}|{dev.driver}"
 
 
-def probe_speed(dev: Device) -> float:
-    """GFLOP/s of a small register-blocked matmul kernel; cached on disk.
-
-    Used to rank several platforms of the same type (for example two PoCL
-    builds whose code generation differs several-fold).
-    """
-    path = cache_dir() / "device_speed.json"
+def cached_measurement(filename: str, dev: Device, measure) -> float:
+    """measure() once per (platform, device, driver), remembered in cache_dir()."""
+    path = cache_dir() / filename
     try:
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -213,6 +209,25 @@ def probe_speed(dev: Device) -> float:
     key = _probe_key(dev)
     if isinstance(cache.get(key), (int, float)):
         return float(cache[key])
+    value = float(measure())
+    cache[key] = value
+    try:
+        path.write_text(json.dumps(cache, indent=1))
+    except OSError:
+        pass
+    return value
+
+
+def probe_speed(dev: Device) -> float:
+    """GFLOP/s of a small register-blocked matmul kernel; cached on disk.
+
+    Used to rank several platforms of the same type (for example two PoCL
+    builds whose code generation differs several-fold).
+    """
+    return cached_measurement("device_speed.json", dev, lambda: _measure_matmul(dev))
+
+
+def _measure_matmul(dev: Device) -> float:
     from .compile import build_program
 
     n = 256
@@ -234,13 +249,7 @@ def probe_speed(dev: Device) -> float:
         start = time.perf_counter()
         cl.enqueue_nd_range_kernel(queue, kernel, gsize, None).wait()
         times.append(time.perf_counter() - start)
-    gflops = 2 * n ** 3 / min(times) / 1e9
-    cache[key] = gflops
-    try:
-        path.write_text(json.dumps(cache, indent=1))
-    except OSError:
-        pass
-    return gflops
+    return 2 * n ** 3 / min(times) / 1e9
 
 
 def auto_select(devices: list) -> Device:

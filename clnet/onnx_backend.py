@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import onnx
 from onnx.backend.base import Backend, BackendRep
 
 from .errors import ClnetError

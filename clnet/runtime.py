@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pyopencl as cl
 
-from .device import Device, select_device
+from .device import Device
 from .errors import ClnetError, DeviceMemoryError, InputError
 from .frontend import load_model
 from .passes import optimize
@@ -325,14 +325,7 @@ class InferenceSession:
             outputs = plan.run(feeds)
         except cl.Error as exc:
             raise opencl_error(exc, self.device) from None
-        if not output_names:
-            return outputs
-        index = {v.name: i for i, v in enumerate(self.graph.outputs)}
-        missing = [n for n in output_names if n not in index]
-        if missing:
-            raise InputError(f"unknown output name(s) {missing}; the model's outputs are "
-                             f"{list(index)}")
-        return [outputs[index[n]] for n in output_names]
+        return self._select(outputs, output_names)
 
     def _check_feeds(self, feed: dict) -> tuple:
         if not isinstance(feed, dict):

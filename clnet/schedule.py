@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -143,17 +142,14 @@ class DeviceModel:
 
 def probe_copy_speed(dev) -> float:
     """GB/s of a 4 MiB host->device->host round trip; cached on disk."""
-    import pyopencl as cl
-    from .device import _probe_key, cache_dir
+    from .device import cached_measurement
 
-    path = cache_dir() / "copy_speed.json"
-    try:
-        cache = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    key = _probe_key(dev)
-    if isinstance(cache.get(key), (int, float)):
-        return float(cache[key])
+    return cached_measurement("copy_speed.json", dev, lambda: _measure_copy(dev))
+
+
+def _measure_copy(dev) -> float:
+    import pyopencl as cl
+
     host = np.ones(1 << 20, dtype=np.float32)
     back = np.empty_like(host)
     buf = cl.Buffer(dev.context, cl.mem_flags.READ_WRITE, size=host.nbytes)
@@ -165,13 +161,7 @@ def probe_copy_speed(dev) -> float:
         cl.enqueue_copy(queue, back, buf)
         queue.finish()
         best = min(best, time.perf_counter() - start)
-    gbps = 2 * host.nbytes / best / 1e9
-    cache[key] = gbps
-    try:
-        path.write_text(json.dumps(cache, indent=1))
-    except OSError:
-        pass
-    return gbps
+    return 2 * host.nbytes / best / 1e9
 
 
 def device_model(dev) -> DeviceModel:

@@ -77,7 +77,7 @@ def resnet18(batch=1, size: int = 224, classes: int = 1000, seed: int = 0,
     x = b.node("Flatten", [x], axis=1)[0]
     fc_w = (b.rng.standard_normal((classes, 512)) * np.sqrt(1.0 / 512)).astype(np.float32)
     fc_b = (b.rng.standard_normal(classes) * 0.01).astype(np.float32)
-    logits = b.node("Gemm", [x, b.const(fc_w), b.const(fc_b)], transB=1)[0]
+    b.node("Gemm", [x, b.const(fc_w), b.const(fc_b)], transB=1)
     b.nodes[-1].output[0] = "logits"
     inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])

@@ -137,7 +137,6 @@ def lower_recurrent(ctx, node) -> None:
     h0, has_h0 = _optional(ctx, node, 5, state_shape, np.float32, "h0")
     if layout and has_h0:
         h0 = _transposed_state(ctx, node, h0, state_shape)
-    extra = []
     c_states = None
     if node.op == "LSTM":
         c0, has_c0 = _optional(ctx, node, 6, state_shape, np.float32, "c0")
