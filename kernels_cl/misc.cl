@@ -252,3 +252,42 @@ __kernel void deform_conv(__global const STORE_T *x, __global const STORE_T *w,
     }
     STOREF(y, ((long)n * out_channels + oc) * plane + pix, acc);
 }
+
+// Det: one work-item per matrix runs Gaussian elimination with partial
+// pivoting on a float copy in `work` (n * n floats per matrix).
+__kernel void det(__global const STORE_T *x, __global STORE_T *y, __global float *work,
+                  const int n, const int count)
+{
+    const int m = get_global_id(0);
+    if (m >= count)
+        return;
+    const long nn = (long)n * n;
+    __global float *a = work + m * nn;
+    for (long i = 0; i < nn; ++i)
+        a[i] = LOADF(x, m * nn + i);
+    float det = 1.0f;
+    for (int col = 0; col < n && det != 0.0f; ++col) {
+        int pivot = col;
+        for (int r = col + 1; r < n; ++r)
+            if (fabs(a[r * n + col]) > fabs(a[pivot * n + col]))
+                pivot = r;
+        if (pivot != col) {
+            for (int c = col; c < n; ++c) {
+                const float t = a[col * n + c];
+                a[col * n + c] = a[pivot * n + c];
+                a[pivot * n + c] = t;
+            }
+            det = -det;
+        }
+        const float p = a[col * n + col];
+        det *= p;
+        if (p == 0.0f)
+            break;
+        for (int r = col + 1; r < n; ++r) {
+            const float f = a[r * n + col] / p;
+            for (int c = col + 1; c < n; ++c)
+                a[r * n + c] -= f * a[col * n + c];
+        }
+    }
+    STOREF(y, m, det);
+}

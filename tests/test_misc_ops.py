@@ -152,3 +152,16 @@ def test_deform_conv(device, precision, variant):
                        opset=19)
     got, want = run_both(model, feeds, device, precision)
     assert_close(got, want, precision)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 3, 5, 5), (13, 13)])
+def test_det(device, precision, shape):
+    # well-conditioned (diagonal-heavy), determinants within fp16's range,
+    # and one singular matrix in the batch
+    x = (rand(*shape) + 3.0 * np.eye(shape[-1], dtype=np.float32)) / 3.0
+    if len(shape) > 2:
+        x[0, 0, 1] = x[0, 0, 0]
+    feeds = {"x": x}
+    model = make_model([helper.make_node("Det", ["x"], ["y"])], feeds, opset=11)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got, want, precision, rtol=1e-3 if precision == "fp32" else None)

@@ -221,3 +221,16 @@ def deform_conv(ctx, node, group: int = 1, offset_group: int = 1):
                 np.int32(w_shape[0])],
                {"HAS_BIAS": int(bias is not None), "HAS_MASK": int(mask is not None)},
                entry="deform_conv")
+
+
+@op("Det", since=11)
+def det(ctx, node):
+    _float_inputs(ctx, node)
+    x = node.inputs[0]
+    shape = ctx.shape(x)
+    if len(shape) < 2 or shape[-1] != shape[-2]:
+        raise ValueError(f"Det input {x.name!r} must end in a square matrix, got {shape}")
+    out = ctx.output(node.outputs[0], shape[:-2], x.dtype)
+    count, n = int(np.prod(shape[:-2], dtype=np.int64)), shape[-1]
+    work = ctx.scratch(4 * max(count * n * n, 1))
+    ctx.launch("misc", (count,), [x, out, work, np.int32(n), np.int32(count)], entry="det")
