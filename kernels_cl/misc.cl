@@ -145,7 +145,8 @@ __kernel void linear_attention(__global const STORE_T *q, __global const STORE_T
 __kernel void roi_align(__global const STORE_T *x, __global const STORE_T *rois,
                         __global const long *batch_index, __global STORE_T *y,
                         const int channels, const int height, const int width,
-                        const int out_h, const int out_w, const float spatial_scale)
+                        const int out_h, const int out_w, const float spatial_scale,
+                        const int batches)
 {
     const int pw = get_global_id(0);
     const int ph = get_global_id(1);
@@ -166,7 +167,12 @@ __kernel void roi_align(__global const STORE_T *x, __global const STORE_T *rois,
     const float bin_h = roi_h / out_h, bin_w = roi_w / out_w;
     const int grid_h = SAMPLING > 0 ? SAMPLING : (int)ceil(roi_h / out_h);
     const int grid_w = SAMPLING > 0 ? SAMPLING : (int)ceil(roi_w / out_w);
-    __global const STORE_T *plane = x + (batch_index[roi] * channels + c) * height * width;
+    const long image = batch_index[roi];
+    if (image < 0 || image >= batches) {   // an invalid index reads nothing
+        STOREF(y, rc * out_h * out_w + ph * out_w + pw, NAN);
+        return;
+    }
+    __global const STORE_T *plane = x + (image * channels + c) * height * width;
     float acc = MAX_MODE ? -INFINITY : 0.0f;
     for (int iy = 0; iy < grid_h; ++iy) {
         float sy = start_h + ph * bin_h + (iy + 0.5f) * bin_h / grid_h;

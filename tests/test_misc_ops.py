@@ -165,3 +165,13 @@ def test_det(device, precision, shape):
     model = make_model([helper.make_node("Det", ["x"], ["y"])], feeds, opset=11)
     got, want = run_both(model, feeds, device, precision)
     assert_close(got, want, precision, rtol=1e-3 if precision == "fp32" else None)
+
+
+def test_roi_align_rejects_bad_batch_index(device):
+    import clnet
+
+    feeds = {"x": rand(2, 3, 5, 5), "r": np.array([[0, 0, 3, 3]], np.float32)}
+    node = helper.make_node("RoiAlign", ["x", "r", "i"], ["y"])
+    model = make_model([node], feeds, {"i": np.array([2], np.int64)}, opset=16)
+    with pytest.raises(clnet.errors.ClnetError, match="batch_indices"):
+        clnet.InferenceSession(model.SerializeToString(), device=device).run(None, feeds)

@@ -166,6 +166,10 @@ def roi_align(ctx, node, mode: str = "avg", output_height: int = 1, output_width
     if mode not in ("avg", "max") or coords not in ("half_pixel", "output_half_pixel"):
         raise UnsupportedOpError(f"{node.label()}: RoiAlign mode {mode!r}, coordinate mode "
                                  f"{coords!r} (opset {ctx.opset})")
+    if batch_index.is_const and not np.all((batch_index.data >= 0)
+                                           & (batch_index.data < shape[0])):
+        raise ValueError(f"RoiAlign batch_indices {batch_index.data.tolist()} must lie in "
+                         f"[0, {shape[0]})")
     out_h = int(node.attrs.get("output_height", output_height))
     out_w = int(node.attrs.get("output_width", output_width))
     out = ctx.output(node.outputs[0], (r_shape[0], shape[1], out_h, out_w), x.dtype)
@@ -174,8 +178,8 @@ def roi_align(ctx, node, mode: str = "avg", output_height: int = 1, output_width
     ctx.launch("misc", (out_w, out_h, r_shape[0] * shape[1]),
                [x, rois, batch_index, out, np.int32(shape[1]), np.int32(shape[2]),
                 np.int32(shape[3]), np.int32(out_h), np.int32(out_w),
-                np.float32(node.attrs.get("spatial_scale", spatial_scale))], defines,
-               entry="roi_align")
+                np.float32(node.attrs.get("spatial_scale", spatial_scale)),
+                np.int32(shape[0])], defines, entry="roi_align")
 
 
 def _deform_geometry(ctx, node, shape, w_shape, groups: int, offset_groups: int) -> tuple:
