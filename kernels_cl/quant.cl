@@ -1,5 +1,6 @@
 // Number-format conversions: fp32 <-> fp16 storage (mixed precision),
-// int8/uint8 quantize and dequantize (per tensor or per axis), an integer
+// integer quantize and dequantize (8/16-bit and 2/4-bit; per tensor, per
+// axis or per block; float8/float4 through a float tensor), an integer
 // GEMM with int32 accumulation (MatMulInteger, ConvInteger, QLinearMatMul,
 // QLinearConv) and its im2col, and the dequantization of int8 weights.
 // Integer operand types come in as -D defines (A_T=char, B_T=uchar, ...).
@@ -60,12 +61,64 @@ __kernel void convert_storage(__global const IN_ST *x, __global OUT_ST *y, const
 }
 
 // -- QuantizeLinear / DequantizeLinear ------------------------------------
-// The per-axis channel of element i is (i / inner) % channels; per tensor,
-// channels = 1.  Rounding is to nearest even (rint), as ONNX specifies.
+// The scale / zero point of element i sits at
+//   (i / (inner * axis)) * st.s0 + ((i / inner) % axis) / block * st.s1
+//   + (i % inner) * st.s2,   with geo = (inner, axis, block):
+// per tensor all strides are 0, per axis st = (0, 1, 0), blocked
+// (opset 21) st = (blocks * inner, inner, 1).  Rounding is to nearest even
+// (rint), as ONNX specifies.  2/4-bit integers travel one per uchar; Y_ENC
+// (of X) / X_DEC, ZP_DEC (of B) are their bit conversions, from the Cast
+// table.  With -DQ_FLOAT the quantizer writes the unrounded x / s + zp as a
+// float tensor (the host then casts it to a float8/float4 type), and with
+// -DX_FLOAT the dequantizer reads x and zp as float tensors.
+#ifndef Y_ENC
+  #define Y_ENC X           // integer -> Y_T bits
+#endif
+#ifndef X_DEC
+  #define X_DEC B           // X_T bits -> integer
+#endif
+#ifndef ZP_DEC
+  #define ZP_DEC B          // ZP_T bits -> integer
+#endif
+
 static inline int saturate_q(float v)
 {
     return (int)clamp(v, (float)QMIN, (float)QMAX);
 }
+
+static inline int q_index(const int i, const int4 geo, const int4 st)
+{
+    const int outer = i / (geo.s0 * geo.s1);
+    const int a = (i / geo.s0) % geo.s1;
+    return outer * st.s0 + (a / geo.s2) * st.s1 + (i % geo.s0) * st.s2;
+}
+
+#ifdef Q_FLOAT
+  #define QY_T STORE_T
+  #define QZ_T STORE_T
+#else
+  #define QY_T Y_T
+  #define QZ_T ZP_T
+static inline Y_T enc_y(const int X)
+{
+    return (Y_T)(Y_ENC);
+}
+
+static inline int dec_zp(const ZP_T B)
+{
+    return (int)(ZP_DEC);
+}
+#endif
+
+#ifdef X_FLOAT
+  #define DX_T STORE_T
+#else
+  #define DX_T X_T
+static inline int dec_x(const X_T B)
+{
+    return (int)(X_DEC);
+}
+#endif
 
 #ifdef DYNAMIC
 // scale and zero point of DynamicQuantizeLinear from the min/max scratch
@@ -82,42 +135,53 @@ static inline float dyn_zero(__global const float *mm, const float scale)
 #endif
 
 __kernel void quantize_linear(__global const STORE_T *x, __global const STORE_T *scale,
-                              __global const ZP_T *zero, __global const float *minmax,
-                              __global Y_T *y, const int n, const int inner,
-                              const int channels)
+                              __global const QZ_T *zero, __global const float *minmax,
+                              __global QY_T *y, const int n, const int4 geo, const int4 st)
 {
     const int i = get_global_id(0);
     if (i >= n)
         return;
-    const int c = (i / inner) % channels;
+    const int c = q_index(i, geo, st);
 #ifdef DYNAMIC
     const float s = dyn_scale(minmax);
     const float zp = dyn_zero(minmax, s);
     const float q = s > 0.0f ? rint(LOADF(x, i) / s) : 0.0f;
 #else
     const float s = LOADF(scale, c);
-  #ifdef NO_ZP
+  #if defined(NO_ZP)
     const float zp = 0.0f;
+  #elif defined(Q_FLOAT)
+    const float zp = LOADF(zero, c);
   #else
-    const float zp = (float)zero[c];
+    const float zp = (float)dec_zp(zero[c]);
   #endif
+  #ifndef Q_FLOAT
     const float q = rint(LOADF(x, i) / s);
+  #endif
 #endif
-    y[i] = (Y_T)saturate_q(q + zp);
+#ifdef Q_FLOAT
+    STOREF(y, i, LOADF(x, i) / s + zp);
+#else
+    y[i] = enc_y(saturate_q(q + zp));
+#endif
 }
 
-__kernel void dequantize_linear(__global const X_T *x, __global const STORE_T *scale,
-                                __global const ZP_T *zero, __global STORE_T *y, const int n,
-                                const int inner, const int channels)
+__kernel void dequantize_linear(__global const DX_T *x, __global const STORE_T *scale,
+                                __global const DX_T *zero, __global STORE_T *y, const int n,
+                                const int4 geo, const int4 st)
 {
     const int i = get_global_id(0);
     if (i >= n)
         return;
-    const int c = (i / inner) % channels;
-#ifdef NO_ZP
-    const float v = (float)x[i];
+    const int c = q_index(i, geo, st);
+#if defined(X_FLOAT) && defined(NO_ZP)
+    const float v = LOADF(x, i);
+#elif defined(X_FLOAT)
+    const float v = LOADF(x, i) - LOADF(zero, c);
+#elif defined(NO_ZP)
+    const float v = (float)dec_x(x[i]);
 #else
-    const float v = (float)((int)x[i] - (int)zero[c]);
+    const float v = (float)(dec_x(x[i]) - dec_x(zero[c]));
 #endif
     STOREF(y, i, v * LOADF(scale, c));
 }

@@ -12,7 +12,6 @@ from onnx import TensorProto, helper, numpy_helper
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 QUANT_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger",
              "ConvInteger", "QLinearMatMul", "QLinearConv")
-INT_KINDS = {np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32)}
 
 
 def node_cases(op_type: str, module: str = None) -> list:
@@ -42,26 +41,37 @@ def node_cases(op_type: str, module: str = None) -> list:
         registry._NodeTestCases, registry._TargetOpType, registry._existing_names = saved
 
 
-def _supported(case) -> bool:
-    """Cases in the integer types clnet quantizes to (not float8/int4/blocked)."""
-    model = case.model
-    for node in model.graph.node:
-        if any(a.name == "block_size" and a.i for a in node.attribute):
-            return False
-    for inputs, outputs in case.data_sets:
-        for arr in list(inputs) + list(outputs):
-            arr = np.asarray(arr)
-            if arr.dtype.kind in "iu" and arr.dtype not in INT_KINDS:
-                return False
-            if arr.dtype.kind not in "iuf":
-                return False
-    return True
-
-
 CASES = [c for op in QUANT_OPS for c in node_cases(op)]
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if _supported(c)], ids=lambda c: c.name)
+def _arrays(values) -> list:
+    """Case data as numpy arrays (narrow types come as TensorProtos)."""
+    return [numpy_helper.to_array(v) if isinstance(v, TensorProto) else np.asarray(v)
+            for v in values]
+
+
+def _assert_matches(got, want, half: bool = False, name: str = "") -> None:
+    """Float outputs to a relative tolerance; quantized outputs (integers,
+    2/4-bit integers, float8/float4 bits) exactly, or within one step under
+    fp16 storage (scales stored as half may move a rounding boundary)."""
+    want = np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, name
+    rtol, steps = (2e-3, 1) if half else (1e-5, 0)
+    if want.dtype.kind == "f" and want.dtype.itemsize > 1:
+        if half:    # fp16 storage: values past 65504 become inf
+            with np.errstate(over="ignore"):
+                want = want.astype(np.float16).astype(want.dtype)
+        peak = float(np.abs(want[np.isfinite(want)]).max(initial=0))
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * peak,
+                                   err_msg=name)
+        return
+    if want.dtype.kind not in "iu":   # narrow types: compare their bits
+        got, want = got.view(np.uint8), want.view(np.uint8)
+    diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+    assert diff.max(initial=0) <= steps, f"{name}: off by {diff.max()} steps"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_onnx_node_case(device, precision, case):
     import clnet
 
@@ -69,45 +79,35 @@ def test_onnx_node_case(device, precision, case):
                                      precision=precision)
     names = [i.name for i in case.model.graph.input]
     for inputs, outputs in case.data_sets:
-        got = session.run(None, dict(zip(names, inputs)))
-        for g, w in zip(got, outputs):
-            w = np.asarray(w)
-            assert g.dtype == w.dtype and g.shape == w.shape
-            if w.dtype.kind == "f":
-                tol = 1e-5 if precision == "fp32" else 2e-3
-                np.testing.assert_allclose(g, w, rtol=tol, atol=tol * float(np.abs(w).max()))
-            elif precision == "fp32":
-                np.testing.assert_array_equal(g, w)
-            else:  # scales stored as half may move a rounding boundary by one step
-                assert np.abs(g.astype(np.int64) - w.astype(np.int64)).max() <= 1
+        got = session.run(None, dict(zip(names, _arrays(inputs))))
+        for g, w in zip(got, _arrays(outputs)):
+            _assert_matches(g, w, half=precision == "fp16", name=case.name)
 
 
 def test_onnx_node_cases_exact_under_auto(device):
     """precision="auto" keeps every quantization scale and input in fp32."""
     import clnet
 
-    for case in (c for c in CASES if _supported(c)):
+    for case in CASES:
         names = [i.name for i in case.model.graph.input]
-        inputs, outputs = case.data_sets[0]
+        feeds = dict(zip(names, _arrays(case.data_sets[0][0])))
         session = clnet.InferenceSession(case.model.SerializeToString(), device=device,
-                                         precision="auto", calibration=[dict(zip(names, inputs))])
-        for g, w in zip(session.run(None, dict(zip(names, inputs))), outputs):
-            if np.asarray(w).dtype.kind == "f":
-                np.testing.assert_allclose(g, w, rtol=1e-5, err_msg=case.name)
-            else:
-                np.testing.assert_array_equal(g, w, err_msg=case.name)
+                                         precision="auto", calibration=[feeds])
+        for g, w in zip(session.run(None, feeds), _arrays(case.data_sets[0][1])):
+            _assert_matches(g, w, name=case.name)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if not _supported(c)], ids=lambda c: c.name)
-def test_unsupported_types_fail_clearly(device, case):
+def test_blocked_scale_shape_mismatch_fails_clearly(device):
     import clnet
     from clnet.errors import ClnetError
 
-    names = [i.name for i in case.model.graph.input]
-    inputs = case.data_sets[0][0]
-    with pytest.raises(ClnetError, match=case.model.graph.node[0].op_type):
-        session = clnet.InferenceSession(case.model.SerializeToString(), device=device)
-        session.run(None, dict(zip(names, inputs)))
+    node = helper.make_node("DequantizeLinear", ["x", "s"], ["y"], axis=1, block_size=2)
+    s = numpy_helper.from_array(np.ones((3, 2), np.float32), "s")
+    model = _model([node], [helper.make_tensor_value_info("x", TensorProto.INT8, (3, 5))],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [s], opset=21)
+    with pytest.raises(ClnetError, match="blocks of 2 along axis 1"):
+        clnet.InferenceSession(model.SerializeToString(), device=device).run(
+            None, {"x": np.zeros((3, 5), np.int8)})
 
 
 def _run(model, feeds, device, precision="fp32"):
@@ -179,6 +179,44 @@ def test_quantize_dequantize_per_axis(device, precision):
     diff = np.abs(got[0].astype(int) - want[0].astype(int)).max()
     assert diff == 0 if precision == "fp32" else diff <= 1
     np.testing.assert_allclose(got[1], want[1], atol=0.11 if precision == "fp16" else 1e-6)
+
+
+@pytest.mark.parametrize("qtype", ["INT8", "UINT16", "INT4", "UINT4", "INT2", "UINT2",
+                                   "FLOAT8E4M3FN", "FLOAT8E5M2", "FLOAT4E2M1"])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_blocked_quantize_dequantize_odd_shapes(device, precision, qtype, axis):
+    """Blocks of 4 along each axis of a (3, 13, 5) tensor (partial last
+    blocks), every quantized type, against the ONNX reference."""
+    import ml_dtypes
+    from onnx import helper as h
+
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((3, 13, 5)) * 2).astype(np.float32)
+    blocks = list(x.shape)
+    blocks[axis] = -(-blocks[axis] // 4)
+    scale = rng.uniform(0.05, 0.2, blocks).astype(np.float32)
+    onnx_type = getattr(TensorProto, qtype)
+    dtype = np.dtype(h.tensor_dtype_to_np_dtype(onnx_type))
+    if dtype.kind in "iu" or dtype.name.startswith(("int", "uint")):
+        info = ml_dtypes.iinfo(dtype)
+        zero = rng.integers(info.min, info.max + 1, blocks).astype(dtype)
+    else:
+        zero = np.zeros(blocks, dtype)
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=axis,
+                              block_size=4),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=axis,
+                              block_size=4)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                   [helper.make_tensor_value_info("q", onnx_type, None),
+                    helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                   [numpy_helper.from_array(scale, "s"), numpy_helper.from_array(zero, "z")],
+                   opset=25)
+    got, want = _run(model, {"x": x}, device, precision)
+    _assert_matches(got[0], want[0], half=precision == "fp16", name=qtype)
+    if precision == "fp32":
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-6)
+    else:   # one quantization step (float4: up to 2 units of the scale) at most
+        np.testing.assert_allclose(got[1], want[1], rtol=2e-3, atol=2.01 * scale.max())
 
 
 # -- weight-only int8 --------------------------------------------------------

@@ -2,9 +2,11 @@
 
 * ``ConvertStorage`` (domain clnet): fp32 <-> fp16 storage copies inserted
   by the mixed-precision pass (clnet/passes/precision.py).
-* ONNX QuantizeLinear, DequantizeLinear (per tensor or per axis),
-  DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul and
-  QLinearConv for 8- and 16-bit integers, with int32 accumulation.
+* ONNX QuantizeLinear, DequantizeLinear (per tensor, per axis or per block;
+  8/16-bit and 2/4-bit integers on the device, float8/float4 by way of a
+  float tensor and the Cast kernel's rounding), DynamicQuantizeLinear;
+  MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv for 8- and
+  16-bit integers, with int32 accumulation.
 * ``int8_weight``: weight-only int8 for float models (per output channel),
   dequantized by a small kernel right before the GEMM that reads it.
 """
@@ -13,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .elementwise import int_vec
+from ..graph import Node, Value
+from .elementwise import NARROW, _cast, int_vec
 from .gemm import batch_map, conv_geometry
 from .registry import op
 
@@ -21,6 +24,9 @@ INT_TYPES = {np.dtype(np.int8): "char", np.dtype(np.uint8): "uchar",
              np.dtype(np.int16): "short", np.dtype(np.uint16): "ushort",
              np.dtype(np.int32): "int"}
 QUANT_TYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16))
+NARROW_INTS = tuple(d for d in NARROW if d.kind == "V" and d.name[:-1] in ("int", "uint"))
+NARROW_FLOATS = tuple(d for d in NARROW
+                      if d.name.startswith(("float8_e4", "float8_e5", "float4")))
 GEMM_OPS = ("Conv", "Gemm", "MatMul")
 INT8_MIN_ELEMENTS = 1024     # smaller weights are not worth a dequantize launch
 
@@ -51,19 +57,31 @@ def _zeros(ctx, dtype):
 
 
 def _axis_layout(ctx, node, shape, scale) -> tuple:
-    """(inner, channels) for a per-tensor or per-axis scale."""
-    if node.attrs.get("block_size", 0):
-        raise UnsupportedOpError(f"{node.label()}: blocked quantization (block_size) is not "
-                                 f"supported (opset {ctx.opset})")
-    count = int(np.prod(ctx.shape(scale), dtype=np.int64))
-    if len(ctx.shape(scale)) == 0 or count == 1:
-        return 1, 1
+    """(geo, strides) int4s locating the scale of each element: per tensor,
+    per axis or per block along the axis (block_size, opset 21)."""
+    scale_shape = ctx.shape(scale)
+    block = int(node.attrs.get("block_size", 0) or 0)
+    count = int(np.prod(scale_shape, dtype=np.int64))
+    if not block and (len(scale_shape) == 0 or count == 1):
+        return int_vec((1, 1, 1, 0)), int_vec((0, 0, 0, 0))
     axis = node.attrs.get("axis", 1)
     axis = axis + len(shape) if axis < 0 else axis
-    if len(ctx.shape(scale)) != 1 or not 0 <= axis < len(shape) or shape[axis] != count:
-        raise ValueError(f"scale of shape {ctx.shape(scale)} does not match axis {axis} of "
-                         f"input {shape}")
-    return int(np.prod(shape[axis + 1:], dtype=np.int64)), count
+    if not 0 <= axis < len(shape):
+        raise ValueError(f"{node.label()}: axis {node.attrs.get('axis', 1)} is out of range "
+                         f"for input {shape}")
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    if block:
+        blocks = -(-shape[axis] // block)
+        want = shape[:axis] + (blocks,) + shape[axis + 1:]
+        if tuple(scale_shape) != tuple(want):
+            raise ValueError(f"{node.label()}: scale of shape {scale_shape} does not match "
+                             f"input {shape} in blocks of {block} along axis {axis} "
+                             f"(expected {want})")
+        return int_vec((inner, shape[axis], block, 0)), int_vec((blocks * inner, inner, 1, 0))
+    if len(scale_shape) != 1 or shape[axis] != count:
+        raise ValueError(f"{node.label()}: scale of shape {scale_shape} does not match "
+                         f"axis {axis} of input {shape}")
+    return int_vec((inner, count, 1, 0)), int_vec((0, 1, 0, 0))
 
 
 # ----------------------------------------------------- storage copies ----
@@ -87,36 +105,89 @@ def _out_qtype(ctx, node, zero):
     return np.dtype(np.uint8)
 
 
+def _qtype_defines(node, dtype, prefix: str) -> dict:
+    """C type, saturation range and bit conversions of an integer quantized
+    type; 2/4-bit types take their decode/encode from the Cast table."""
+    dtype = np.dtype(dtype)
+    if dtype in QUANT_TYPES or dtype == np.dtype(np.int32) and prefix == "X":
+        return {f"{prefix}_T": INT_TYPES[dtype], **_range_defines(dtype)}
+    if dtype in NARROW_INTS:
+        import ml_dtypes
+        ctype, decode, encode = NARROW[dtype]
+        info = ml_dtypes.iinfo(dtype)
+        out = {f"{prefix}_T": ctype, "QMIN": int(info.min), "QMAX": int(info.max),
+               f"{prefix}_DEC": decode}
+        if prefix == "Y":
+            out.update({"Y_ENC": encode, "ZP_DEC": decode})
+        return out
+    names = ", ".join(str(d) for d in QUANT_TYPES + NARROW_INTS + NARROW_FLOATS)
+    raise UnsupportedOpError(f"{node.label()}: {node.op} with type {dtype} is not supported "
+                             f"({names} are)")
+
+
+def _as_float(ctx, node, value, tag: str):
+    """value (a float8/float4 tensor) cast to a float tensor by the Cast kernel."""
+    if value is None:
+        return None
+    tmp = Value(f"{node.outputs[0].name}#{tag}")
+    _cast(ctx, Node("Cast", [value], [tmp], {}, f"{node.name}#{tag}"), value, np.float32)
+    return tmp
+
+
 @op("QuantizeLinear")
 def quantize_linear(ctx, node):
     x, scale, zero = node.inputs[0], node.inputs[1], _present(node, 2)
     qtype = _out_qtype(ctx, node, zero)
-    if qtype not in QUANT_TYPES:
-        raise UnsupportedOpError(f"{node.label()}: QuantizeLinear to {qtype} is not supported "
-                                 f"(int8, uint8, int16, uint16 are; opset {ctx.opset})")
     shape = ctx.shape(x)
-    inner, channels = _axis_layout(ctx, node, shape, scale)
+    geo, strides = _axis_layout(ctx, node, shape, scale)
+    if qtype in NARROW_FLOATS:
+        _quantize_float(ctx, node, (x, scale, zero), qtype, geo, strides)
+        return
+    defines = _qtype_defines(node, qtype, "Y")
+    defines["ZP_T"] = defines["Y_T"]
     out = ctx.output(node.outputs[0], shape, qtype)
-    defines = {"Y_T": INT_TYPES[qtype], "ZP_T": INT_TYPES[qtype], **_range_defines(qtype)}
     if zero is None:
         defines["NO_ZP"] = True
     args = [x, scale, zero if zero is not None else _zeros(ctx, qtype), ctx.scratch(8), out,
-            np.int32(out.size), np.int32(inner), np.int32(channels)]
+            np.int32(out.size), geo, strides]
     ctx.launch("quant", (out.size,), args, defines, entry="quantize_linear")
+
+
+def _quantize_float(ctx, node, inputs, qtype, geo, strides) -> None:
+    """x / scale + zero point as float, then Cast's rounding into qtype
+    (honouring the saturate attribute, as Cast does)."""
+    x, scale, zero = inputs
+    zero_f = _as_float(ctx, node, zero, "zero")
+    tmp = Value(f"{node.outputs[0].name}#unrounded")
+    ctx.output(tmp, ctx.shape(x), np.float32)
+    defines = {"Q_FLOAT": True}
+    if zero is None:
+        defines["NO_ZP"] = True
+        zero_f = _zeros(ctx, np.float32)
+    ctx.launch("quant", (tmp.size,), [x, scale, zero_f, ctx.scratch(8), tmp,
+                                      np.int32(tmp.size), geo, strides],
+               defines, entry="quantize_linear")
+    _cast(ctx, node, tmp, qtype)
 
 
 @op("DequantizeLinear")
 def dequantize_linear(ctx, node):
     x, scale, zero = node.inputs[0], node.inputs[1], _present(node, 2)
-    xtype = _int_type(node, x, QUANT_TYPES + (np.dtype(np.int32),))
     shape = ctx.shape(x)
-    inner, channels = _axis_layout(ctx, node, shape, scale)
+    geo, strides = _axis_layout(ctx, node, shape, scale)
+    if np.dtype(x.dtype) in NARROW_FLOATS:
+        x, zero = _as_float(ctx, node, x, "x"), _as_float(ctx, node, zero, "zero")
+        defines = {"X_FLOAT": True}
+        zero_type = np.float32
+    else:
+        defines = _qtype_defines(node, x.dtype, "X")
+        defines["ZP_T"] = defines["X_T"]
+        zero_type = x.dtype
     out = ctx.output(node.outputs[0], shape, scale.dtype)
-    defines = {"X_T": xtype, "ZP_T": xtype}
     if zero is None:
         defines["NO_ZP"] = True
-    args = [x, scale, zero if zero is not None else _zeros(ctx, x.dtype), out,
-            np.int32(out.size), np.int32(inner), np.int32(channels)]
+    args = [x, scale, zero if zero is not None else _zeros(ctx, zero_type), out,
+            np.int32(out.size), geo, strides]
     ctx.launch("quant", (out.size,), args, defines, entry="dequantize_linear")
 
 
@@ -133,8 +204,9 @@ def dynamic_quantize_linear(ctx, node):
     ctx.launch("quant", (wg,), [x, np.int32(n), minmax, y_scale, y_zero], {"WG": wg},
                entry="minmax", lsize=(wg,))
     defines = {"DYNAMIC": True, "Y_T": "uchar", "ZP_T": "uchar", "QMIN": 0, "QMAX": 255}
-    ctx.launch("quant", (n,), [x, y_scale, y_zero, minmax, y, np.int32(n), np.int32(1),
-                               np.int32(1)], defines, entry="quantize_linear")
+    geo, strides = int_vec((1, 1, 1, 0)), int_vec((0, 0, 0, 0))
+    ctx.launch("quant", (n,), [x, y_scale, y_zero, minmax, y, np.int32(n), geo, strides],
+               defines, entry="quantize_linear")
 
 
 # ------------------------------------------------------ integer GEMMs ----
