@@ -102,3 +102,42 @@ def test_gemm_launch_config_rounds_to_local_size():
     assert defs["A_PACKED"] and defs["VW"] == 8
     assert lsize == (4, 2, 1)
     assert gsize == (8, 4, 3)   # ceil(127/16)=8 panels, ceil(13/4)=4 rows of tiles
+
+
+def _dense_residual_model(x_shape, w, bias, res_shape, act=True):
+    n = w.shape[1]
+    out_shape = np.broadcast_shapes(tuple(x_shape[:-1]) + (n,), tuple(res_shape))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]),
+             helper.make_node("Add", ["bias", "mm"], ["biased"]),
+             helper.make_node("Add", ["biased", "r"], ["sum"])]
+    nodes.append(helper.make_node("Relu", ["sum"], ["y"]) if act
+                 else helper.make_node("Identity", ["sum"], ["y"]))
+    return _model(nodes, [_info("x", x_shape), _info("r", res_shape)], [_info("y", out_shape)],
+                  [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "bias")])
+
+
+@pytest.mark.parametrize("x_shape,res_shape", [((13, 127), (13, 33)),
+                                               ((3, 7, 127), (3, 7, 33)),
+                                               ((3, 7, 127), (33,))])
+def test_matmul_bias_residual_relu_fused(device, precision, forced_params, x_shape, res_shape):
+    """MatMul + const bias Add + residual Add + Relu: the epilogue, or separate adds
+    when the residual broadcasts."""
+    rng = np.random.default_rng(len(x_shape) * 100 + len(res_shape))
+    w = (rng.standard_normal((127, 33)) / np.sqrt(127)).astype(np.float32)
+    bias = rng.standard_normal(33).astype(np.float32)
+    model = _dense_residual_model(x_shape, w, bias, res_shape)
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32),
+             "r": rng.standard_normal(res_shape).astype(np.float32)}
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got[0], want[0], precision)
+
+
+def test_matmul_bias_add_becomes_epilogue():
+    from clnet.frontend.onnx import to_graph
+    from clnet.passes.fusion import optimize
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((127, 33)).astype(np.float32)
+    model = _dense_residual_model((13, 127), w, np.ones(33, np.float32), (13, 33))
+    nodes = optimize(to_graph(model)).nodes
+    assert [node.op for node in nodes] == ["MatMul"]
+    assert {"_bias", "_residual", "_act"} <= set(nodes[0].attrs)

@@ -181,7 +181,36 @@ def matmul(ctx, node):
     if len(b_shape) == 1:
         out_shape = out_shape[:-1]
     out = ctx.output(node.outputs[0], out_shape, a.dtype)
-    gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K)
+    bias, residual = node.input(2) if node.attrs.get("_bias") else None, residual_of(node)
+    if bias is None and residual is None:
+        gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K)
+        return
+    if len(b_shape) == 1 or (residual is not None and tuple(ctx.shape(residual)) != out_shape):
+        _matmul_post_adds(ctx, node, out, (a, a2, b, b2, full, M, N, K), bias, residual)
+        return
+    bias_buf = _bias_col(ctx, bias, gemm_params(ctx.dev, M, N, K, _kind(ctx, a))["TN"], N)
+    gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, bias=bias_buf,
+                 bias_mode="col", residual=residual)
+
+
+def _bias_col(ctx, bias, tn: int, N: int):
+    """A fused [N] bias, zero-padded to whole column panels."""
+    padded = np.zeros(-(-N // tn) * tn, np.float32)
+    padded[:N] = np.asarray(bias.data, np.float32).reshape(N)
+    return ctx.weight(padded, (bias.name, "bias_col", 1.0, tn))
+
+
+def _matmul_post_adds(ctx, node, out, dims, bias, residual) -> None:
+    """The fused bias/residual as separate adds (shapes that do not allow the epilogue)."""
+    act = node.attrs.get("_act")
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("_act", "_bias", "_residual")}
+    plain = Node(node.op, node.inputs[:2], node.outputs, attrs, node.name, node.domain)
+    gemm_general(ctx, plain, out, *dims)
+    for addend in (bias, residual):
+        if addend is not None:
+            emit_map(ctx, out, [out, addend], "a+b", ())
+    if act:
+        emit_map(ctx, out, [out], f"{ACT_MACROS[act[0]]}(a)", act[1:])
 
 
 def _is_const(value) -> bool:

@@ -4,7 +4,8 @@
   one Conv with rescaled weights and bias.
 * ``fuse_epilogues``: a residual Add and/or an activation right after a
   Conv/Gemm/MatMul become attributes of that node (``_residual``, ``_act``),
-  run in the GEMM's epilogue.  The lowering falls back to separate launches
+  run in the GEMM's epilogue; so does a constant [N] bias Add after a MatMul
+  with constant B (``_bias``, the bias becoming its third input).  The lowering falls back to separate launches
   when the shapes turn out not to allow it.
 """
 from __future__ import annotations
@@ -91,6 +92,25 @@ def _is_depthwise(node: Node) -> bool:
     return _is_const(weight) and group > 1 and weight.data.shape[1] == 1
 
 
+def _matmul_bias(node: Node, add: Node) -> bool:
+    """Whether `add` adds a constant [N] vector to MatMul `node` (B constant, 2-D+).
+
+    On success the bias becomes the MatMul's third input.
+    """
+    b = node.inputs[1]
+    if add.op != "Add" or len(add.inputs) != 2 or not _is_const(b) or b.data is None:
+        return False
+    if np.ndim(b.data) < 2:
+        return False
+    other = add.inputs[1] if add.inputs[0] is node.outputs[0] else add.inputs[0]
+    if other is node.outputs[0] or not _is_const(other) or other.data is None:
+        return False
+    if np.ndim(other.data) != 1 or np.size(other.data) != np.shape(b.data)[-1]:
+        return False
+    node.inputs = [node.inputs[0], b, other]
+    return True
+
+
 def fuse_epilogues(graph: Graph) -> Graph:
     """Fuse [residual Add] then [activation] into Conv/Gemm/MatMul producers."""
     consumers = graph.consumers()
@@ -105,7 +125,14 @@ def fuse_epilogues(graph: Graph) -> Graph:
         nxt = _single_consumer(graph, node.outputs[0], consumers)
         if nxt in removed:  # already absorbed by another producer
             continue
-        if (nxt is not None and nxt.op == "Add" and node.op == "Conv" and not _is_depthwise(node)
+        if nxt is not None and node.op == "MatMul" and _matmul_bias(node, nxt):
+            node.attrs["_bias"] = True
+            node.outputs = [nxt.outputs[0]]
+            removed.add(nxt)
+            moves[node] = order[nxt]
+            nxt = _single_consumer(graph, node.outputs[0], consumers)
+        if (nxt is not None and nxt.op == "Add" and not _is_depthwise(node)
+                and (node.op == "Conv" or node.attrs.get("_bias"))
                 and len([v for v in nxt.inputs if v is not None]) == 2):
             other = nxt.inputs[1] if nxt.inputs[0] is node.outputs[0] else nxt.inputs[0]
             if other is not node.outputs[0] and not other.is_const:
