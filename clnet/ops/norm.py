@@ -16,6 +16,9 @@ from .reduce import emit_reduce
 from .registry import op
 
 WGS = 64
+# on a CPU a work-group's items run as one loop: wider groups only add
+# barrier rounds (BERT LayerNorm 128x256: 16 items 1.3 ms vs 64 items 2.4 ms)
+CPU_WGS = 16
 
 
 def _float_only(ctx, node) -> None:
@@ -52,7 +55,8 @@ def emit_rownorm(ctx, node, x, scale, bias, rows: int, length: int, eps: float,
                  param_map: tuple, rms: bool = False, stats=(None, None)) -> None:
     """y = normalise each of `rows` contiguous rows of `length` elements."""
     out = node.outputs[0]
-    defines = {"WGS": WGS}
+    wgs = CPU_WGS if ctx.dev.type == "CPU" else WGS
+    defines = {"WGS": wgs}
     if rms:
         defines["RMS"] = True
     if bias is not None:
@@ -66,7 +70,7 @@ def emit_rownorm(ctx, node, x, scale, bias, rows: int, length: int, eps: float,
             inv_out if inv_out is not None else (mean_out or placeholder),
             np.int32(length), np.float32(eps), int_vec(param_map)]
     if rows and length:
-        ctx.launch("norm", (rows * WGS,), args, defines, entry="rownorm", lsize=(WGS,))
+        ctx.launch("norm", (rows * wgs,), args, defines, entry="rownorm", lsize=(wgs,))
 
 
 def _stat_output(ctx, node, index: int, shape) -> "Value | None":
