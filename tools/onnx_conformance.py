@@ -428,6 +428,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _portable_args(args: list) -> list:
+    """The command line as the report prints it: folders given with --data or
+    --json are this machine's, so they are shown as placeholders."""
+    shown, hide = [], False
+    for arg in args:
+        if hide:
+            shown.append("DATA_DIR" if hide == "--data" else "RESULTS.json")
+            hide = False
+        elif arg in ("--data", "--json"):
+            shown.append(arg)
+            hide = arg
+        elif arg.startswith(("--data=", "--json=")):
+            shown.append(arg.split("=", 1)[0] + ("=DATA_DIR" if arg.startswith("--data") else "=RESULTS.json"))
+        else:
+            shown.append(arg)
+    return shown
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     data_dir, source = resolve_data_dir(args.data)
@@ -459,7 +477,7 @@ def main(argv=None) -> int:
     print(f"{t[PASSED]} passed, {t[FAILED]} failed, {t[SKIPPED]} skipped of {t['total']} "
           f"in {time.monotonic() - start:.0f} s")
     command = "python tools/onnx_conformance.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:])
+        _portable_args(argv if argv is not None else sys.argv[1:]))
     if args.out:
         Path(args.out).write_text(markdown(results, source, device_name(), command.strip()))
     if args.json:
