@@ -163,29 +163,36 @@ def _materialize(ctx, value, shape, full_shape):
     return scratch
 
 
-@op("MatMul")
-def matmul(ctx, node):
-    a, b = node.inputs[0], node.inputs[1]
-    _require_float(node, a, b)
-    a_shape, b_shape = ctx.shape(a), ctx.shape(b)
+def matmul_shapes(node, a_shape, b_shape) -> tuple:
+    """ONNX MatMul shape rule: (a2, b2, batch shape, (M, N, K), output shape),
+    with 1-D operands promoted to matrices and their unit dim dropped after."""
     a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
     b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
     M, K = a2[-2:]
     K2, N = b2[-2:]
     if K != K2:
-        raise ValueError(f"MatMul inner dims differ: {a_shape} x {b_shape}")
+        raise ValueError(f"{node.op} inner dims differ: {a_shape} x {b_shape}")
     full = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
     out_shape = full + (M, N)
     if len(a_shape) == 1:
         out_shape = out_shape[:-2] + (N,)
     if len(b_shape) == 1:
         out_shape = out_shape[:-1]
+    return a2, b2, full, (M, N, K), out_shape
+
+
+@op("MatMul")
+def matmul(ctx, node):
+    a, b = node.inputs[0], node.inputs[1]
+    _require_float(node, a, b)
+    a2, b2, full, (M, N, K), out_shape = matmul_shapes(node, ctx.shape(a), ctx.shape(b))
     out = ctx.output(node.outputs[0], out_shape, a.dtype)
     bias, residual = node.input(2) if node.attrs.get("_bias") else None, residual_of(node)
     if bias is None and residual is None:
         gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K)
         return
-    if len(b_shape) == 1 or (residual is not None and tuple(ctx.shape(residual)) != out_shape):
+    if len(ctx.shape(b)) == 1 or (residual is not None
+                                  and tuple(ctx.shape(residual)) != out_shape):
         _matmul_post_adds(ctx, node, out, (a, a2, b, b2, full, M, N, K), bias, residual)
         return
     bias_buf = _bias_col(ctx, bias, gemm_params(ctx.dev, M, N, K, _kind(ctx, a))["TN"], N)

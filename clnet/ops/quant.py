@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
 from .elementwise import NARROW, _cast, int_vec
-from .gemm import batch_map, conv_geometry
+from .gemm import batch_map, conv_geometry, matmul_shapes
 from .registry import op
 
 INT_TYPES = {np.dtype(np.int8): "char", np.dtype(np.uint8): "uchar",
@@ -252,19 +252,7 @@ def _emit_qgemm(ctx, node, out, operands, zeros, dims, batches, requant=None) ->
 
 
 def _matmul_int(ctx, node, a, b, za, zb, requant_of=None):
-    a_shape, b_shape = ctx.shape(a), ctx.shape(b)
-    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
-    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
-    M, K = a2[-2:]
-    K2, N = b2[-2:]
-    if K != K2:
-        raise ValueError(f"{node.op} inner dims differ: {a_shape} x {b_shape}")
-    full = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
-    out_shape = full + (M, N)
-    if len(a_shape) == 1:
-        out_shape = out_shape[:-2] + (N,)
-    if len(b_shape) == 1:
-        out_shape = out_shape[:-1]
+    a2, b2, full, (M, N, K), out_shape = matmul_shapes(node, ctx.shape(a), ctx.shape(b))
     requant = requant_of(M, N) if requant_of else None
     out = ctx.output(node.outputs[0], out_shape, requant[-1] if requant else np.int32)
     maps = [batch_map(a2[:-2], full), batch_map(b2[:-2], full)]
