@@ -25,7 +25,7 @@ FORMAT_VERSION = 1
 # work-item per work-group keeps PoCL from looping and re-vectorising
 # already vectorised work-items.
 CLASS_DEFAULTS = {
-    "CPU": {"TM": 8, "TN": "2*VW", "VW": "native", "LSIZE": (1, 1, 1)},
+    "CPU": {"TM": 6, "TN": "2*VW", "VW": "native", "LSIZE": (1, 1, 1)},
     "GPU": {"TM": 4, "TN": 8, "VW": 4},
     "ACCELERATOR": {"TM": 4, "TN": 8, "VW": 4},
 }
