@@ -391,23 +391,40 @@ def conv_geometry(node, x_shape, w_shape) -> tuple:
     return begin, end, strides, dilations, out, list(kernel)
 
 
+def conv_dims(node, x_shape, w_shape) -> tuple:
+    """Conv shape rule shared by float and integer convolutions.
+
+    Returns ((N, C, H, W, M, OH, OW), group, output shape,
+    ((kh, kw, sy, sx), (py, px, dy, dx))); a 1-D conv is a 2-D one with H = 1.
+    """
+    nd = len(x_shape) - 2
+    if nd not in (1, 2):
+        raise UnsupportedOpError(f"{node.label()}: {nd}-D {node.op} is not supported yet")
+    group = node.attrs.get("group", 1)
+    N, C = x_shape[:2]
+    M = w_shape[0]
+    if C != w_shape[1] * group or M % group:
+        raise ValueError(f"{node.op} channels: input {x_shape}, weights {w_shape}, "
+                         f"group {group}")
+    begin, _, strides, dil, out_sp, kernel = conv_geometry(node, x_shape, w_shape)
+    if any(o <= 0 for o in out_sp):
+        raise ValueError(f"{node.op} output would be empty: input {x_shape}, kernel {kernel}")
+    if nd == 1:
+        H, W, OH, OW = 1, x_shape[2], 1, out_sp[0]
+        geo = (1, kernel[0], 1, strides[0]), (0, begin[0], 1, dil[0])
+    else:
+        (H, W), (OH, OW) = x_shape[2:], out_sp
+        geo = (*kernel, *strides), (*begin, *dil)
+    return (N, C, H, W, M, OH, OW), group, (N, M, *out_sp), geo
+
+
 @op("Conv")
 def conv(ctx, node):
     x, w, b = node.inputs[0], node.inputs[1], node.input(2)
     _require_float(node, x, w)
     x_shape, w_shape = ctx.shape(x), ctx.shape(w)
-    nd = len(x_shape) - 2
-    if nd not in (1, 2):
-        raise UnsupportedOpError(f"{node.label()}: {nd}-D Conv is not supported yet")
-    group = node.attrs.get("group", 1)
-    N, C = x_shape[:2]
-    M = w_shape[0]
-    if C != w_shape[1] * group or M % group:
-        raise ValueError(f"Conv channels: input {x_shape}, weights {w_shape}, group {group}")
-    begin, end, strides, dil, out_sp, kernel = conv_geometry(node, x_shape, w_shape)
-    if any(o <= 0 for o in out_sp):
-        raise ValueError(f"Conv output would be empty: input {x_shape}, kernel {kernel}")
-    out = ctx.output(node.outputs[0], (N, M, *out_sp), x.dtype)
+    (N, C, H, W, M, OH, OW), group, out_shape, geo = conv_dims(node, x_shape, w_shape)
+    out = ctx.output(node.outputs[0], out_shape, x.dtype)
     residual = residual_of(node)
     if residual is not None and ctx.shape(residual) != out.shape:
         # the fused Add broadcasts: run the Conv alone, then add (+ activation)
@@ -418,27 +435,17 @@ def conv(ctx, node):
         macro = ACT_MACROS[act[0]] if act else "ACT_NONE"
         emit_map(ctx, node.outputs[0], [conv_out, residual], f"{macro}(a+b)", act[1:] if act else ())
         return
-    # 1-D convs are 2-D convs with H = 1
-    if nd == 1:
-        H, W, OH, OW = 1, x_shape[2], 1, out_sp[0]
-        kh, kw, sy, sx, py, px, dy, dx = 1, kernel[0], 1, strides[0], 0, begin[0], 1, dil[0]
-    else:
-        (H, W), (OH, OW) = x_shape[2:], out_sp
-        kh, kw = kernel
-        sy, sx = strides
-        py, px = begin
-        dy, dx = dil
     # constant weights/bias are repacked at load; run-time ones are read in place
     weights = np.asarray(w.data, np.float32) if w.is_const else w
     bias_data = None
     if b is not None and b.name:
         bias_data = np.asarray(b.data, np.float32) if b.is_const else b
-    geometry = (int_vec((kh, kw, sy, sx)), int_vec((py, px, dy, dx)))
+    geometry = (int_vec(geo[0]), int_vec(geo[1]))
     if group == C and w_shape[1] == 1 and residual is None:
         _depthwise(ctx, node, x, out, weights, bias_data, (N, C, H, W, M, OH, OW), geometry)
         return
     _im2col_gemm(ctx, node, x, out, weights, bias_data, residual, group,
-                 (N, C, H, W, M, OH, OW), geometry, kh * kw)
+                 (N, C, H, W, M, OH, OW), geometry, geo[0][0] * geo[0][1])
 
 
 def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
 from .elementwise import NARROW, _cast, int_vec
-from .gemm import batch_map, conv_geometry, matmul_shapes
+from .gemm import batch_map, conv_dims, matmul_shapes
 from .registry import op
 
 INT_TYPES = {np.dtype(np.int8): "char", np.dtype(np.uint8): "uchar",
@@ -288,31 +288,15 @@ def qlinear_matmul(ctx, node):
 
 
 def _conv_int(ctx, node, x, w, zx, zw, requant_of=None):
-    x_shape, w_shape = ctx.shape(x), ctx.shape(w)
-    nd = len(x_shape) - 2
-    if nd not in (1, 2):
-        raise UnsupportedOpError(f"{node.label()}: {nd}-D {node.op} is not supported")
-    group = node.attrs.get("group", 1)
-    N, C = x_shape[:2]
-    M = w_shape[0]
-    if C != w_shape[1] * group or M % group:
-        raise ValueError(f"{node.op} channels: input {x_shape}, weights {w_shape}, group {group}")
-    begin, _, strides, dil, out_sp, kernel = conv_geometry(node, x_shape, w_shape)
-    if any(o <= 0 for o in out_sp):
-        raise ValueError(f"{node.op} output would be empty: input {x_shape}, kernel {kernel}")
-    if nd == 1:
-        H, W, OH, OW = 1, x_shape[2], 1, out_sp[0]
-        geo = (1, kernel[0], 1, strides[0]), (0, begin[0], 1, dil[0])
-    else:
-        (H, W), (OH, OW) = x_shape[2:], out_sp
-        geo = (*kernel, *strides), (*begin, *dil)
+    (N, C, H, W, M, OH, OW), group, out_shape, geo = conv_dims(node, ctx.shape(x),
+                                                                ctx.shape(w))
     Cg, Mg = C // group, M // group
-    K, P, Z = Cg * int(np.prod(kernel)), OH * OW, N * group
+    K, P, Z = Cg * geo[0][0] * geo[0][1], OH * OW, N * group
     if zx is not None and int(np.prod(ctx.shape(zx), dtype=np.int64)) != 1:
         raise UnsupportedOpError(f"{node.label()}: per-channel input zero point "
                                  f"{zx.name!r} is not supported")
     requant = requant_of(M) if requant_of else None
-    out = ctx.output(node.outputs[0], (N, M, *out_sp), requant[-1] if requant else np.int32)
+    out = ctx.output(node.outputs[0], out_shape, requant[-1] if requant else np.int32)
     cols = ctx.scratch(Z * K * P * np.dtype(x.dtype).itemsize)
     ctx.launch("quant", (P, K, Z),
                [x, cols, zx if zx is not None else _zeros(ctx, x.dtype), np.int32(0),
