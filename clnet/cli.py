@@ -357,7 +357,7 @@ def devices_cmd(as_json, debug):
 def compile_kernels_cmd(model, device, out_dir, shapes, precision, debug):
     """Write every (kernel, options) MODEL needs: device binaries (for
     CLNET_BINARIES) plus the sources and options, for offline compilers."""
-    from .compile import format_options, kernel_source, save_binary
+    from .compile import kernel_source, program_options, save_binary
     from .runtime import InferenceSession
 
     session = InferenceSession(model, device=device, precision=precision)
@@ -370,7 +370,7 @@ def compile_kernels_cmd(model, device, out_dir, shapes, precision, debug):
         source = folder / f"{path.stem}.cl"
         source.write_text(kernel_source(program))
         manifest.append({"kernel": program, "binary": path.name, "source": source.name,
-                         "options": format_options(dict(defines), dev.quirk_defines())})
+                         "options": list(program_options(dev, program, dict(defines)))})
     (folder / "manifest.json").write_text(json.dumps({"device": dev.describe(),
                                                       "programs": manifest}, indent=1))
     click.echo(f"wrote {len(manifest)} programs for {dev.name} to {folder}")

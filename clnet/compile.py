@@ -25,6 +25,11 @@ from .errors import KernelBuildError
 import pyopencl as cl
 
 BASE_OPTIONS = ("-cl-std=CL1.2", "-cl-mad-enable")
+# Kernel files whose results must match the ONNX reference bit for bit: the
+# quantizers round x / scale to the nearest integer, ties to even, so the
+# quotient must be correctly rounded (OpenCL allows 2.5 ulp by default, and
+# NVIDIA's driver uses it: DynamicQuantizeLinear was one step off there).
+EXACT_DIVISION = frozenset({"quant"})
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
 
 
@@ -81,9 +86,18 @@ _LOCK = threading.Lock()
 _MEMO: dict = {}
 
 
+def program_options(dev, name: str, defines: Mapping) -> tuple:
+    """Build options of kernels_cl/<name>.cl on dev: the base options, the
+    device's quirk defines, then the kernel's own defines (which win)."""
+    options = format_options(defines, dev.quirk_defines())
+    if name in EXACT_DIVISION and dev.correctly_rounded_divide:
+        options.insert(len(BASE_OPTIONS), "-cl-fp32-correctly-rounded-divide-sqrt")
+    return tuple(options)
+
+
 def build_program(dev, name: str, defines: Mapping) -> "cl.Program":
     """The built program for kernels_cl/<name>.cl with these defines."""
-    options = tuple(format_options(defines, dev.quirk_defines()))
+    options = program_options(dev, name, defines)
     key = (id(dev.context), name, options)
     with _LOCK:
         prg = _MEMO.get(key)
@@ -155,7 +169,7 @@ def _from_binaries(dev, name: str, source: str, options: tuple):
 
 def save_binary(dev, name: str, defines: Mapping, folder: Path) -> Path:
     """Write the device binary of one program into folder (compile-kernels)."""
-    options = tuple(format_options(defines, dev.quirk_defines()))
+    options = program_options(dev, name, defines)
     source = kernel_source(name)
     prg = build_program(dev, name, defines)
     (binary,) = prg.get_info(cl.program_info.BINARIES)

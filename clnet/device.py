@@ -103,6 +103,16 @@ class Device:
         return "cl_khr_fp64" in self.extensions
 
     @cached_property
+    def correctly_rounded_divide(self) -> bool:
+        """Whether -cl-fp32-correctly-rounded-divide-sqrt is allowed (an optional
+        capability; CPU OpenCL divides exactly anyway)."""
+        flag = getattr(cl.device_fp_config, "CORRECTLY_ROUNDED_DIVIDE_SQRT", 0)
+        try:
+            return bool(int(self.cl_device.single_fp_config) & flag)
+        except cl.Error:
+            return False
+
+    @cached_property
     def compute_units(self) -> int:
         return int(self.cl_device.max_compute_units)
 

@@ -15,9 +15,10 @@ ort = pytest.importorskip("onnxruntime")
 
 
 def _ort(model, feeds):
-    data = model if isinstance(model, bytes) else model.SerializeToString()
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)
+    from conftest import _ort_run
+
+    return _ort_run(ort, onnx.load_from_string(model) if isinstance(model, bytes) else model,
+                    feeds)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from clnet import zoo
 from clnet.schedule import (DeviceModel, assign_queues, launch_dependencies, place_stages,
                             split_batch)
 
-from conftest import assert_close, reference
+from conftest import assert_close, pocl_platform, reference
 
 
 def encoder_model(seq: int = 13, hidden: int = 32, heads: int = 4, layers: int = 2):
@@ -242,11 +242,6 @@ def _run_devices_script(script: str, pocl_devices: str, timeout: int = 600):
     return json.loads(lines[-1][len("REPORT"):])
 
 
-def _platforms() -> list:
-    from clnet.device import list_devices
-    return sorted({d.platform_index for d in list_devices()})
-
-
 def _check_report(report: list) -> None:
     for row in report:
         where = f"{row['model']} on {row['devices']} ({row['strategy']})"
@@ -259,25 +254,29 @@ def _check_report(report: list) -> None:
 
 @pytest.mark.slow
 def test_strategies_agree_on_one_platform(device):
-    lists = [["0:0"], ["0:0", "0:1"], ["0:0", "0:1", "0:2"]]
+    p = pocl_platform()
+    lists = [[f"{p}:0"], [f"{p}:0", f"{p}:1"], [f"{p}:0", f"{p}:1", f"{p}:2"]]
     script = MULTI_DEVICE_SCRIPT.format(tests=os.path.dirname(__file__), lists=lists)
     _check_report(_run_devices_script(script, "pthread pthread pthread"))
 
 
 @pytest.mark.slow
 def test_strategies_agree_across_two_platforms(device):
-    if len(_platforms()) < 2:
-        pytest.skip("needs two OpenCL platforms (system PoCL and PyPI PoCL)")
-    from clnet.device import probe_speed, select_device
+    from clnet.device import list_devices, probe_speed, select_device
 
-    lists = [["0:0", "1:0"], ["0:0", "0:1", "1:0"]]
+    pocl = sorted({d.platform_index for d in list_devices()
+                   if "portable computing language" in d.platform_name.lower()})
+    if len(pocl) < 2:
+        pytest.skip("needs two PoCL platforms (system PoCL and PyPI PoCL)")
+    one, two = f"{pocl[0]}:0", f"{pocl[1]}:0"
+    lists = [[one, two], [one, f"{pocl[0]}:1", two]]
     script = MULTI_DEVICE_SCRIPT.format(tests=os.path.dirname(__file__), lists=lists)
     report = _run_devices_script(script, "pthread pthread")
     _check_report(report)
     # the batch of 3 is split by the two platforms' measured (cached) speeds
-    speeds = [probe_speed(select_device("0:0")), probe_speed(select_device("1:0"))]
+    speeds = [probe_speed(select_device(one)), probe_speed(select_device(two))]
     split = next(r["rows"] for r in report if r["model"] == "resnet18"
-                 and r["devices"] == ["0:0", "1:0"] and r["strategy"] == "data")
+                 and r["devices"] == [one, two] and r["strategy"] == "data")
     assert split == split_batch(3, speeds)
     assert (split[0] > split[1]) == (speeds[0] > speeds[1])
 
@@ -291,7 +290,7 @@ def test_data_split_favours_the_faster_device(device):
         from clnet import zoo
         from clnet.schedule import device_model, resolve_devices
 
-        devices = resolve_devices("0:0,0:1")
+        devices = resolve_devices("{p}:0,{p}:1")
         # the same device measured at two speeds (as two different devices would be)
         import clnet.schedule as schedule
         real = schedule.device_model
@@ -304,7 +303,7 @@ def test_data_split_favours_the_faster_device(device):
         want = clnet.InferenceSession(model, device=devices[0]).run(None, {"input": x})[0]
         rel = float(np.abs(got - want).max() / np.abs(want).max())
         print("REPORT" + json.dumps(dict(rows=session.last_runner.rows, rel=rel)))
-    """)
+    """).replace("{p}", str(pocl_platform()))
     report = _run_devices_script(script, "pthread pthread")
     assert report["rows"] == [2, 6]
     assert report["rel"] <= 1e-5

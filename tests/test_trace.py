@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import clnet
 from clnet import trace, zoo
 from clnet.cli import run_cmd
+from conftest import pocl_platform
 
 
 def _resnet(tmp_path, batch: int = 1):
@@ -75,8 +76,8 @@ from clnet import trace, zoo
 
 model = zoo.resnet18(batch=1, size=32, classes=13).SerializeToString()
 x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-session = clnet.InferenceSession(model, devices="0:0,0:1", strategy="pipeline", profile=True)
-want = clnet.InferenceSession(model, device="0:0").run(None, {"input": x})[0]
+session = clnet.InferenceSession(model, devices="{p}:0,{p}:1", strategy="pipeline", profile=True)
+want = clnet.InferenceSession(model, device="{p}:0").run(None, {"input": x})[0]
 outs = list(session.stream([{"input": x}] * 6))
 records = session.last_records
 tracks = sorted({r.track for r in records})
@@ -87,7 +88,7 @@ except clnet.errors.InputError:
     bad = "InputError"
 print("REPORT" + json.dumps(dict(
     tracks=tracks,
-    overlap=trace.overlap_ns(records, "0:0 queue", "0:1 queue"),
+    overlap=trace.overlap_ns(records, "{p}:0 queue", "{p}:1 queue"),
     same=all(np.array_equal(o[0], want) for o in outs),
     stages=[p.dev.index for p in session.last_runner.plans], bad=bad,
     explain=trace.explain_lines(session.last_runner))))
@@ -95,28 +96,32 @@ print("REPORT" + json.dumps(dict(
 
 
 def test_pipeline_trace_overlaps_devices(device, tmp_path):
+    p = pocl_platform()
+    one, two = f"{p}:0", f"{p}:1"
     env = dict(os.environ, POCL_DEVICES="pthread pthread")
     env.pop("CLNET_DEVICE", None)
-    proc = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT.replace("{p}", str(p))],
+                          capture_output=True,
                           text=True, env=env, timeout=600)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("REPORT")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     report = json.loads(lines[-1][len("REPORT"):])
     assert report["same"]
     assert report["bad"] == "InputError"
-    assert report["stages"] == ["0:0", "0:1"] or report["stages"] == ["0:1", "0:0"]
-    assert {"0:0 copies", "0:1 copies", "0:0 queue 0", "0:1 queue 0"} <= set(report["tracks"])
+    assert sorted(report["stages"]) == [one, two]
+    assert {f"{one} copies", f"{two} copies", f"{one} queue 0",
+            f"{two} queue 0"} <= set(report["tracks"])
     assert report["overlap"] > 0, "stages of different inputs never ran at the same time"
     assert len(report["explain"]) == 3 and "predicted" in report["explain"][0]
 
     _, path = _resnet(tmp_path)
     out = tmp_path / "pipe.json"
     proc = subprocess.run([sys.executable, "-m", "clnet.cli", "run", str(path), "--devices",
-                           "0:0,0:1", "--strategy", "pipeline", "--explain", "--repeat", "3",
+                           f"{one},{two}", "--strategy", "pipeline", "--explain", "--repeat", "3",
                            "--profile", str(out)], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "measured ms" in proc.stdout and "trace:" in proc.stdout
     doc = json.loads(out.read_text())
     processes = {e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "process_name"}
-    assert processes == {"device 0:0", "device 0:1"}
+    assert processes == {f"device {one}", f"device {two}"}
