@@ -27,9 +27,11 @@ SPACE = {
     "LSIZE": ((1, 1, 1), None),
     "M_FIRST": (0, 1),
     "KSPLIT": (1, 4),
+    "NT": (1, 2, 4),             # tiles per work-item
+    "GROUP_M": (1, 16),          # grouped tile order (M_FIRST does not apply)
 }
 QUICK_SPACE = {"TM": (4, 6, 8), "TN_VECTORS": (1, 2), "VW": (16,), "LSIZE": ((1, 1, 1),),
-               "M_FIRST": (0,), "KSPLIT": (1,)}
+               "M_FIRST": (0,), "KSPLIT": (1,), "NT": (1, 2), "GROUP_M": (16,)}
 
 
 def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> list:
@@ -37,15 +39,18 @@ def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> lis
     space = space or SPACE
     native = vector_width(dev)
     found, seen = [], set()
-    for tm, tnv, vw, lsize, m_first, ksplit in itertools.product(
+    for tm, tnv, vw, lsize, m_first, ksplit, nt, group_m in itertools.product(
             space["TM"], space["TN_VECTORS"], space["VW"], space["LSIZE"],
-            space["M_FIRST"], space["KSPLIT"]):
+            space["M_FIRST"], space["KSPLIT"], space.get("NT", (1,)),
+            space.get("GROUP_M", (1,))):
         vw = min(vw, native)
         tiles = -(-M // tm) * -(-N // (vw * tnv))
         if ksplit > 1 and (tiles >= 64 or K < 256 * ksplit):
             continue
+        if (nt > 1 and tiles < 16 * nt) or (group_m > 1 and m_first):
+            continue
         params = {"TM": min(tm, M), "TN": vw * tnv, "VW": vw, "LSIZE": lsize,
-                  "M_FIRST": m_first, "KSPLIT": ksplit}
+                  "M_FIRST": m_first, "KSPLIT": ksplit, "NT": nt, "GROUP_M": group_m}
         key = tuple(sorted((k, str(v)) for k, v in params.items()))
         if key not in seen:
             seen.add(key)
@@ -149,6 +154,80 @@ def tune_gemm(dev, shapes: Iterable, *, half: bool = False, space: Optional[dict
     return entries
 
 
+def plan_kernel_seconds(plan, runs: int) -> float:
+    """Kernel time of one run of a plan: the sum of its launches' profiled
+    times, the minimum over `runs` runs."""
+    import pyopencl as cl
+
+    queue = plan.dev.new_queue(profiling=True)
+    best = None
+    for _ in range(runs):
+        events = [cl.enqueue_nd_range_kernel(queue, k, g, l) for k, g, l in plan.calls]
+        queue.finish()
+        total = sum(e.profile.end - e.profile.start for e in events) * 1e-9
+        best = total if best is None else min(best, total)
+    return best
+
+
+def reference_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, pads) -> np.ndarray:
+    """relu(conv(x, w) + b) for a stride-1, undilated, ungrouped 2-D conv, in float64."""
+    kh, kw = w.shape[2:]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    y = np.einsum("nchwij,mcij->nmhw", windows, w.astype(np.float64), optimize=True)
+    return np.maximum(y + b.reshape(1, -1, 1, 1), 0.0)
+
+
+def winograd_candidates(model) -> list:
+    """(x shape, w shape, attrs) of a model's convs that Winograd can run."""
+    from . import zoo
+    found = []
+    for x_shape, w_shape, attrs in zoo.conv_shapes(model):
+        if tuple(w_shape[2:]) == (3, 3) and attrs.get("group", 1) == 1 \
+                and all(v == 1 for v in attrs.get("strides", [1, 1])) \
+                and all(v == 1 for v in attrs.get("dilations", [1, 1])) \
+                and attrs.get("auto_pad", "NOTSET") in ("NOTSET", b"NOTSET") \
+                and all(d > 0 for d in x_shape[1:]):
+            found.append(((max(x_shape[0], 1),) + tuple(x_shape[1:]), w_shape, attrs))
+    return found
+
+
+def tune_conv_algorithms(dev, model, reps: int = 3,
+                         progress: Optional[Callable] = None) -> list:
+    """The fastest verified algorithm per 3x3 stride-1 conv of a model (fp32);
+    entries for the tuning file's conv3x3 table."""
+    from onnx import numpy_helper
+
+    from . import zoo
+    from .runtime import InferenceSession
+    from .tuning import CONV_ALGORITHMS, forced_conv_algorithm
+
+    entries = []
+    for x_shape, w_shape, attrs in winograd_candidates(model):
+        conv = zoo.single_conv(x_shape, w_shape, attrs)
+        weights = {t.name: numpy_helper.to_array(t) for t in conv.graph.initializer}
+        x = np.random.default_rng(1).standard_normal(x_shape).astype(np.float32)
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        want = reference_conv(x, weights["w"], weights["b"], pads).astype(np.float32)
+        times = {}
+        for algorithm in CONV_ALGORITHMS:
+            with forced_conv_algorithm(algorithm):
+                session = InferenceSession(conv.SerializeToString(), device=dev)
+                (got,) = session.run(None, {"x": x})
+            if verified(got, want, False):
+                times[algorithm] = plan_kernel_seconds(session.last_plan, reps + 1)
+        n, m, oh, ow = want.shape
+        entry = {"shape": (m, oh * ow * n, x_shape[1] * 9), "times": times}
+        if times:
+            best = min(times, key=times.get)
+            entry.update(params={"ALGO": best},
+                         gflops=2.0 * want.size * np.prod(w_shape[1:]) / times[best] * 1e-9)
+        entries.append(entry)
+        if progress:
+            progress(entry)
+    return entries
+
+
 def model_shapes(path: str, device: str, precision: str) -> list:
     """The (M, N, K, kind) of every GEMM launch a model's plan makes."""
     from .runtime import InferenceSession
@@ -208,4 +287,31 @@ def tune_cmd(device, model, precision, quick, reps):
         good = [e for e in entries if e["kind"] == kind and "params" in e]
         if good:
             path = save_tuning(dev, kind + suffix, good)
+    if model and precision == "fp32":
+        path = _tune_algorithms(dev, model, reps) or path
     click.echo(f"done in {time.perf_counter() - start:.1f} s; saved to {path}")
+
+
+def _tune_algorithms(dev, model_path: str, reps: int):
+    """Time im2col against Winograd on each 3x3 stride-1 conv of the model
+    (with the GEMM parameters just tuned) and save the faster of each."""
+    import onnx
+
+    from .tuning import CONV_ALGORITHM_KEY
+    model = onnx.load(model_path)
+    count = len(winograd_candidates(model))
+    if not count:
+        return None
+    click.echo(f"timing {count} 3x3 conv shapes: im2col + GEMM against Winograd F(4x4, 3x3)")
+    done = []
+
+    def report(entry):
+        done.append(entry)
+        M, N, K = entry["shape"]
+        times = ", ".join(f"{a} {t * 1e3:.3f} ms" for a, t in entry["times"].items())
+        pick = entry.get("params", {}).get("ALGO", "none verified")
+        click.echo(f"[{len(done)}/{count}] conv M={M} N={N} K={K}: {times} -> {pick}")
+
+    entries = tune_conv_algorithms(dev, model, reps, progress=report)
+    good = [e for e in entries if "params" in e]
+    return save_tuning(dev, CONV_ALGORITHM_KEY, good) if good else None

@@ -12,6 +12,8 @@ import json
 import math
 import re
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Optional
 
@@ -21,15 +23,22 @@ FORMAT_VERSION = 1
 
 # Per device class.  A CPU (PoCL) wants a wide register tile in vectors of
 # the native width: 8 x 32 floats is 16 of the 32 zmm registers with AVX-512
-# (`clnet tune` preferred it to 6 x 32 on most ResNet-18 convs); one
-# work-item per work-group keeps PoCL from looping and re-vectorising
-# already vectorised work-items.
+# (6 x 16 of the 16 ymm registers without); one work-item per work-group
+# keeps PoCL from looping and re-vectorising already vectorised work-items;
+# tiles in groups of 16 row tiles per column panel keep A in the cache while
+# B streams (SGEMM n=2048: 120 -> 270 GFLOP/s on an AVX-512 Xeon), and two
+# tiles per work-item halve PoCL's per-work-group cost.
 CLASS_DEFAULTS = {
-    "CPU": {"TM": 6, "TN": "2*VW", "VW": "native", "LSIZE": (1, 1, 1)},
+    "CPU": {"TM": "regs", "TN": "2*VW", "VW": "native", "LSIZE": (1, 1, 1), "GROUP_M": 16,
+            "NT": 2},
     "GPU": {"TM": 4, "TN": 8, "VW": 4},
     "ACCELERATOR": {"TM": 4, "TN": 8, "VW": 4},
 }
-KEYS = ("TM", "TN", "VW", "LSIZE", "M_FIRST", "KSPLIT")
+KEYS = ("TM", "TN", "VW", "LSIZE", "M_FIRST", "KSPLIT", "NT", "GROUP_M")
+# The tuning file's table of 3x3 stride-1 convolution algorithms, keyed by the
+# conv's GEMM shape (output channels, output pixels x batch, input channels x 9).
+CONV_ALGORITHM_KEY = "conv3x3"
+CONV_ALGORITHMS = ("im2col", "winograd")
 
 
 def device_key(dev) -> str:
@@ -49,6 +58,8 @@ def class_defaults(dev) -> dict:
         params["VW"] = vector_width(dev)
     if params.get("TN") == "2*VW":
         params["TN"] = 2 * params["VW"]
+    if params.get("TM") == "regs":
+        params["TM"] = 8 if params["VW"] >= 16 else 6
     return params
 
 
@@ -79,7 +90,7 @@ def load_tuning(dev) -> dict:
             raw = json.loads(path.read_text())
             if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
                 raise ValueError(f"unknown format version {raw.get('version')!r}")
-            data = {k: _valid_entries(v) for k, v in raw.get("kernels", {}).items()}
+            data = {k: _valid_entries(k, v) for k, v in raw.get("kernels", {}).items()}
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             warnings.warn(f"ignoring the tuning file {path}: {exc}; delete it or run "
                           f"'clnet tune' again", RuntimeWarning, stacklevel=2)
@@ -88,17 +99,24 @@ def load_tuning(dev) -> dict:
     return data
 
 
-def _valid_entries(entries) -> list:
+def _valid_entries(kernel: str, entries) -> list:
     if not isinstance(entries, list):
         raise ValueError("kernel entries must be a list")
+    check = _checked_algorithm if kernel == CONV_ALGORITHM_KEY else _checked_params
     good = []
     for entry in entries:
         shape, params = entry["shape"], entry["params"]
         if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
             raise ValueError(f"bad shape {shape!r}")
-        good.append({"shape": tuple(shape), "params": _checked_params(params),
+        good.append({"shape": tuple(shape), "params": check(params),
                      "gflops": float(entry.get("gflops", 0.0))})
     return good
+
+
+def _checked_algorithm(params: dict) -> dict:
+    if params.get("ALGO") not in CONV_ALGORITHMS:
+        raise ValueError(f"bad convolution algorithm {params!r}")
+    return {"ALGO": params["ALGO"]}
 
 
 def _checked_params(params: dict) -> dict:
@@ -158,4 +176,34 @@ def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
     params["VW"] = min(params["VW"], vector_width(dev))   # a file from another build
     if M < params["TM"]:
         params["TM"] = max(1, M)
+    if params.get("NT", 1) > 1 and -(-M // params["TM"]) * -(-N // params["TN"]) < 64:
+        params["NT"] = 1     # too few tiles to share out
     return params
+
+
+_FORCED_ALGORITHM: ContextVar = ContextVar("clnet_conv_algorithm", default=None)
+
+
+@contextmanager
+def forced_conv_algorithm(algorithm: Optional[str]):
+    """Plans lowered inside this block use `algorithm` for every convolution
+    it can run (the tuner and tools/bench_conv.py time each one this way)."""
+    if algorithm is not None and algorithm not in CONV_ALGORITHMS:
+        raise ValueError(f"unknown convolution algorithm {algorithm!r}")
+    token = _FORCED_ALGORITHM.set(algorithm)
+    try:
+        yield
+    finally:
+        _FORCED_ALGORITHM.reset(token)
+
+
+def conv_algorithm(dev, shape: tuple) -> Optional[str]:
+    """The algorithm `clnet tune` measured fastest for this 3x3 stride-1 conv
+    shape on this device, or None where it measured none (a rule decides)."""
+    forced = _FORCED_ALGORITHM.get()
+    if forced is not None:
+        return forced
+    for entry in load_tuning(dev).get(CONV_ALGORITHM_KEY, []):
+        if entry["shape"] == tuple(shape):
+            return entry["params"]["ALGO"]
+    return None

@@ -181,3 +181,38 @@ def bert_encoder(layers: int = 4, hidden: int = 256, seq: int = 128, heads: int 
     inp = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq])
     out = helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, seq, hidden])
     return b.model([inp], [out], opset, "bert_encoder")
+
+
+def conv_shapes(model: onnx.ModelProto) -> list:
+    """(input shape, weight shape, attrs) of every distinct Conv in the model."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    inits = {t.name: list(t.dims) for t in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        key = (tuple(shapes[node.input[0]]), tuple(inits[node.input[1]]),
+               tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                            for k, v in attrs.items())))
+        if key not in [f[:3] for f in found]:
+            found.append(key + (attrs,))
+    return [(f[0], f[1], f[3]) for f in found]
+
+
+def single_conv(x_shape, w_shape, attrs) -> onnx.ModelProto:
+    """One Conv (+ bias + Relu) with seeded random weights: input "x", output "y"."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(w_shape).astype(np.float32) * 0.1
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], **attrs),
+         helper.make_node("Relu", ["c"], ["y"])], "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model

@@ -8,8 +8,9 @@
 // (zero-padded), so the inner loop streams contiguous vectors.  A is either
 // packed in row panels Ap[z][M/TM][K][TM] (constant weights, packed once at
 // load: -DA_PACKED) or row-major with leading dimension lda (activations).
-// A is read along K in float4 loads (vload_half4 in half storage: a scalar
-// vload_half is a slow software conversion on some CPUs).
+// In half storage A is read along K in vload_half4 loads (a scalar
+// vload_half is a slow software conversion on some CPUs); in float storage
+// one element at a time (-DA_VEC4: float4 loads there too).
 // Batch index z maps to operand batches as ((z / div) % mod) * stride + base,
 // which covers plain batches, broadcast batches and convolution groups.
 // -DB_ROWMAJOR: B is read in place, row-major with leading dimension ldb
@@ -34,6 +35,11 @@
 #ifndef KSPLIT
   #define KSPLIT 1          // slices of K computed by separate work-items
 #endif
+#ifndef NT
+  #define NT 1              // tiles per work-item, along grid dimension 0
+#endif
+// -DGROUP_M=G: tiles in grouped order (G row tiles per column panel) over a
+// grid (tiles / NT, batch x KSPLIT); M_FIRST does not apply.
 // -DM_FIRST: dimension 0 walks rows of tiles (work-items next to each other
 // share a B panel) instead of columns (they share rows of A).
 
@@ -45,6 +51,18 @@
 #else
   #define A_AT(i, k) LOADF(arow[i], (k))
 #endif
+
+// acc += A[:, kk] x B[kk, :] for one k
+#define GEMM_STEP(kk) \
+    do { \
+        _Pragma("unroll") \
+        for (int j = 0; j < NV; ++j) { \
+            const VT bv = LOADFN(VW, bp, B_ROW(kk) + j * VW); \
+            _Pragma("unroll") \
+            for (int i = 0; i < TM; ++i) \
+                acc[i][j] = A_AT(i, (kk)) * bv + acc[i][j]; \
+        } \
+    } while (0)
 
 // epi flags; the activation code (clnet/ops/gemm.py ACT_CODES) is epi >> 8
 #define EPI_BIAS_ROW 1
@@ -111,21 +129,15 @@ inline void gemm_store(__global STORE_T *C, __global const STORE_T *R, const int
     }
 }
 
-__kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
-                   __global STORE_T *C, __global const STORE_T *bias,
-                   __global const STORE_T *R,
-                   const int M, const int N, const int K, const int lda,
-                   const int4 za, const int4 zb, const int4 zc,
-                   const int bias_zstride, const int ldb,
-                   const int epi, const float4 epf)   // epf: alpha, p0, p1
+// One TM x TN tile of C: column tile nb, row tile mb, batch (x KSPLIT) zk.
+inline void gemm_tile(__global const STORE_T *A, __global const STORE_T *B,
+                      __global STORE_T *C, __global const STORE_T *bias,
+                      __global const STORE_T *R,
+                      const int M, const int N, const int K, const int lda,
+                      const int4 za, const int4 zb, const int4 zc,
+                      const int bias_zstride, const int ldb,
+                      const int epi, const float4 epf, const int nb, const int mb, const int zk)
 {
-#ifdef M_FIRST
-    const int nb = get_global_id(1);
-    const int mb = get_global_id(0);
-#else
-    const int nb = get_global_id(0);
-    const int mb = get_global_id(1);
-#endif
     const int m0 = mb * TM;
     if (nb * TN >= N || m0 >= M)
         return;
@@ -135,13 +147,13 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
     const int n0 = nb * TN;
 #endif
 #if KSPLIT > 1
-    const int z = get_global_id(2) / KSPLIT;
-    const int slice = get_global_id(2) % KSPLIT;
+    const int z = zk / KSPLIT;
+    const int slice = zk % KSPLIT;
     const int k_step = ((K + KSPLIT - 1) / KSPLIT + 3) & ~3;
     const int k_begin = min(K, slice * k_step);
     const int k_end = min(K, k_begin + k_step);
 #else
-    const int z = get_global_id(2);
+    const int z = zk;
     const int k_begin = 0;
     const int k_end = K;
 #endif
@@ -171,6 +183,7 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
             acc[i][j] = (VT)(0.0f);
 
     int k = k_begin;
+#if defined(A_VEC4) || defined(STORE_HALF)
     for (; k + 4 <= k_end; k += 4) {
         float4 a4[TM];
 #ifdef A_PACKED
@@ -216,15 +229,18 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
                 acc[i][j] = a4[i].s3 * b3 + acc[i][j];
         }
     }
-    for (; k < k_end; ++k) {
-        #pragma unroll
-        for (int j = 0; j < NV; ++j) {
-            const VT bv = LOADFN(VW, bp, B_ROW(k) + j * VW);
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                acc[i][j] = A_AT(i, k) * bv + acc[i][j];
-        }
+#else
+    // A read one element at a time: a scalar load feeding a vector multiply-add
+    // becomes a broadcast from memory (no shuffle on the FMA ports).
+    for (; k + 4 <= k_end; k += 4) {
+        GEMM_STEP(k);
+        GEMM_STEP(k + 1);
+        GEMM_STEP(k + 2);
+        GEMM_STEP(k + 3);
     }
+#endif
+    for (; k < k_end; ++k)
+        GEMM_STEP(k);
 
 #if KSPLIT > 1
     // partial sums: the epilogue runs in the reduction kernel
@@ -266,6 +282,45 @@ __kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
         }
     }
 #endif
+}
+
+// Each work-item computes NT tiles next to each other along grid dimension 0
+// (columns, or rows with M_FIRST): fewer, longer work-items when K is short.
+__kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
+                   __global STORE_T *C, __global const STORE_T *bias,
+                   __global const STORE_T *R,
+                   const int M, const int N, const int K, const int lda,
+                   const int4 za, const int4 zb, const int4 zc,
+                   const int bias_zstride, const int ldb,
+                   const int epi, const float4 epf)   // epf: alpha, p0, p1
+{
+#ifdef GROUP_M
+    // Grouped order: consecutive work-items walk GROUP_M row tiles of one
+    // column panel, then the next panel, so that a block of A rows stays in
+    // the cache while B streams past it once per block (not once per row tile).
+    // The grid is one-dimensional here: tile ids NT * gid0 + t.
+    const int n_tiles = (N + TN - 1) / TN, m_tiles = (M + TM - 1) / TM;
+    for (int t = 0; t < NT; ++t) {
+        const int id = get_global_id(0) * NT + t;
+        if (id >= n_tiles * m_tiles)
+            return;
+        const int first_m = id / (GROUP_M * n_tiles) * GROUP_M;
+        const int rows = min(m_tiles - first_m, GROUP_M);
+        const int in_group = id % (GROUP_M * n_tiles);
+        gemm_tile(A, B, C, bias, R, M, N, K, lda, za, zb, zc, bias_zstride, ldb, epi, epf,
+                  in_group / rows, first_m + in_group % rows, get_global_id(1));
+    }
+    return;
+#endif
+    for (int t = 0; t < NT; ++t) {
+#ifdef M_FIRST
+        const int nb = get_global_id(1), mb = get_global_id(0) * NT + t;
+#else
+        const int nb = get_global_id(0) * NT + t, mb = get_global_id(1);
+#endif
+        gemm_tile(A, B, C, bias, R, M, N, K, lda, za, zb, zc, bias_zstride, ldb, epi, epf,
+                  nb, mb, get_global_id(2));
+    }
 }
 
 // Split-K reduction with the epilogue: C = act(alpha * sum_s P[s] + bias + R).

@@ -109,6 +109,55 @@ __kernel void pool(__global const ET *x, __global ET *y, __global long *indices,
 #endif
 }
 
+// 2-D max or average pooling with the window, strides and dilations known at
+// build time (-DKH -DKW -DSH -DSW -DDH -DDW), no indices: the window loops
+// unroll and every tap is a clamped load plus a select, so the work-items
+// vectorise.  gid0 = ow, gid1 = oh, gid2 = n * C + c.  pads: (top, left,
+// bottom, right).
+#ifdef KH
+__kernel void pool2d(__global const STORE_T *x, __global STORE_T *y, const int4 dims,
+                     const int4 pads, const int count_include_pad)
+{
+    const int ow = get_global_id(0);
+    const int oh = get_global_id(1);
+    const int nc = get_global_id(2);
+    const int H = dims.s0, W = dims.s1, OH = dims.s2, OW = dims.s3;
+    if (ow >= OW || oh >= OH)
+        return;
+    __global const STORE_T *plane = x + (size_t)nc * H * W;
+    const int h0 = oh * SH - pads.s0, w0 = ow * SW - pads.s1;
+  #ifdef POOL_MAX
+    float acc = -INFINITY;
+  #else
+    float acc = 0.0f;
+    int inside = 0, padded = 0;
+  #endif
+    #pragma unroll
+    for (int kh = 0; kh < KH; ++kh) {
+        const int ih = h0 + kh * DH;
+        const bool row_in = ih >= 0 && ih < H;
+        const int row = clamp(ih, 0, H - 1) * W;
+        #pragma unroll
+        for (int kw = 0; kw < KW; ++kw) {
+            const int iw = w0 + kw * DW;
+            const bool in = row_in && iw >= 0 && iw < W;
+            const float v = LOADF(plane, row + clamp(iw, 0, W - 1));
+  #ifdef POOL_MAX
+            acc = in ? fmax(acc, v) : acc;
+  #else
+            acc += in ? v : 0.0f;
+            inside += in;
+            padded += ih < H + pads.s2 && iw < W + pads.s3;
+  #endif
+        }
+    }
+  #ifdef POOL_AVG
+    acc /= (float)(count_include_pad ? padded : max(inside, 1));
+  #endif
+    STOREF(y, ((size_t)nc * OH + oh) * OW + ow, acc);
+}
+#endif
+
 // Reduce each row of length L (one work-item per row).
 __kernel void global_pool(__global const ET *x, __global ET *y, const int rows, const int L)
 {

@@ -1,4 +1,4 @@
-"""Convolutions (im2col panels + gemm.cl, depthwise.cl) against onnxruntime.
+"""Convolutions (im2col panels + gemm.cl, Winograd, depthwise.cl) against onnxruntime.
 
 Odd sizes, strides, dilations, groups, 1-D, and the fused epilogue
 (bias + activation + residual), in fp32 and fp16 storage, under the
@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import clnet.ops.gemm as gemm_ops
-from conftest import assert_close, run_both
+from conftest import assert_close, reference, run_both
 
 CASES = [
     # (N, C, H, W), (M, C/group, kh, kw), attrs
@@ -72,3 +72,67 @@ def test_conv_residual_other_params(device, monkeypatch, params):
              "r": rng.standard_normal((1, 7, 13, 13)).astype(np.float32)}
     got, want = run_both(model, feeds, device)
     assert_close(got[0], want[0])
+
+
+WINOGRAD_CASES = [
+    # (N, C, H, W), M, pads: odd sizes, partial edge tiles, asymmetric and no padding
+    ((1, 16, 13, 11), 16, [1, 1, 1, 1]),
+    ((2, 17, 9, 14), 33, [0, 1, 2, 0]),
+    ((1, 24, 12, 12), 19, [0, 0, 0, 0]),
+    ((3, 32, 7, 7), 24, [1, 1, 1, 1]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(WINOGRAD_CASES)))
+@pytest.mark.parametrize("epilogue", ["relu", "residual", "none"])
+def test_winograd_against_reference(device, case, epilogue):
+    """Winograd F(4x4, 3x3) (forced) with bias, residual Add and activation."""
+    from clnet.tuning import forced_conv_algorithm
+
+    x_shape, m, pads = WINOGRAD_CASES[case]
+    rng = np.random.default_rng(20 + case)
+    model = _conv_model(x_shape, (m, x_shape[1], 3, 3), {"pads": pads}, rng,
+                        act="Relu" if epilogue == "relu" else None,
+                        residual=epilogue == "residual")
+    oh, ow = x_shape[2] + pads[0] + pads[2] - 2, x_shape[3] + pads[1] + pads[3] - 2
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    if epilogue == "residual":
+        feeds["r"] = rng.standard_normal((x_shape[0], m, oh, ow)).astype(np.float32)
+    import clnet
+    with forced_conv_algorithm("winograd"):
+        session = clnet.InferenceSession(model.SerializeToString(), device=device)
+        got = session.run(None, feeds)
+    assert "winograd_output" in {l.entry for l in session.last_plan.launches}
+    assert_close(got[0], reference(model, feeds)[0])
+
+
+def _entries(model, device, precision="fp32"):
+    import clnet
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     precision=precision)
+    return {l.entry for l in session.last_plan.launches}
+
+
+def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
+    """The rule picks Winograd for wide maps, im2col for 7x7 maps, fp16 storage
+    and strided convs; a tuned conv3x3 entry overrides the rule."""
+    from clnet import tuning
+
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    tuning._LOADED.clear()
+    rng = np.random.default_rng(5)
+    wide = _conv_model((1, 16, 28, 28), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}, rng)
+    small = _conv_model((1, 16, 7, 7), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}, rng)
+    strided = _conv_model((1, 16, 28, 28), (16, 16, 3, 3),
+                          {"pads": [1, 1, 1, 1], "strides": [2, 2]}, rng)
+    assert "winograd_input" in _entries(wide, device)
+    assert "im2col" in _entries(wide, device, "fp16")
+    assert "im2col" in _entries(small, device)
+    assert "im2col" in _entries(strided, device)
+    tuning.save_tuning(device, tuning.CONV_ALGORITHM_KEY, [
+        {"shape": (16, 28 * 28, 16 * 9), "params": {"ALGO": "im2col"}, "gflops": 1.0},
+        {"shape": (16, 7 * 7, 16 * 9), "params": {"ALGO": "winograd"}, "gflops": 1.0}])
+    tuning._LOADED.clear()
+    assert "im2col" in _entries(wide, device)
+    assert "winograd_input" in _entries(small, device)
+    tuning._LOADED.clear()

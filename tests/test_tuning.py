@@ -47,7 +47,7 @@ def test_saved_entries_survive_restart_and_nearest_wins(device, cache):
     assert tuning.gemm_params(device, 50, 70, 60)["TN"] == 8
     assert tuning.gemm_params(device, 1500, 3000, 2000)["LSIZE"] == (1, 1, 1)
     assert tuning.gemm_params(device, 50, 70, 60, "gemm_fp16")["TN"] == 8  # fp32 fallback
-    assert tuning.gemm_params(device, 50, 70, 60, "conv") == tuning.class_defaults(device)
+    assert tuning.gemm_params(device, 512, 512, 512, "conv") == tuning.class_defaults(device)
 
 
 @pytest.mark.parametrize("text", ["{not json", json.dumps({"version": 99}),
@@ -99,3 +99,27 @@ def test_tune_cli_on_a_model_writes_the_device_file(device, cache, tmp_path):
     assert "[1/1] gemm M=7 N=21 K=33" in result.output
     doc = json.loads(tuning.tuning_path(device).read_text())
     assert doc["kernels"]["gemm"][0]["shape"] == [7, 21, 33]
+
+
+def test_tuner_times_conv_algorithms(device, cache, tmp_path, monkeypatch):
+    """`clnet tune --model` times im2col against Winograd per 3x3 conv, verifies
+    both against a float64 reference, and the runtime follows its pick."""
+    from clnet import zoo
+
+    conv = zoo.single_conv((1, 16, 20, 20), (24, 16, 3, 3),
+                           {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]})
+    path = tmp_path / "conv.onnx"
+    path.write_bytes(conv.SerializeToString())
+    result = CliRunner().invoke(main, ["tune", "--model", str(path), "--device", device.index,
+                                       "--quick", "--reps", "1"])
+    assert result.exit_code == 0, result.output
+    assert "[1/1] conv M=24 N=400 K=144: im2col" in result.output
+    doc = json.loads(tuning.tuning_path(device).read_text())
+    (entry,) = doc["kernels"][tuning.CONV_ALGORITHM_KEY]
+    assert entry["shape"] == [24, 400, 144] and entry["params"]["ALGO"] in tuning.CONV_ALGORITHMS
+    tuning._LOADED.clear()
+    assert tuning.conv_algorithm(device, (24, 400, 144)) == entry["params"]["ALGO"]
+    # a wrong reference: neither algorithm may win
+    monkeypatch.setattr(tune_cli, "reference_conv", lambda *args: np.zeros((1, 24, 20, 20)))
+    (entry,) = tune_cli.tune_conv_algorithms(device, conv, reps=1)
+    assert "params" not in entry and entry["times"] == {}

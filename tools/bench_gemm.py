@@ -24,6 +24,7 @@ from clnet.ops.gemm import epilogue_args, gemm_launch_config, pack_a, pack_b
 from clnet.tuning import gemm_params
 
 SQUARE = (256, 512, 1024, 2048, 4096)
+PAUSE_S = 0.3   # between blocks: longer than OpenBLAS's idle-thread spin
 MODEL_SHAPES = ((1, 1000, 768), (7, 1000, 768), (197, 1000, 768), (1, 3072, 768),
                 (7, 3072, 768), (197, 3072, 768), (1, 1000, 4608), (7, 1000, 4608),
                 (197, 1000, 4608), (197, 768, 3072))
@@ -108,9 +109,19 @@ def bench_shape(dev, queue, M, N, K, half, rng, params=None) -> dict:
     reps = reps_for(flops)
     cl_times, np_times = [], []
     np.matmul(a, b)
-    for _ in range(reps):   # interleaved so both see the same machine load
-        cl_times.append(g.run())
-        np_times.append(time_numpy(a, b, 1))
+    # Alternating blocks, so that both see the same machine load.  OpenBLAS's
+    # idle threads keep spinning for ~0.1 s after a call, and took the cores
+    # from OpenCL launches started in that time (SGEMM n=512 ran at 90-145
+    # GFLOP/s instead of 220), so each block starts after a pause and one
+    # untimed run.
+    block = max(2, reps // 3)
+    for _ in range(3):
+        time.sleep(PAUSE_S)
+        g.run()
+        cl_times += [g.run() for _ in range(block)]
+        time.sleep(PAUSE_S)
+        np.matmul(a, b)
+        np_times += [time_numpy(a, b, 1) for _ in range(block)]
     t_cl, t_np = statistics.median(cl_times), statistics.median(np_times)
     return {"M": M, "N": N, "K": K, "cl_ms": t_cl * 1e3, "np_ms": t_np * 1e3,
             "cl_gflops": flops / t_cl * 1e-9, "np_gflops": flops / t_np * 1e-9,

@@ -1,6 +1,6 @@
 """Model latency: clnet against onnxruntime (2 threads), same process, interleaved.
 
-Runs alternate clnet / onnxruntime so that both see the same machine load;
+Blocks of runs alternate clnet / onnxruntime so that both see the same machine load;
 the table reports medians and the ratio clnet / onnxruntime (lower is
 better, <= 1.0 means clnet is at least as fast), plus clnet's session
 creation time.
@@ -46,6 +46,17 @@ def ort_session(data: bytes, threads: int):
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
+def timed(fn, count: int) -> list:
+    """Wall times of `count` calls after one untimed call."""
+    fn()
+    times = []
+    for _ in range(count):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def bench(name: str, runs: int, threads: int, device, precision: str) -> dict:
     model = MODELS[name]()
     data = model.SerializeToString()
@@ -61,13 +72,15 @@ def bench(name: str, runs: int, threads: int, device, precision: str) -> dict:
     got = cl_sess.run(None, feeds)[0]
     err = float(np.abs(got - want).max() / (np.abs(want).max() + 1e-6))
     cl_times, ort_times = [], []
-    for _ in range(runs):
-        t = time.perf_counter()
-        cl_sess.run(None, feeds)
-        cl_times.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ort_sess.run(None, feeds)
-        ort_times.append(time.perf_counter() - t)
+    # Alternating blocks of runs, each after one untimed run: both see the
+    # same machine load, and neither is timed while the other's worker threads
+    # still spin (onnxruntime's pool spins after each run and took the cores
+    # from the next clnet run when runs alternated one by one).
+    block = max(1, runs // 4)
+    for start in range(0, runs, block):
+        count = min(block, runs - start)
+        cl_times += timed(lambda: cl_sess.run(None, feeds), count)
+        ort_times += timed(lambda: ort_sess.run(None, feeds), count)
     cl_ms, ort_ms = statistics.median(cl_times) * 1e3, statistics.median(ort_times) * 1e3
     return {"model": name, "clnet_ms": cl_ms, "ort_ms": ort_ms, "ratio": cl_ms / ort_ms,
             "clnet_min_ms": min(cl_times) * 1e3, "ort_min_ms": min(ort_times) * 1e3,
@@ -87,7 +100,7 @@ def main() -> None:
     dev = select_device(args.device)
     print(f"device: {dev.describe()}")
     print(f"onnxruntime {onnxruntime.__version__}, {args.threads} threads; clnet "
-          f"{args.precision}; {args.runs} interleaved runs; "
+          f"{args.precision}; {args.runs} runs in alternating blocks; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{'model':14s} {'clnet ms':>9} {'ort ms':>8} {'ratio':>6} {'clnet min':>9} "
           f"{'ort min':>8} {'load s':>7} {'rel err':>8}")

@@ -63,13 +63,21 @@ def gemm_launch_config(params: dict, M: int, N: int, Z: int, *, a_packed: bool) 
     if a_packed:
         defs["A_PACKED"] = True
     gsize = (-(-N // tn), -(-M // tm), Z)
-    if params.get("M_FIRST"):
-        defs["M_FIRST"] = True
-        gsize = (gsize[1], gsize[0], Z)
+    nt = int(params.get("NT", 1))
+    if nt > 1:
+        defs["NT"] = nt
     ksplit = int(params.get("KSPLIT", 1))
     if ksplit > 1:
         defs["KSPLIT"] = ksplit
-        gsize = (gsize[0], gsize[1], Z * ksplit)
+    if params.get("GROUP_M", 1) > 1:
+        # grouped tile order over a 1-D grid of tile ids (gemm.cl)
+        defs["GROUP_M"] = int(params["GROUP_M"])
+        gsize = (-(-gsize[0] * gsize[1] // nt), Z * ksplit, 1)
+        return defs, gsize, (1, 1, 1) if params.get("LSIZE") else None
+    if params.get("M_FIRST"):
+        defs["M_FIRST"] = True
+        gsize = (gsize[1], gsize[0], Z)
+    gsize = (-(-gsize[0] // nt), gsize[1], Z * ksplit)
     lsize = params.get("LSIZE")
     if lsize:
         lsize = (tuple(int(v) for v in lsize) + (1, 1))[:2] + (1,)
@@ -444,8 +452,13 @@ def conv(ctx, node):
     if group == C and w_shape[1] == 1 and residual is None:
         _depthwise(ctx, node, x, out, weights, bias_data, (N, C, H, W, M, OH, OW), geometry)
         return
-    _im2col_gemm(ctx, node, x, out, weights, bias_data, residual, group,
-                 (N, C, H, W, M, OH, OW), geometry, geo[0][0] * geo[0][1])
+    from .winograd import emit_winograd, winograd_applies
+    dims = (N, C, H, W, M, OH, OW)
+    if winograd_applies(ctx, node, weights, group, dims, geo):
+        emit_winograd(ctx, node, x, out, weights, bias_data, residual, dims, geo)
+        return
+    _im2col_gemm(ctx, node, x, out, weights, bias_data, residual, group, dims, geometry,
+                 geo[0][0] * geo[0][1])
 
 
 def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):

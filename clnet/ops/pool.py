@@ -51,11 +51,20 @@ def _pool(ctx, node, kind: str, p: float = 2.0) -> None:
     N, C = shape[:2]
     out = ctx.output(node.outputs[0], (N, C, *out_sp), x.dtype)
     defines = {f"POOL_{kind}": True, **_element_defines(ctx, node, x)}
+    indices = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1].name else None
+    if nd == 2 and kind in ("MAX", "AVG") and indices is None and "RAW" not in defines:
+        # the common case, with the window compiled in (pool.cl pool2d)
+        defines.update(KH=kernel[0], KW=kernel[1], SH=strides[0], SW=strides[1],
+                       DH=dil[0], DW=dil[1])
+        ctx.launch("pool", (out_sp[1], out_sp[0], N * C),
+                   [x, out, int_vec((*shape[2:], *out_sp)), int_vec((*begin, *end)),
+                    np.int32(node.attrs.get("count_include_pad", 0))], defines,
+                   entry="pool2d")
+        return
     if nd < 3:
         defines["NO_DEPTH"] = True
     if kind == "LP":
         defines["LP_P"] = _float_literal(p)
-    indices = node.outputs[1] if len(node.outputs) > 1 and node.outputs[1].name else None
     if indices is not None:
         ctx.output(indices, out.shape, np.int64)
         defines["WITH_INDICES"] = True
