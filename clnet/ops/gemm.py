@@ -69,16 +69,18 @@ def gemm_launch_config(params: dict, M: int, N: int, Z: int, *, a_packed: bool) 
     ksplit = int(params.get("KSPLIT", 1))
     if ksplit > 1:
         defs["KSPLIT"] = ksplit
+    lsize = params.get("LSIZE")
     if params.get("GROUP_M", 1) > 1:
         # grouped tile order over a 1-D grid of tile ids (gemm.cl)
         defs["GROUP_M"] = int(params["GROUP_M"])
         gsize = (-(-gsize[0] * gsize[1] // nt), Z * ksplit, 1)
-        return defs, gsize, (1, 1, 1) if params.get("LSIZE") else None
-    if params.get("M_FIRST"):
-        defs["M_FIRST"] = True
-        gsize = (gsize[1], gsize[0], Z)
-    gsize = (-(-gsize[0] // nt), gsize[1], Z * ksplit)
-    lsize = params.get("LSIZE")
+        if lsize:   # the same number of work-items per group, in one dimension
+            lsize = (int(np.prod(lsize[:2])), 1, 1)
+    else:
+        if params.get("M_FIRST"):
+            defs["M_FIRST"] = True
+            gsize = (gsize[1], gsize[0], Z)
+        gsize = (-(-gsize[0] // nt), gsize[1], Z * ksplit)
     if lsize:
         lsize = (tuple(int(v) for v in lsize) + (1, 1))[:2] + (1,)
         lsize = tuple(min(l, g) for l, g in zip(lsize, gsize))

@@ -43,9 +43,11 @@ def tiles(dims) -> tuple:
 def winograd_applies(ctx, node, weights, group, dims, geo) -> bool:
     """Whether this Conv should run as Winograd F(4x4, 3x3) on this device.
 
-    Needs constant 3x3 weights, stride 1, no dilation, one group and fp32
+    Needs constant 3x3 weights, stride 1, no dilation, one group, fp32
     storage (fp16 storage of the transformed tiles loses too much: the
-    transforms scale values by up to 100x before they cancel).  Among those
+    transforms scale values by up to 100x before they cancel) and float
+    weights (--int8-weights asks for small weights; the transformed filters
+    are 4x larger and off the int8 grid of the originals).  Among those
     shapes the choice is the tuner's where it measured one (`clnet tune`),
     else a rule from ResNet-18's convs on a CPU (tools/bench_conv.py): 2-4.5x
     faster than im2col + GEMM from 16 channels and 3x3 tiles per image up,
@@ -53,7 +55,7 @@ def winograd_applies(ctx, node, weights, group, dims, geo) -> bool:
     """
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
     if (kh, kw, sy, sx, dy, dx, group) != (3, 3, 1, 1, 1, 1, 1) or ctx.store_half \
-            or not isinstance(weights, np.ndarray):
+            or ctx.weight_int8 or not isinstance(weights, np.ndarray):
         return False
     N, C, H, W, M, OH, OW = dims
     T = tiles(dims)[2]
