@@ -43,7 +43,7 @@ KEYS = ("TM", "TN", "VW", "LSIZE", "M_FIRST", "KSPLIT", "NT", "GROUP_M")
 # The tuning file's table of 3x3 stride-1 convolution algorithms, keyed by the
 # conv's GEMM shape (output channels, output pixels x batch, input channels x 9).
 CONV_ALGORITHM_KEY = "conv3x3"
-CONV_ALGORITHMS = ("im2col", "winograd")
+CONV_ALGORITHMS = ("im2col", "winograd4x4", "winograd2x2")
 
 
 def device_key(dev) -> str:

@@ -85,8 +85,10 @@ WINOGRAD_CASES = [
 
 @pytest.mark.parametrize("case", range(len(WINOGRAD_CASES)))
 @pytest.mark.parametrize("epilogue", ["relu", "residual", "none"])
-def test_winograd_against_reference(device, case, epilogue):
-    """Winograd F(4x4, 3x3) (forced) with bias, residual Add and activation."""
+@pytest.mark.parametrize("variant", ["winograd4x4", "winograd2x2"])
+def test_winograd_against_reference(device, case, epilogue, variant):
+    """Winograd F(4x4, 3x3) and F(2x2, 3x3) (forced) with bias, residual Add
+    and activation."""
     from clnet.tuning import forced_conv_algorithm
 
     x_shape, m, pads = WINOGRAD_CASES[case]
@@ -99,41 +101,50 @@ def test_winograd_against_reference(device, case, epilogue):
     if epilogue == "residual":
         feeds["r"] = rng.standard_normal((x_shape[0], m, oh, ow)).astype(np.float32)
     import clnet
-    with forced_conv_algorithm("winograd"):
+    with forced_conv_algorithm(variant):
         session = clnet.InferenceSession(model.SerializeToString(), device=device)
         got = session.run(None, feeds)
-    assert "winograd_output" in {l.entry for l in session.last_plan.launches}
+    tiles = [dict(l.defines)["WINO_M"] for l in session.last_plan.launches
+             if l.entry == "winograd_output"]
+    assert tiles == [int(variant[-1])]
     assert_close(got[0], reference(model, feeds)[0])
 
 
-def _entries(model, device, precision="fp32"):
+def _algorithm(model, device, precision="fp32"):
     import clnet
     session = clnet.InferenceSession(model.SerializeToString(), device=device,
                                      precision=precision)
-    return {l.entry for l in session.last_plan.launches}
+    for launch in session.last_plan.launches:
+        if launch.entry == "winograd_output":
+            tile = dict(launch.defines)["WINO_M"]
+            return f"winograd{tile}x{tile}"
+    return "im2col"
 
 
 def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
-    """The rule picks Winograd for wide maps, im2col for 7x7 maps, fp16 storage
-    and strided convs; a tuned conv3x3 entry overrides the rule."""
+    """The rule picks F(4x4) for wide maps, F(2x2) for 7x7 maps, im2col for
+    tiny maps, fp16 storage and strided convs; a tuned conv3x3 entry
+    overrides the rule."""
     from clnet import tuning
 
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(tuning, "SHIPPED_DIR", tmp_path / "shipped")
     tuning._LOADED.clear()
     rng = np.random.default_rng(5)
-    wide = _conv_model((1, 16, 28, 28), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}, rng)
-    small = _conv_model((1, 16, 7, 7), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}, rng)
-    strided = _conv_model((1, 16, 28, 28), (16, 16, 3, 3),
-                          {"pads": [1, 1, 1, 1], "strides": [2, 2]}, rng)
-    assert "winograd_input" in _entries(wide, device)
-    assert "im2col" in _entries(wide, device, "fp16")
-    assert "im2col" in _entries(small, device)
-    assert "im2col" in _entries(strided, device)
+    pads = {"pads": [1, 1, 1, 1]}
+    wide = _conv_model((1, 16, 28, 28), (16, 16, 3, 3), pads, rng)
+    small = _conv_model((1, 16, 7, 7), (16, 16, 3, 3), pads, rng)
+    tiny = _conv_model((1, 16, 4, 4), (16, 16, 3, 3), pads, rng)
+    strided = _conv_model((1, 16, 28, 28), (16, 16, 3, 3), dict(pads, strides=[2, 2]), rng)
+    assert _algorithm(wide, device) == "winograd4x4"
+    assert _algorithm(wide, device, "fp16") == "im2col"
+    assert _algorithm(small, device) == "winograd2x2"
+    assert _algorithm(tiny, device) == "im2col"
+    assert _algorithm(strided, device) == "im2col"
     tuning.save_tuning(device, tuning.CONV_ALGORITHM_KEY, [
         {"shape": (16, 28 * 28, 16 * 9), "params": {"ALGO": "im2col"}, "gflops": 1.0},
-        {"shape": (16, 7 * 7, 16 * 9), "params": {"ALGO": "winograd"}, "gflops": 1.0}])
+        {"shape": (16, 7 * 7, 16 * 9), "params": {"ALGO": "winograd4x4"}, "gflops": 1.0}])
     tuning._LOADED.clear()
-    assert "im2col" in _entries(wide, device)
-    assert "winograd_input" in _entries(small, device)
+    assert _algorithm(wide, device) == "im2col"
+    assert _algorithm(small, device) == "winograd4x4"
     tuning._LOADED.clear()

@@ -37,7 +37,11 @@ def bench_shape(dev, x_shape, w_shape, attrs, runs: int, force_im2col: bool,
         session = clnet.InferenceSession(model.SerializeToString(), device=dev)
         session.run(None, {"x": x})
     seconds = plan_kernel_seconds(session.last_plan, runs)
-    algo = "+".join(l.entry for l in session.last_plan.launches)
+    launches = session.last_plan.launches
+    algo = "+".join(l.entry for l in launches)
+    tiles = [dict(l.defines).get("WINO_M") for l in launches if l.entry == "winograd_output"]
+    if tiles:
+        algo = f"winograd F({tiles[0]}x{tiles[0]},3x3)"
     out = session.last_plan.output_slots[0][0].shape
     flops = 2.0 * np.prod(out) * np.prod(w_shape[1:])
     return {"algo": algo, "ms": seconds * 1e3, "gflops": flops / seconds * 1e-9}

@@ -454,10 +454,11 @@ def conv(ctx, node):
     if group == C and w_shape[1] == 1 and residual is None:
         _depthwise(ctx, node, x, out, weights, bias_data, (N, C, H, W, M, OH, OW), geometry)
         return
-    from .winograd import emit_winograd, winograd_applies
+    from .winograd import emit_winograd, winograd_variant
     dims = (N, C, H, W, M, OH, OW)
-    if winograd_applies(ctx, node, weights, group, dims, geo):
-        emit_winograd(ctx, node, x, out, weights, bias_data, residual, dims, geo)
+    variant = winograd_variant(ctx, node, weights, group, dims, geo)
+    if variant:
+        emit_winograd(ctx, node, variant, x, out, weights, bias_data, residual, dims, geo)
         return
     _im2col_gemm(ctx, node, x, out, weights, bias_data, residual, group, dims, geometry,
                  geo[0][0] * geo[0][1])

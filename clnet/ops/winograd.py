@@ -1,13 +1,19 @@
-"""Winograd F(4x4, 3x3) convolution: kernels_cl/winograd.cl around 36 GEMMs.
+"""Winograd F(4x4, 3x3) and F(2x2, 3x3) convolution: kernels_cl/winograd.cl
+around one batched GEMM.
 
 For a 3x3 stride-1 convolution the filter transform U = G g G^T is computed
 once at load and packed as the GEMM's constant B operand, one [C][M] matrix
-per position of the 6x6 tile.  At run time winograd_input writes the input
-transform V[36][tiles][C] (row-major A of gemm.cl), gemm.cl computes
-M[36][tiles][Cout] in one batched launch, and winograd_output turns it into
-the NCHW output with the bias, residual and activation applied.  The output
-tiles of every image are rows of one GEMM, so small feature maps (7x7: 4
-tiles) still give the GEMM wide rows of output channels to work on.
+per position of the (m+2) x (m+2) input tile.  At run time winograd_input
+writes the input transform V[positions][tiles][C] (row-major A of gemm.cl),
+gemm.cl computes M[positions][tiles][Cout] in one batched launch, and
+winograd_output turns it into the NCHW output with the bias, residual and
+activation applied.  The output tiles of every image are rows of one GEMM,
+so small feature maps still give it wide rows of output channels.
+
+F(4x4) does 4x fewer multiply-adds than direct convolution and F(2x2) 2.25x,
+but their transformed filters are 4x and 1.8x the size of the originals: on
+small maps, where the GEMM streams the filters for few tiles, that traffic
+decides (ResNet-18's 7x7 layers).  The tuner times each per shape.
 """
 from __future__ import annotations
 
@@ -17,75 +23,88 @@ from ..tuning import conv_algorithm, gemm_params
 from .elementwise import int_vec
 from .gemm import act_defines, emit_gemm, pack_b
 
-# F(4x4, 3x3) with interpolation points 0, +-1, +-2 and infinity.
-G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
-TILE = 4                      # outputs per tile side
-POSITIONS = 36                # (TILE + 2) ** 2 GEMMs
+# G of F(m x m, 3x3) per output tile size m; interpolation points 0, +-1,
+# (+-2,) and infinity, as in Lavin and Gray (2016).
+G_MATRICES = {
+    4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                 [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+    2: np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]]),
+}
+VARIANTS = {"winograd4x4": 4, "winograd2x2": 2}   # algorithm name -> output tile side
 SCRATCH_LIMIT = 256 << 20     # bytes of V or M before the plain im2col path is used
 
 
-def filter_transform(weights: np.ndarray) -> np.ndarray:
-    """[M][C][3][3] filters -> U[36][C][M] (float32), in float64 arithmetic."""
+def filter_transform(weights: np.ndarray, tile: int) -> np.ndarray:
+    """[M][C][3][3] filters -> U[(tile+2)^2][C][M] (float32), in float64."""
     m, c = weights.shape[:2]
-    u = np.einsum("ak,mckl,bl->abcm", G, weights.astype(np.float64), G)
-    return u.reshape(POSITIONS, c, m).astype(np.float32)
+    g = G_MATRICES[tile]
+    u = np.einsum("ak,mckl,bl->abcm", g, weights.astype(np.float64), g)
+    return u.reshape((tile + 2) ** 2, c, m).astype(np.float32)
 
 
-def tiles(dims) -> tuple:
+def tiles(dims, tile: int) -> tuple:
     """(tiles across, tiles per image, all tiles) of one convolution."""
     N, _, _, _, _, OH, OW = dims
-    across = -(-OW // TILE)
-    per_image = -(-OH // TILE) * across
+    across = -(-OW // tile)
+    per_image = -(-OH // tile) * across
     return across, per_image, N * per_image
 
 
-def winograd_applies(ctx, node, weights, group, dims, geo) -> bool:
-    """Whether this Conv should run as Winograd F(4x4, 3x3) on this device.
+def winograd_variant(ctx, node, weights, group, dims, geo):
+    """The Winograd variant ("winograd4x4"/"winograd2x2") this Conv should run
+    as on this device, or None for im2col + GEMM.
 
     Needs constant 3x3 weights, stride 1, no dilation, one group, fp32
     storage (fp16 storage of the transformed tiles loses too much: the
     transforms scale values by up to 100x before they cancel) and float
     weights (--int8-weights asks for small weights; the transformed filters
-    are 4x larger and off the int8 grid of the originals).  Among those
-    shapes the choice is the tuner's where it measured one (`clnet tune`),
-    else a rule from ResNet-18's convs on a CPU (tools/bench_conv.py): 2-4.5x
-    faster than im2col + GEMM from 16 channels and 3x3 tiles per image up,
-    1.8x slower on 7x7 maps (4 tiles, 64 outputs computed for 49).
+    are larger and off the int8 grid of the originals).  Among those shapes
+    the choice is the tuner's where it measured one (`clnet tune`), else a
+    rule from ResNet-18's convs on a CPU (tools/bench_conv.py): F(4x4) from
+    16 channels and 3x3 tiles per image up (2-4.5x faster than im2col), else
+    F(2x2) from 3x3 of its tiles (7x7 maps).
     """
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
     if (kh, kw, sy, sx, dy, dx, group) != (3, 3, 1, 1, 1, 1, 1) or ctx.store_half \
             or ctx.weight_int8 or not isinstance(weights, np.ndarray):
-        return False
+        return None
     N, C, H, W, M, OH, OW = dims
-    T = tiles(dims)[2]
-    if POSITIONS * T * max(C, M) * 4 > SCRATCH_LIMIT:
-        return False
+    if (4 + 2) ** 2 * tiles(dims, 4)[2] * max(C, M) * 4 > SCRATCH_LIMIT:
+        return None
     chosen = conv_algorithm(ctx.dev, (M, OH * OW * N, C * 9))
     if chosen is not None:
-        return chosen == "winograd"
-    return C >= 16 and M >= 16 and tiles(dims)[1] >= 9
+        return chosen if chosen in VARIANTS else None
+    if C < 16 or M < 16:
+        return None
+    for name, tile in VARIANTS.items():
+        if tiles(dims, tile)[1] >= 9:
+            return name
+    return None
 
 
-def emit_winograd(ctx, node, x, out, weights, bias, residual, dims, geo) -> None:
+def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo) -> None:
     N, C, H, W, M, OH, OW = dims
     (_, _, _, _), (pad_y, pad_x, _, _) = geo
-    across, per_image, T = tiles(dims)
+    tile = VARIANTS[variant]
+    positions = (tile + 2) ** 2
+    across, per_image, T = tiles(dims, tile)
     p = gemm_params(ctx.dev, T, M, C, "gemm")
     tn = p["TN"]
-    u = ctx.weight(pack_b(filter_transform(weights), tn),
-                   (node.inputs[1].name, "winograd", tn))
+    u = ctx.weight(pack_b(filter_transform(weights, tile), tn),
+                   (node.inputs[1].name, variant, tn))
     panels = -(-M // tn)
     isz = ctx.itemsize(x)
-    v = ctx.scratch(POSITIONS * T * C * isz)
-    m = ctx.scratch(POSITIONS * T * M * isz)
-    ctx.launch("winograd", (C, T), [x, v, np.int32(C), np.int32(T),
-                                    int_vec((H, W, across, per_image)),
-                                    int_vec((pad_y, pad_x))], {}, entry="winograd_input")
-    emit_gemm(ctx, m, v, u, T, M, C, POSITIONS, a_packed=False, params=p,
-              za=(1, POSITIONS, T * C, 0), zb=(1, POSITIONS, panels * C * tn, 0),
+    v = ctx.scratch(positions * T * C * isz)
+    m = ctx.scratch(positions * T * M * isz)
+    defines = {"WINO_M": tile}
+    ctx.launch("winograd", (_padded(C), T), [x, v, np.int32(C), np.int32(T),
+                                             int_vec((H, W, across, per_image)),
+                                             int_vec((pad_y, pad_x))], defines,
+               entry="winograd_input", lsize=(_group(C), 1))
+    emit_gemm(ctx, m, v, u, T, M, C, positions, a_packed=False, params=p,
+              za=(1, positions, T * C, 0), zb=(1, positions, panels * C * tn, 0),
               zc=(T * M, 0, M), lda=C)
-    defines = act_defines(node)
+    defines.update(act_defines(node))
     b_arg = bias
     if isinstance(bias, np.ndarray):
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
@@ -93,6 +112,18 @@ def emit_winograd(ctx, node, x, out, weights, bias, residual, dims, geo) -> None
         defines["HAS_BIAS"] = True
     if residual is not None:
         defines["HAS_RESIDUAL"] = True
-    ctx.launch("winograd", (M, T), [m, out, b_arg, residual, np.int32(M), np.int32(T),
-                                    int_vec((OH, OW, across, per_image))],
-               defines, entry="winograd_output")
+    ctx.launch("winograd", (_padded(M), T), [m, out, b_arg, residual, np.int32(M), np.int32(T),
+                                             int_vec((OH, OW, across, per_image))],
+               defines, entry="winograd_output", lsize=(_group(M), 1))
+
+
+def _group(channels: int) -> int:
+    """Work-group size along the channels: 16-64 neighbouring channels, whose
+    V/M elements are contiguous (a CPU driver vectorises across them; the
+    transforms took 0.31 instead of 0.17 ms with the driver's own choice)."""
+    return 64 if channels >= 64 else 32 if channels >= 32 else 16
+
+
+def _padded(channels: int) -> int:
+    group = _group(channels)
+    return -(-channels // group) * group
