@@ -25,6 +25,30 @@ __kernel void im2col(__global const STORE_T *x, __global STORE_T *out,
     __global const STORE_T *plane = x + x_off + (z * c_group + c) * H * W;
     const int col0 = panel * TN;
     int oy = col0 / OW, ox = col0 % OW;
+    __global STORE_T *dst = out + ((z * n_panels + panel) * K + k) * TN;
+#if TN % 8 == 0
+    // Interior strips (one output row, every tap inside the image, stride 1
+    // or 2): whole-vector loads instead of TN scalar gathers (float8, which
+    // every CPU compiler handles; float16 crashed one without AVX-512).
+    const int iy = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
+    const int ix = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
+    if (ox + TN <= OW && oy < OH && iy >= 0 && iy < H && ix >= 0
+            && ix + (TN - 1) * kern.s3 < W && kern.s3 <= 2) {
+        __global const STORE_T *src = plane + iy * W + ix;
+        #pragma unroll
+        for (int j = 0; j < TN; j += 8) {
+            float8 row;
+            if (kern.s3 == 1) {
+                row = LOADFN(8, src, j);
+            } else {
+                const float8 lo = LOADFN(8, src, 2 * j), hi = LOADFN(8, src, 2 * j + 8);
+                row = (float8)(lo.even, hi.even);
+            }
+            STOREFN(8, dst, j, row);
+        }
+        return;
+    }
+#endif
     float v[TN];
     #pragma unroll
     for (int j = 0; j < TN; ++j) {
@@ -37,7 +61,6 @@ __kernel void im2col(__global const STORE_T *x, __global STORE_T *out,
             ++oy;
         }
     }
-    __global STORE_T *dst = out + ((z * n_panels + panel) * K + k) * TN;
     #pragma unroll
     for (int j = 0; j < TN; j += 4)
         STOREFN(4, dst, j, vload4(0, v + j));

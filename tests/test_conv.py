@@ -20,6 +20,11 @@ CASES = [
     ((1, 6, 11, 11), (9, 2, 3, 3), {"group": 3, "pads": [1, 1, 1, 1], "dilations": [2, 2]}),
     ((1, 5, 13, 13), (5, 1, 3, 3), {"group": 5, "pads": [1, 1, 1, 1]}),
     ((1, 3, 127), (4, 3, 5), {"pads": [2, 2]}),
+    # rows wide enough for im2col's vector interior path, stride 1 and 2
+    ((1, 3, 6, 75), (4, 3, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 2, 9, 80), (5, 2, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),
+    ((1, 2, 5, 70), (3, 2, 3, 3), {"strides": [1, 2], "pads": [0, 1, 0, 1],
+                                   "dilations": [1, 2]}),
     # depthwise rows wide enough for the vector interior path, stride 1 and 2
     ((1, 3, 5, 37), (3, 1, 3, 3), {"group": 3, "pads": [1, 1, 1, 1]}),
     ((1, 5, 9, 41), (5, 1, 3, 3), {"group": 5, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
