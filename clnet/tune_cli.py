@@ -313,7 +313,7 @@ def _tune_algorithms(dev, model_path: str, reps: int):
     count = len(winograd_candidates(model))
     if not count:
         return None
-    click.echo(f"timing {count} 3x3 conv shapes: im2col + GEMM against Winograd F(4x4, 3x3)")
+    click.echo(f"timing {count} 3x3 conv shapes: im2col + GEMM, Winograd F(4x4) and F(2x2)")
     done = []
 
     def report(entry):

@@ -90,7 +90,7 @@ def time_numpy(a, b, reps: int) -> float:
 
 
 def reps_for(flops: float) -> int:
-    return int(min(30, max(5, 2e10 / max(flops, 1.0))))
+    return int(min(60, max(15, 4e10 / max(flops, 1.0))))
 
 
 def bench_shape(dev, queue, M, N, K, half, rng, params=None) -> dict:
