@@ -17,6 +17,9 @@ CONFIGS = {
     "4x16v8": {"TM": 4, "TN": 16, "VW": 8},
     "3x8v4-mfirst": {"TM": 3, "TN": 8, "VW": 4, "M_FIRST": 1, "LSIZE": (2, 1, 1)},
     "splitk3": {"TM": 4, "TN": 16, "VW": 8, "KSPLIT": 3, "LSIZE": (1, 1, 1)},
+    "grouped-nt2": {"TM": 5, "TN": 16, "VW": 8, "GROUP_M": 3, "NT": 2, "LSIZE": (1, 1, 1)},
+    "nt3-mfirst": {"TM": 4, "TN": 8, "VW": 4, "M_FIRST": 1, "NT": 3},
+    "gpu-splitk4": {"TM": 4, "TN": 8, "VW": 4, "KSPLIT": 4},
 }
 
 
@@ -94,6 +97,21 @@ def test_gemm_residual_epilogue(device, forced_params):
              "r": rng.standard_normal((m, n)).astype(np.float32)}
     got, want = run_both(model, feeds, device)
     assert_close(got[0], want[0])
+
+
+def test_gpu_defaults_split_k_when_tiles_are_few(device, monkeypatch, tmp_path):
+    """An untuned GPU splits K for M=1 rows (125 tiles cannot fill 132 cores)."""
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tuning, "SHIPPED_DIR", tmp_path / "shipped")
+    gpu = SimpleNamespace(type="GPU", compute_units=132, name="gpu", driver="1",
+                          platform_version="OpenCL 3.0",
+                          cl_device=SimpleNamespace(vendor="Test", native_vector_width_float=1))
+    assert tuning.gemm_params(gpu, 1, 1000, 768)["KSPLIT"] == 3
+    assert tuning.gemm_params(gpu, 1024, 1024, 1024).get("KSPLIT", 1) == 1
+    assert tuning.gemm_params(gpu, 1, 1000, 256).get("KSPLIT", 1) == 1
+    tuning._LOADED.clear()
 
 
 def test_gemm_launch_config_rounds_to_local_size():
