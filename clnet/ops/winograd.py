@@ -38,8 +38,9 @@ def filter_transform(weights: np.ndarray, tile: int) -> np.ndarray:
     """[M][C][3][3] filters -> U[(tile+2)^2][C][M] (float32), in float64."""
     m, c = weights.shape[:2]
     g = G_MATRICES[tile]
-    u = np.einsum("ak,mckl,bl->abcm", g, weights.astype(np.float64), g)
-    return u.reshape((tile + 2) ** 2, c, m).astype(np.float32)
+    # vec(G w G^T) = (G kron G) vec(w): one matrix product for all filters
+    u = weights.reshape(m * c, 9).astype(np.float64) @ np.kron(g, g).T
+    return np.ascontiguousarray(u.astype(np.float32).reshape(m, c, -1).transpose(2, 1, 0))
 
 
 def tiles(dims, tile: int) -> tuple:
