@@ -22,6 +22,7 @@
 // Multiply-adds are written as a * b + c (not fma()): one compiler turns a
 // vector fma() into an out-of-line call, and -cl-mad-enable lets both fuse.
 #include "common.h"
+#include "epilogue.h"
 
 #ifndef TM
   #define TM 4              // rows of C per work-item
@@ -63,38 +64,6 @@
                 acc[i][j] = A_AT(i, (kk)) * bv + acc[i][j]; \
         } \
     } while (0)
-
-// epi flags; the activation code (clnet/ops/gemm.py ACT_CODES) is epi >> 8
-#define EPI_BIAS_ROW 1
-#define EPI_BIAS_COL 2
-#define EPI_RESIDUAL 4
-
-// the activation macros of common.h read their parameters from P0 and P1
-#undef P0
-#undef P1
-#define P0 p0
-#define P1 p1
-#define ACT_SWITCH(x) \
-    switch (act) { \
-    case 1: return ACT_RELU(x); \
-    case 2: return ACT_CLIP(x); \
-    case 3: return ACT_LEAKYRELU(x); \
-    case 4: return ACT_SIGMOID(x); \
-    case 5: return ACT_TANH(x); \
-    case 6: return ACT_HARDSIGMOID(x); \
-    case 7: return ACT_HARDSWISH(x); \
-    default: return (x); \
-    }
-
-inline float act_one(const float x, const int act, const float p0, const float p1)
-{
-    ACT_SWITCH(x)
-}
-
-inline float8 act8(const float8 x, const int act, const float p0, const float p1)
-{
-    ACT_SWITCH(x)
-}
 
 // 16-wide math builtins (fmax, clamp, exp on float16) crash or call out of
 // line on some CPU compilers without AVX-512: apply them in halves.

@@ -89,7 +89,7 @@ WINOGRAD_CASES = [
 
 
 @pytest.mark.parametrize("case", range(len(WINOGRAD_CASES)))
-@pytest.mark.parametrize("epilogue", ["relu", "residual", "none"])
+@pytest.mark.parametrize("epilogue", ["relu", "residual", "none", "LeakyRelu", "Sigmoid"])
 @pytest.mark.parametrize("variant", ["winograd4x4", "winograd2x2"])
 def test_winograd_against_reference(device, case, epilogue, variant):
     """Winograd F(4x4, 3x3) and F(2x2, 3x3) (forced) with bias, residual Add
@@ -98,8 +98,8 @@ def test_winograd_against_reference(device, case, epilogue, variant):
 
     x_shape, m, pads = WINOGRAD_CASES[case]
     rng = np.random.default_rng(20 + case)
-    model = _conv_model(x_shape, (m, x_shape[1], 3, 3), {"pads": pads}, rng,
-                        act="Relu" if epilogue == "relu" else None,
+    act = {"relu": "Relu", "residual": None, "none": None}.get(epilogue, epilogue)
+    model = _conv_model(x_shape, (m, x_shape[1], 3, 3), {"pads": pads}, rng, act=act,
                         residual=epilogue == "residual")
     oh, ow = x_shape[2] + pads[0] + pads[2] - 2, x_shape[3] + pads[1] + pads[3] - 2
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
