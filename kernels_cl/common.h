@@ -45,6 +45,14 @@
 #define ACT_TANH(x) tanh(x)
 #define ACT_HARDSIGMOID(x) clamp((x) * (float)(P0) + (float)(P1), 0.0f, 1.0f)
 #define ACT_HARDSWISH(x) ((x) * clamp((x) * (1.0f / 6.0f) + 0.5f, 0.0f, 1.0f))
+// GELU (exact form, 0.5 x (1 + erf(x / sqrt 2))) with erf from Abramowitz &
+// Stegun 7.1.26 (absolute error 1.5e-7): one expression of overloaded
+// builtins, so it serves floats and float vectors (repeats fold away).
+#define GELU_T_(az) (1.0f / (1.0f + 0.3275911f * (az)))
+#define GELU_POLY_(t) ((t) * (0.254829592f + (t) * (-0.284496736f + (t) * (1.421413741f \
+                      + (t) * (-1.453152027f + (t) * 1.061405429f)))))
+#define ACT_GELU(x) (0.5f * (x) * (1.0f + copysign(1.0f - GELU_POLY_(GELU_T_( \
+                     fabs((x) * 0.70710678118654752f))) * exp(-0.5f * (x) * (x)), (x))))
 
 #ifndef P0
   #define P0 0.0f

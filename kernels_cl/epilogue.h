@@ -25,6 +25,7 @@
     case 5: return ACT_TANH(x); \
     case 6: return ACT_HARDSIGMOID(x); \
     case 7: return ACT_HARDSWISH(x); \
+    case 8: return ACT_GELU(x); \
     default: return (x); \
     }
 

@@ -153,3 +153,32 @@ def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
     assert _algorithm(wide, device) == "im2col"
     assert _algorithm(small, device) == "winograd4x4"
     tuning._LOADED.clear()
+
+
+@pytest.mark.parametrize("x_shape,w_shape,attrs", [
+    ((1, 3, 13, 13), (5, 3, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),   # im2col
+    ((1, 16, 20, 20), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}),                  # Winograd
+    ((1, 5, 9, 41), (5, 1, 3, 3), {"group": 5, "pads": [1, 1, 1, 1]}),          # depthwise
+])
+def test_conv_then_erf_gelu_in_the_epilogue(device, precision, x_shape, w_shape, attrs):
+    """The exporters' five-op GELU after a Conv becomes the conv's activation."""
+    from test_gemm import _gelu_nodes
+
+    rng = np.random.default_rng(17)
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    gelu, consts, y = _gelu_nodes("c", "half-first")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=list(w_shape[2:]), **attrs)]
+        + gelu, "conv_gelu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")] + consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    feeds = {"x": (rng.standard_normal(x_shape) * 2).astype(np.float32)}
+    import clnet
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     precision=precision)
+    got = session.run(None, feeds)
+    assert not any(l.entry == "elementwise" for l in session.last_plan.launches)
+    assert_close(got[0], reference(model, feeds)[0], precision)

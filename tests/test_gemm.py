@@ -159,3 +159,62 @@ def test_matmul_bias_add_becomes_epilogue():
     nodes = optimize(to_graph(model)).nodes
     assert [node.op for node in nodes] == ["MatMul"]
     assert {"_bias", "_residual", "_act"} <= set(nodes[0].attrs)
+
+
+def _gelu_nodes(x: str, order: str, scale_op: str = "Div", scale=float(np.sqrt(2.0)),
+                prefix: str = "g") -> tuple:
+    """The erf GELU as exporters write it: (nodes, constants, output name)."""
+    c = {f"{prefix}_s": scale, f"{prefix}_one": 1.0, f"{prefix}_half": 0.5}
+    nodes = [helper.make_node(scale_op, [x, f"{prefix}_s"], [f"{prefix}_d"]),
+             helper.make_node("Erf", [f"{prefix}_d"], [f"{prefix}_e"]),
+             helper.make_node("Add", [f"{prefix}_one", f"{prefix}_e"], [f"{prefix}_a"])]
+    if order == "half-first":    # (x * 0.5) * (1 + erf): PyTorch's export
+        nodes += [helper.make_node("Mul", [x, f"{prefix}_half"], [f"{prefix}_h"]),
+                  helper.make_node("Mul", [f"{prefix}_h", f"{prefix}_a"], [f"{prefix}_y"])]
+    else:                        # (x * (1 + erf)) * 0.5
+        nodes += [helper.make_node("Mul", [f"{prefix}_a", x], [f"{prefix}_m"]),
+                  helper.make_node("Mul", [f"{prefix}_m", f"{prefix}_half"], [f"{prefix}_y"])]
+    inits = [numpy_helper.from_array(np.array(v, np.float32), k) for k, v in c.items()]
+    return nodes, inits, f"{prefix}_y"
+
+
+@pytest.mark.parametrize("order,scale_op,scale", [
+    ("half-first", "Div", float(np.sqrt(2.0))), ("half-last", "Div", float(np.sqrt(2.0))),
+    ("half-first", "Mul", float(1 / np.sqrt(2.0)))])
+def test_gelu_becomes_one_node_and_a_matmul_epilogue(device, precision, order, scale_op, scale):
+    """The five-op erf GELU after MatMul + bias runs in the GEMM's epilogue;
+    on a graph input it is one elementwise Gelu; both match the reference."""
+    from clnet.frontend.onnx import to_graph
+    from clnet.passes.fusion import optimize
+
+    rng = np.random.default_rng(9)
+    w = (rng.standard_normal((37, 29)) / 6).astype(np.float32)
+    b = rng.standard_normal(29).astype(np.float32)
+    gelu1, c1, y1 = _gelu_nodes("mmb", order, scale_op, scale, "g1")
+    gelu2, c2, y2 = _gelu_nodes("x2", order, scale_op, scale, "g2")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"]),
+             helper.make_node("Add", ["mm", "b"], ["mmb"])] + gelu1 + gelu2
+    model = _model(nodes, [_info("x", (13, 37)), _info("x2", (5, 41))],
+                   [_info(y1, (13, 29)), _info(y2, (5, 41))],
+                   [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")] + c1 + c2)
+    ops = [n.op for n in optimize(to_graph(model)).nodes]
+    assert ops == ["MatMul", "Gelu"]
+    feeds = {"x": rng.standard_normal((13, 37)).astype(np.float32) * 3,
+             "x2": rng.standard_normal((5, 41)).astype(np.float32) * 3}
+    got, want = run_both(model, feeds, device, precision)
+    for g, r in zip(got, want):
+        assert_close(g, r, precision)
+
+
+def test_gelu_lookalikes_are_left_alone():
+    """A wrong constant, or an intermediate used elsewhere, keeps the five ops."""
+    from clnet.frontend.onnx import to_graph
+    from clnet.passes.fusion import optimize
+
+    nodes, inits, y = _gelu_nodes("x", "half-first", scale=1.5)
+    model = _model(nodes, [_info("x", (3, 4))], [_info(y, (3, 4))], inits)
+    assert [n.op for n in optimize(to_graph(model)).nodes].count("Erf") == 1
+    nodes, inits, y = _gelu_nodes("x", "half-last")
+    model = _model(nodes, [_info("x", (3, 4))], [_info(y, (3, 4)), _info("g_e", (3, 4))],
+                   inits)
+    assert "Gelu" not in [n.op for n in optimize(to_graph(model)).nodes]

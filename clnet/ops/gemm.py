@@ -19,7 +19,7 @@ from .registry import op
 
 ACT_MACROS = {"Relu": "ACT_RELU", "Clip": "ACT_CLIP", "LeakyRelu": "ACT_LEAKYRELU",
               "Sigmoid": "ACT_SIGMOID", "Tanh": "ACT_TANH", "HardSigmoid": "ACT_HARDSIGMOID",
-              "HardSwish": "ACT_HARDSWISH"}
+              "HardSwish": "ACT_HARDSWISH", "Gelu": "ACT_GELU"}
 SCRATCH_LIMIT = 256 << 20   # bytes of im2col buffer before a conv is split by images
 
 
@@ -89,7 +89,7 @@ def gemm_launch_config(params: dict, M: int, N: int, Z: int, *, a_packed: bool) 
 
 
 ACT_CODES = {"Relu": 1, "Clip": 2, "LeakyRelu": 3, "Sigmoid": 4, "Tanh": 5,
-             "HardSigmoid": 6, "HardSwish": 7}   # gemm.cl's run-time activation switch
+             "HardSigmoid": 6, "HardSwish": 7, "Gelu": 8}   # epilogue.h's activation switch
 EPI_BIAS_ROW, EPI_BIAS_COL, EPI_RESIDUAL = 1, 2, 4
 
 

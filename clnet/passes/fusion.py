@@ -2,6 +2,7 @@
 
 * ``fold_batchnorm``: Conv followed by inference BatchNormalization becomes
   one Conv with rescaled weights and bias.
+* ``fuse_gelu``: the five-op erf GELU becomes one Gelu node.
 * ``fuse_epilogues``: a residual Add and/or an activation right after a
   Conv/Gemm/MatMul become attributes of that node (``_residual``, ``_act``),
   run in the GEMM's epilogue; so does a constant [N] bias Add after a MatMul
@@ -14,7 +15,8 @@ import numpy as np
 
 from ..graph import Graph, Node, Value
 
-ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish"}
+ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+               "Gelu"}
 
 
 def _single_consumer(graph: Graph, value: Value, consumers: dict):
@@ -83,6 +85,8 @@ def _activation_params(node: Node, opset: int):
         return ("LeakyRelu", node.attrs.get("alpha", 0.01), 0.0)
     if node.op == "HardSigmoid":
         return ("HardSigmoid", node.attrs.get("alpha", 0.2), node.attrs.get("beta", 0.5))
+    if node.op == "Gelu" and node.attrs.get("approximate", "none") not in ("none", b"none"):
+        return None
     return (node.op, 0.0, 0.0)
 
 
@@ -159,8 +163,81 @@ def fuse_epilogues(graph: Graph) -> Graph:
     return graph
 
 
+def _const_scalar(value, target: float) -> bool:
+    """Whether value is a one-element constant within 1e-5 of target."""
+    if not _is_const(value) or value.data is None or np.size(value.data) != 1:
+        return False
+    return abs(float(np.asarray(value.data).reshape(-1)[0]) - target) <= 1e-5 * abs(target)
+
+
+def _other_input(node: Node, value: Value):
+    """The input of a two-input node that is not `value` (None if neither/both)."""
+    if len(node.inputs) != 2:
+        return None
+    a, b = node.inputs
+    if a is value and b is not value:
+        return b
+    if b is value and a is not value:
+        return a
+    return None
+
+
+def fuse_gelu(graph: Graph) -> Graph:
+    """0.5 * x * (1 + erf(x / sqrt 2)), written as exporters write it (Div or
+    Mul by 1/sqrt 2, Erf, Add 1, and the two Muls in either order), becomes
+    one Gelu node: one launch instead of five, and then fusable into a
+    MatMul's epilogue."""
+    consumers = graph.consumers()
+    producers = graph.producers()
+    removed = set()
+
+    def only_user(value, op):
+        user = _single_consumer(graph, value, consumers)
+        return user if user is not None and user.op == op and user not in removed else None
+
+    for erf in list(graph.nodes):
+        if erf.op != "Erf" or erf in removed:
+            continue
+        scale = producers.get(erf.inputs[0])
+        if scale is None or scale in removed or len(scale.inputs) != 2 \
+                or _single_consumer(graph, scale.outputs[0], consumers) is not erf:
+            continue
+        x, c = scale.inputs
+        if not ((scale.op == "Div" and _const_scalar(c, np.sqrt(2.0)))
+                or (scale.op == "Mul" and _const_scalar(c, 1.0 / np.sqrt(2.0)))):
+            continue
+        add = only_user(erf.outputs[0], "Add")
+        if add is None or not _const_scalar(_other_input(add, erf.outputs[0]), 1.0):
+            continue
+        mul = only_user(add.outputs[0], "Mul")
+        if mul is None:
+            continue
+        other = _other_input(mul, add.outputs[0])
+        half = producers.get(other)
+        if other is x:                          # (x * (1 + erf)) * 0.5
+            last = only_user(mul.outputs[0], "Mul")
+            if last is None or not _const_scalar(_other_input(last, mul.outputs[0]), 0.5):
+                continue
+            absorbed = [scale, erf, add, mul, last]
+        elif half is not None and half.op == "Mul" and half not in removed \
+                and _single_consumer(graph, other, consumers) is mul \
+                and _other_input(half, x) is not None \
+                and _const_scalar(_other_input(half, x), 0.5):   # (x * 0.5) * (1 + erf)
+            last = mul
+            absorbed = [half, scale, erf, add, mul]
+        else:
+            continue
+        gelu = Node("Gelu", [x], [last.outputs[0]], {"approximate": "none"},
+                    name=(erf.name or "gelu") + "/gelu", domain="")
+        graph.nodes[graph.nodes.index(last)] = gelu
+        removed.update(n for n in absorbed if n is not last)
+    graph.nodes = [n for n in graph.nodes if n not in removed]
+    return graph
+
+
 def optimize(graph: Graph) -> Graph:
     """The load-time passes that need no shapes, in order."""
     graph = fold_batchnorm(graph)
+    graph = fuse_gelu(graph)
     graph = fuse_epilogues(graph)
     return graph
