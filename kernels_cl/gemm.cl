@@ -9,8 +9,9 @@
 // packed in row panels Ap[z][M/TM][K][TM] (constant weights, packed once at
 // load: -DA_PACKED) or row-major with leading dimension lda (activations).
 // In half storage A is read along K in vload_half4 loads (a scalar
-// vload_half is a slow software conversion on some CPUs); in float storage
-// one element at a time (-DA_VEC4: float4 loads there too).
+// vload_half is a slow software conversion on some CPUs), unless -DA_FLOAT
+// makes it a float array; in float storage one element at a time (-DA_VEC4:
+// float4 loads there too).
 // Batch index z maps to operand batches as ((z / div) % mod) * stride + base,
 // which covers plain batches, broadcast batches and convolution groups.
 // -DB_ROWMAJOR: B is read in place, row-major with leading dimension ldb
@@ -47,10 +48,20 @@
 #define VT CAT(float, VW)
 #define NV (TN / VW)
 
-#ifdef A_PACKED
-  #define A_AT(i, k) LOADF(ap, (k) * TM + (i))
+// -DA_FLOAT: A is float whatever the storage (a half activation converted
+// once before a large GEMM, so that A need not go through float4 loads and
+// lane shuffles; B, C, bias and R keep STORE_T).
+#ifdef A_FLOAT
+  #define A_T float
+  #define LOADA(p, i) ((p)[i])
 #else
-  #define A_AT(i, k) LOADF(arow[i], (k))
+  #define A_T STORE_T
+  #define LOADA(p, i) LOADF(p, i)
+#endif
+#ifdef A_PACKED
+  #define A_AT(i, k) LOADA(ap, (k) * TM + (i))
+#else
+  #define A_AT(i, k) LOADA(arow[i], (k))
 #endif
 
 // acc += A[:, kk] x B[kk, :] for one k
@@ -99,7 +110,7 @@ inline void gemm_store(__global STORE_T *C, __global const STORE_T *R, const int
 }
 
 // One TM x TN tile of C: column tile nb, row tile mb, batch (x KSPLIT) zk.
-inline void gemm_tile(__global const STORE_T *A, __global const STORE_T *B,
+inline void gemm_tile(__global const A_T *A, __global const STORE_T *B,
                       __global STORE_T *C, __global const STORE_T *bias,
                       __global const STORE_T *R,
                       const int M, const int N, const int K, const int lda,
@@ -136,9 +147,9 @@ inline void gemm_tile(__global const STORE_T *A, __global const STORE_T *B,
     #define B_ROW(k) ((k) * TN)
 #endif
 #ifdef A_PACKED
-    __global const STORE_T *ap = A + za.s3 + za_idx * za.s2 + mb * K * TM;
+    __global const A_T *ap = A + za.s3 + za_idx * za.s2 + mb * K * TM;
 #else
-    __global const STORE_T *arow[TM];
+    __global const A_T *arow[TM];
     #pragma unroll
     for (int i = 0; i < TM; ++i)
         arow[i] = A + za.s3 + za_idx * za.s2 + min(m0 + i, M - 1) * lda;
@@ -152,7 +163,7 @@ inline void gemm_tile(__global const STORE_T *A, __global const STORE_T *B,
             acc[i][j] = (VT)(0.0f);
 
     int k = k_begin;
-#if defined(A_VEC4) || defined(STORE_HALF)
+#if defined(A_VEC4) || (defined(STORE_HALF) && !defined(A_FLOAT))
     for (; k + 4 <= k_end; k += 4) {
         float4 a4[TM];
 #ifdef A_PACKED
@@ -255,7 +266,7 @@ inline void gemm_tile(__global const STORE_T *A, __global const STORE_T *B,
 
 // Each work-item computes NT tiles next to each other along grid dimension 0
 // (columns, or rows with M_FIRST): fewer, longer work-items when K is short.
-__kernel void gemm(__global const STORE_T *A, __global const STORE_T *B,
+__kernel void gemm(__global const A_T *A, __global const STORE_T *B,
                    __global STORE_T *C, __global const STORE_T *bias,
                    __global const STORE_T *R,
                    const int M, const int N, const int K, const int lda,

@@ -218,3 +218,33 @@ def test_gelu_lookalikes_are_left_alone():
     model = _model(nodes, [_info("x", (3, 4))], [_info(y, (3, 4)), _info("g_e", (3, 4))],
                    inits)
     assert "Gelu" not in [n.op for n in optimize(to_graph(model)).nodes]
+
+
+@pytest.mark.parametrize("a_shape,b_shape,const_b", [
+    ((300, 256), (256, 512), True),              # folded rows, packed weights
+    ((2, 150, 256), (2, 256, 512), False),       # batched run-time operands
+    ((3, 1, 128, 256), (2, 256, 512), False),    # A broadcast over B's batch
+])
+def test_half_storage_large_gemm_reads_a_as_float(device, a_shape, b_shape, const_b):
+    """In half storage a large GEMM's run-time A is converted to float once
+    (gemm.cl -DA_FLOAT); results stay within fp16 tolerance."""
+    import clnet
+    rng = np.random.default_rng(21)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = (rng.standard_normal(b_shape) / 16).astype(np.float32)
+    out_shape = np.broadcast_shapes(a_shape[:-2], b_shape[:-2]) + (a_shape[-2], b_shape[-1])
+    inputs, inits, feeds = [_info("a", a_shape)], [], {"a": a}
+    if const_b:
+        inits = [numpy_helper.from_array(b, "b")]
+    else:
+        inputs.append(_info("b", b_shape))
+        feeds["b"] = b
+    model = _model([helper.make_node("MatMul", ["a", "b"], ["y"])], inputs,
+                   [_info("y", out_shape)], inits)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device, precision="fp16")
+    (got,) = session.run(None, feeds)
+    gemms = [dict(l.defines) for l in session.last_plan.launches if l.entry == "gemm"]
+    assert gemms and all(d.get("A_FLOAT") for d in gemms)
+    assert "convert_storage" in {l.entry for l in session.last_plan.launches}
+    want = np.matmul(a.astype(np.float16).astype(np.float64), b.astype(np.float16))
+    assert_close([got], [want], "fp16")

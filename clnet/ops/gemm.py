@@ -21,6 +21,10 @@ ACT_MACROS = {"Relu": "ACT_RELU", "Clip": "ACT_CLIP", "LeakyRelu": "ACT_LEAKYREL
               "Sigmoid": "ACT_SIGMOID", "Tanh": "ACT_TANH", "HardSigmoid": "ACT_HARDSIGMOID",
               "HardSwish": "ACT_HARDSWISH", "Gelu": "ACT_GELU"}
 SCRATCH_LIMIT = 256 << 20   # bytes of im2col buffer before a conv is split by images
+# In half storage a run-time A of a GEMM with at least this many multiply-adds
+# is converted to float first (gemm.cl -DA_FLOAT): one cheap pass against
+# lane shuffles for every use of A in the GEMM.
+HALF_A_CONVERT_MIN = 1 << 25
 
 
 def act_defines(node) -> dict:
@@ -107,7 +111,7 @@ def epilogue_args(act=None, bias_mode=None, residual=False, alpha=1.0) -> tuple:
 
 def emit_gemm(ctx, out, a, b, M, N, K, Z, *, a_packed, params, za, zb, zc, lda=0,
               bias=None, bias_mode=None, bias_zstride=0, residual=None, act=None,
-              alpha=1.0, ldb=0) -> None:
+              alpha=1.0, ldb=0, a_float=False) -> None:
     """gemm.cl launch(es).  za/zb: (div, mod, stride, base); zc: (stride, base, ldc).
 
     act: the fused activation (name, p0, p1) or None.  With params["KSPLIT"] > 1
@@ -118,6 +122,8 @@ def emit_gemm(ctx, out, a, b, M, N, K, Z, *, a_packed, params, za, zb, zc, lda=0
     defs, gsize, lsize = gemm_launch_config(params, M, N, Z, a_packed=a_packed)
     if ldb:
         defs["B_ROWMAJOR"] = True
+    if a_float:
+        defs["A_FLOAT"] = True
     epi = epilogue_args(act, bias_mode if bias is not None else None, residual is not None,
                         alpha)
     ksplit = defs.get("KSPLIT", 1)
@@ -273,18 +279,25 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
         a_zstride, a_packed, alpha_k = ap.shape[1] * K * tm, True, 1.0
     else:
         a_arg, a_zstride, a_packed = a, M * K, False
+    a_count = a_batch * M * K
     if za is None:
         maps = [batch_map(a2[:-2], full), batch_map(b2[:-2], full)]
         if maps[0] is None:
             a_arg = _materialize(ctx, a, a2, full + (M, K))
-            maps[0] = (1, Z)
+            maps[0], a_count = (1, Z), Z * M * K
         if maps[1] is None:
             raise UnsupportedOpError(f"{node.label()}: MatMul batch broadcast {a2} x {b2}")
         za = (maps[0][0], maps[0][1], a_zstride, 0)
         zb = (maps[1][0], maps[1][1], b_zstride, 0)
+    a_float = not a_packed and ctx.store_half and Mz * N * K * Z >= HALF_A_CONVERT_MIN
+    if a_float:   # one pass half -> float, so that the GEMM reads A as broadcasts
+        half_a, a_arg = a_arg, ctx.scratch(a_count * 4)
+        ctx.launch("quant", (a_count,), [half_a, a_arg, np.int32(a_count)], {"IN_HALF": True},
+                   entry="convert_storage")
     emit_gemm(ctx, out, a_arg, b_arg, Mz, N, K, Z, a_packed=a_packed, params=p, za=za,
               zb=zb, zc=(Mz * N, 0, N), lda=K, bias=bias, bias_mode=bias_mode,
-              residual=residual, act=node.attrs.get("_act"), alpha=alpha_k, ldb=ldb)
+              residual=residual, act=node.attrs.get("_act"), alpha=alpha_k, ldb=ldb,
+              a_float=a_float)
 
 
 def _kind(ctx, a) -> str:
