@@ -119,7 +119,7 @@ def build_many(dev, requests: Iterable) -> list:
     build concurrently on drivers that allow it.
     """
     requests = list(requests)
-    if len(requests) <= 1:
+    if len(requests) <= 1 or not dev.parallel_builds:
         return [build_program(dev, n, d) for n, d in requests]
     workers = min(len(requests), max(2, os.cpu_count() or 2))
     with ThreadPoolExecutor(max_workers=workers) as pool:

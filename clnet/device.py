@@ -163,6 +163,12 @@ class Device:
             defines["VENDOR_INTEL"] = 1
         return defines
 
+    @property
+    def parallel_builds(self) -> bool:
+        """Whether programs may be built from several threads at once (the
+        Oclgrind simulator's compiler crashes when they are)."""
+        return "oclgrind" not in self.platform_name.lower()
+
     # -- runtime objects --------------------------------------------------
     @property
     def context(self) -> "cl.Context":

@@ -28,12 +28,13 @@ __kernel void im2col(__global const STORE_T *x, __global STORE_T *out,
     __global STORE_T *dst = out + ((z * n_panels + panel) * K + k) * TN;
 #if TN % 8 == 0
     // Interior strips (one output row, every tap inside the image, stride 1
-    // or 2): whole-vector loads instead of TN scalar gathers (float8, which
-    // every CPU compiler handles; float16 crashed one without AVX-512).
+    // or 2; a stride-2 strip loads 2 * TN inputs): whole-vector loads instead
+    // of TN scalar gathers (float8, which every CPU compiler handles; float16
+    // crashed one without AVX-512).
     const int iy = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
     const int ix = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
     if (ox + TN <= OW && oy < OH && iy >= 0 && iy < H && ix >= 0
-            && ix + (TN - 1) * kern.s3 < W && kern.s3 <= 2) {
+            && ix + TN * kern.s3 <= W && kern.s3 <= 2) {
         __global const STORE_T *src = plane + iy * W + ix;
         #pragma unroll
         for (int j = 0; j < TN; j += 8) {

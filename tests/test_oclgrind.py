@@ -1,0 +1,38 @@
+"""The convolution and GEMM kernels under Oclgrind, a strict OpenCL 1.2
+simulator that reports out-of-bounds accesses, uninitialised reads and data
+races that a CPU driver lets pass silently.  Skips where Oclgrind is not
+installed (Debian's ``oclgrind`` package; .ci/run installs it)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ICD = Path("/usr/lib/oclgrind/liboclgrind-rt-icd.so")
+DIAGNOSTICS = ("Invalid read", "Invalid write", "Uninitialized value", "data race",
+               "Work-group divergence", "Oclgrind - ")
+
+
+@pytest.mark.slow
+def test_conv_and_gemm_kernels_are_clean_under_oclgrind(tmp_path):
+    if not ICD.is_file():
+        pytest.skip("Oclgrind is not installed")
+    vendors = tmp_path / "vendors"
+    vendors.mkdir()
+    (vendors / "oclgrind.icd").write_text(f"{ICD}\n")
+    env = dict(os.environ, OCL_ICD_VENDORS=str(vendors), CLNET_DEVICE="oclgrind",
+               CLNET_CACHE_DIR=str(tmp_path / "cache"))
+    tests = Path(__file__).resolve().parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         str(tests / "test_conv.py"), str(tests / "test_gemm.py"),
+         "-k", "conv_shapes or winograd_against or matmul_const_weights or gelu"],
+        capture_output=True, text=True, env=env, timeout=1200, cwd=tests)
+    output = proc.stdout + proc.stderr
+    found = [line for line in output.splitlines() if any(d in line for d in DIAGNOSTICS)]
+    assert not found, "\n".join(found[:20])
+    assert proc.returncode == 0, output[-3000:]
+    assert " passed" in output and "skipped" not in output, output[-1000:]
