@@ -62,7 +62,7 @@ def winograd_variant(ctx, node, weights, group, dims, geo):
     are larger and off the int8 grid of the originals).  Among those shapes
     the choice is the tuner's where it measured one (`clnet tune`), else a
     rule from ResNet-18's convs on a CPU (tools/bench_conv.py): F(4x4) from
-    16 channels and 3x3 tiles per image up (2-4.5x faster than im2col), else
+    16 channels and 3x3 tiles per image up (1.7-3.8x faster than im2col), else
     F(2x2) from 3x3 of its tiles (7x7 maps).
     """
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
@@ -98,10 +98,11 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     v = ctx.scratch(positions * T * C * isz)
     m = ctx.scratch(positions * T * M * isz)
     defines = {"WINO_M": tile}
-    ctx.launch("winograd", (_padded(C), T), [x, v, np.int32(C), np.int32(T),
-                                             int_vec((H, W, across, per_image)),
-                                             int_vec((pad_y, pad_x))], defines,
-               entry="winograd_input", lsize=(_group(C), 1))
+    group_c, group_m = _group(ctx, C), _group(ctx, M)
+    ctx.launch("winograd", (_padded(C, group_c), T), [x, v, np.int32(C), np.int32(T),
+                                                      int_vec((H, W, across, per_image)),
+                                                      int_vec((pad_y, pad_x))], defines,
+               entry="winograd_input", lsize=(group_c, 1))
     emit_gemm(ctx, m, v, u, T, M, C, positions, a_packed=False, params=p,
               za=(1, positions, T * C, 0), zb=(1, positions, panels * C * tn, 0),
               zc=(T * M, 0, M), lda=C)
@@ -110,18 +111,20 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
     epilogue = epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
                              residual is not None)
-    ctx.launch("winograd", (_padded(M), T), [m, out, b_arg, residual, np.int32(M), np.int32(T),
-                                             int_vec((OH, OW, across, per_image)), *epilogue],
-               defines, entry="winograd_output", lsize=(_group(M), 1))
+    ctx.launch("winograd", (_padded(M, group_m), T),
+               [m, out, b_arg, residual, np.int32(M), np.int32(T),
+                int_vec((OH, OW, across, per_image)), *epilogue],
+               defines, entry="winograd_output", lsize=(group_m, 1))
 
 
-def _group(channels: int) -> int:
+def _group(ctx, channels: int) -> int:
     """Work-group size along the channels: 16-64 neighbouring channels, whose
     V/M elements are contiguous (a CPU driver vectorises across them; the
-    transforms took 0.31 instead of 0.17 ms with the driver's own choice)."""
-    return 64 if channels >= 64 else 32 if channels >= 32 else 16
+    transforms took 0.31 instead of 0.17 ms with the driver's own choice),
+    within the device's work-group limit."""
+    wanted = 64 if channels >= 64 else 32 if channels >= 32 else 16
+    return max(1, min(wanted, ctx.dev.max_work_group_size))
 
 
-def _padded(channels: int) -> int:
-    group = _group(channels)
+def _padded(channels: int, group: int) -> int:
     return -(-channels // group) * group
