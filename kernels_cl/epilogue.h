@@ -1,6 +1,6 @@
-// Run-time epilogue shared by kernels that end a convolution or GEMM
-// (gemm.cl, winograd.cl): bias, residual and activation chosen by kernel
-// arguments, not defines, so one program serves every layer.  Include after
+// Run-time epilogue of kernels that end a convolution or GEMM (gemm.cl):
+// bias, residual and activation chosen by kernel arguments, not defines, so
+// one program serves every layer.  Include after
 // common.h; the ACT_* macros then read their parameters from p0/p1 instead
 // of -DP0/-DP1.
 #ifndef CLNET_EPILOGUE_H

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..tuning import conv_algorithm, gemm_params
 from .elementwise import int_vec
-from .gemm import emit_gemm, epilogue_args, pack_b
+from .gemm import act_defines, emit_gemm, pack_b
 
 # G of F(m x m, 3x3) per output tile size m; interpolation points 0, +-1,
 # (+-2,) and infinity, as in Lavin and Gray (2016).
@@ -106,14 +106,17 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     emit_gemm(ctx, m, v, u, T, M, C, positions, a_packed=False, params=p,
               za=(1, positions, T * C, 0), zb=(1, positions, panels * C * tn, 0),
               zc=(T * M, 0, M), lda=C)
+    defines.update(act_defines(node))   # compiled in: see winograd.cl
     b_arg = bias
     if isinstance(bias, np.ndarray):
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
-    epilogue = epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
-                             residual is not None)
+    if bias is not None:
+        defines["HAS_BIAS"] = True
+    if residual is not None:
+        defines["HAS_RESIDUAL"] = True
     ctx.launch("winograd", (_padded(M, group_m), T),
                [m, out, b_arg, residual, np.int32(M), np.int32(T),
-                int_vec((OH, OW, across, per_image)), *epilogue],
+                int_vec((OH, OW, across, per_image))],
                defines, entry="winograd_output", lsize=(group_m, 1))
 
 
