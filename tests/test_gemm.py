@@ -20,6 +20,8 @@ CONFIGS = {
     "grouped-nt2": {"TM": 5, "TN": 16, "VW": 8, "GROUP_M": 3, "NT": 2, "LSIZE": (1, 1, 1)},
     "nt3-mfirst": {"TM": 4, "TN": 8, "VW": 4, "M_FIRST": 1, "NT": 3},
     "gpu-splitk4": {"TM": 4, "TN": 8, "VW": 4, "KSPLIT": 4},
+    "grouped-splitk2": {"TM": 4, "TN": 16, "VW": 8, "GROUP_M": 2, "KSPLIT": 2, "NT": 3,
+                        "LSIZE": (1, 1, 1)},
 }
 
 
