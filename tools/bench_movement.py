@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 import clnet
+from bench_models import timed   # tools/ is on sys.path when run as a script
 
 RNG = np.random.default_rng(0)
 
@@ -58,13 +58,7 @@ def cases() -> dict:
 
 
 def median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(fn, repeat))
 
 
 def main() -> None:

@@ -467,7 +467,7 @@ def conv(ctx, node):
     if group == C and w_shape[1] == 1 and residual is None:
         _depthwise(ctx, node, x, out, weights, bias_data, (N, C, H, W, M, OH, OW), geometry)
         return
-    from .winograd import emit_winograd, winograd_variant
+    from .winograd import emit_winograd, winograd_variant   # winograd.py imports this module
     dims = (N, C, H, W, M, OH, OW)
     variant = winograd_variant(ctx, node, weights, group, dims, geo)
     if variant:
