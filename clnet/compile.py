@@ -3,9 +3,15 @@
 * ``#include "x.h"`` lines are inlined from kernels_cl/ before building, so a
   program is one self-contained string: offline compilers (FPGA flows) and
   drivers that mishandle ``-I`` with unusual paths see the same source.
-* Builds are memoised per (context, name, options) in this process and cached
-  on disk by pyopencl's binary cache (keyed by source, options, device and
-  driver); we do not keep a second cache.
+* Builds are memoised per (context, name, options) in this process and the
+  device binaries are kept on disk in ``cache_dir()/kernels``, keyed by the
+  source, the options and the device/driver identity.  Creating a program
+  from its binary takes ~5 ms on PoCL 3.1 where a cached source build (the
+  driver's own cache, which pyopencl relies on for PoCL) still takes ~50 ms
+  because the source is preprocessed and hashed again: with a dozen programs
+  per model that is the difference between a 0.1 s and a 0.7 s warm load.
+  ``CLNET_KERNEL_CACHE=0`` turns the disk cache off; a binary that no longer
+  loads is rebuilt from source and replaced.
 * A folder of prebuilt binaries (``CLNET_BINARIES``) is searched first, for
   devices without an online compiler.
 """
@@ -106,7 +112,10 @@ def build_program(dev, name: str, defines: Mapping) -> "cl.Program":
     source = kernel_source(name)
     prg = _from_binaries(dev, name, source, options)
     if prg is None:
+        prg = _from_disk_cache(dev, name, source, options)
+    if prg is None:
         prg = _compile(dev, name, source, options)
+        _store_in_disk_cache(dev, name, source, options, prg)
     with _LOCK:
         _MEMO[key] = prg
     return prg
@@ -139,6 +148,49 @@ def _compile(dev, name: str, source: str, options: tuple) -> "cl.Program":
         raise KernelBuildError(
             f"{name}.cl failed to build on {dev.describe()} with options "
             f"{' '.join(options)}:\n{log}") from None
+
+
+def _disk_cache_path(dev, name: str, source: str, options: tuple):
+    if os.environ.get("CLNET_KERNEL_CACHE", "1").strip().lower() in ("0", "off", "no", "false"):
+        return None
+    identity = "\0".join((dev.platform_name, dev.platform_version, dev.name, dev.driver,
+                          str(dev.cl_device.version), source, " ".join(options)))
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    from .device import cache_dir
+    return cache_dir() / "kernels" / f"{name}-{digest}.bin"
+
+
+def _from_disk_cache(dev, name: str, source: str, options: tuple):
+    path = _disk_cache_path(dev, name, source, options)
+    if path is None or not path.is_file():
+        return None
+    try:
+        binary = path.read_bytes()
+        prg = cl.Program(dev.context, [dev.cl_device], [binary])
+        return prg.build(options=list(options))
+    except (OSError, cl.Error):
+        # stale or damaged (another driver build, a truncated write): rebuild
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
+
+
+def _store_in_disk_cache(dev, name: str, source: str, options: tuple, prg) -> None:
+    path = _disk_cache_path(dev, name, source, options)
+    if path is None:
+        return
+    try:
+        (binary,) = prg.get_info(cl.program_info.BINARIES)
+        if not binary:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(binary)
+        os.replace(tmp, path)    # atomic: a reader never sees half a binary
+    except (OSError, cl.Error, ValueError):
+        pass                     # the cache is an optimisation; never fail a build for it
 
 
 def _build_log(exc: Exception) -> str:

@@ -50,3 +50,32 @@ def test_prebuilt_binaries_are_used_without_compiling(device, tmp_path, monkeypa
     np.testing.assert_allclose(result, a @ b, rtol=1e-6)
     with pytest.raises(KernelBuildError):   # not prebuilt: would need the compiler
         clc.build_program(device, "probe", {"OTHER": 1})
+
+
+def test_binaries_are_cached_on_disk_and_damaged_ones_rebuilt(device, tmp_path, monkeypatch):
+    """A second process (memo cleared) loads the device binary from the kernel
+    cache without compiling; a damaged cache file is replaced by a rebuild."""
+    monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(clc, "_MEMO", {})
+    defines = {"DISK_CACHE_TEST": 1}
+    clc.build_program(device, "probe", defines)
+    (cached,) = (tmp_path / "kernels").glob("probe-*.bin")
+    monkeypatch.setattr(clc, "_MEMO", {})
+    real_compile = clc._compile
+
+    def no_compiler(*args):
+        raise KernelBuildError("the online compiler must not be used")
+
+    monkeypatch.setattr(clc, "_compile", no_compiler)
+    assert clc.build_program(device, "probe", defines) is not None
+
+    cached.write_bytes(b"not a device binary")
+    monkeypatch.setattr(clc, "_MEMO", {})
+    monkeypatch.setattr(clc, "_compile", real_compile)
+    clc.build_program(device, "probe", defines)
+    assert cached.read_bytes() != b"not a device binary"
+
+    monkeypatch.setenv("CLNET_KERNEL_CACHE", "0")
+    monkeypatch.setattr(clc, "_MEMO", {})
+    clc.build_program(device, "probe", {"DISK_CACHE_TEST": 2})
+    assert len(list((tmp_path / "kernels").glob("probe-*.bin"))) == 1

@@ -115,6 +115,24 @@ def test_winograd_against_reference(device, case, epilogue, variant):
     assert_close(got[0], reference(model, feeds)[0])
 
 
+@pytest.mark.parametrize("tile", [4, 2])
+def test_winograd_filter_transform_is_packed_g_w_gt(tile):
+    """The load-time filter transform equals G w G^T per filter (float64),
+    laid out as gemm.cl's packed B: [position][M panel][C][lane], zero lanes
+    past M."""
+    from clnet.ops.winograd import G_MATRICES, filter_transform
+
+    m, c, tn = 21, 5, 8
+    w = np.random.default_rng(3).standard_normal((m, c, 3, 3)).astype(np.float32)
+    g = G_MATRICES[tile]
+    want = np.einsum("ik,mckl,jl->ijcm", g, w.astype(np.float64), g).reshape(-1, c, m)
+    got = filter_transform(w, tile, tn)
+    assert got.shape == ((tile + 2) ** 2, 3, c, tn) and got.dtype == np.float32
+    unpacked = got.transpose(0, 2, 1, 3).reshape(-1, c, 3 * tn)
+    np.testing.assert_allclose(unpacked[:, :, :m], want, rtol=1e-6, atol=1e-6)
+    assert not unpacked[:, :, m:].any()
+
+
 def _algorithm(model, device, precision="fp32"):
     import clnet
     session = clnet.InferenceSession(model.SerializeToString(), device=device,
