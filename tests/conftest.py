@@ -11,6 +11,11 @@ import re
 import numpy as np
 import pytest
 
+# The suite builds hundreds of one-off programs: fetching each binary for the
+# on-disk kernel cache would cost PoCL 0.3-0.8 s of compiling apiece for
+# nothing (tests/test_compile.py turns the cache on where it is the subject).
+os.environ.setdefault("CLNET_KERNEL_CACHE", "0")
+
 
 @pytest.fixture(scope="session")
 def device():

@@ -56,9 +56,11 @@ def test_binaries_are_cached_on_disk_and_damaged_ones_rebuilt(device, tmp_path, 
     """A second process (memo cleared) loads the device binary from the kernel
     cache without compiling; a damaged cache file is replaced by a rebuild."""
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CLNET_KERNEL_CACHE", "1")
     monkeypatch.setattr(clc, "_MEMO", {})
     defines = {"DISK_CACHE_TEST": 1}
     clc.build_program(device, "probe", defines)
+    clc._SAVER.drain()    # written by a background thread
     (cached,) = (tmp_path / "kernels").glob("probe-*.bin")
     monkeypatch.setattr(clc, "_MEMO", {})
     real_compile = clc._compile
@@ -73,9 +75,11 @@ def test_binaries_are_cached_on_disk_and_damaged_ones_rebuilt(device, tmp_path, 
     monkeypatch.setattr(clc, "_MEMO", {})
     monkeypatch.setattr(clc, "_compile", real_compile)
     clc.build_program(device, "probe", defines)
+    clc._SAVER.drain()
     assert cached.read_bytes() != b"not a device binary"
 
     monkeypatch.setenv("CLNET_KERNEL_CACHE", "0")
     monkeypatch.setattr(clc, "_MEMO", {})
     clc.build_program(device, "probe", {"DISK_CACHE_TEST": 2})
+    clc._SAVER.drain()
     assert len(list((tmp_path / "kernels").glob("probe-*.bin"))) == 1
