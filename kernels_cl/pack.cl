@@ -24,32 +24,48 @@ __kernel void im2col(__global const STORE_T *x, __global STORE_T *out,
     const int c = k / (kw * kh);
     __global const STORE_T *plane = x + x_off + (z * c_group + c) * H * W;
     const int col0 = panel * TN;
-    int oy = col0 / OW, ox = col0 % OW;
     __global STORE_T *dst = out + ((z * n_panels + panel) * K + k) * TN;
 #if TN % 8 == 0
-    // Interior strips (one output row, every tap inside the image, stride 1
-    // or 2; a stride-2 strip loads 2 * TN inputs): whole-vector loads instead
-    // of TN scalar gathers (float8, which every CPU compiler handles; float16
-    // crashed one without AVX-512).
-    const int iy = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
-    const int ix = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
-    if (ox + TN <= OW && oy < OH && iy >= 0 && iy < H && ix >= 0
-            && ix + TN * kern.s3 <= W && kern.s3 <= 2) {
-        __global const STORE_T *src = plane + iy * W + ix;
-        #pragma unroll
-        for (int j = 0; j < TN; j += 8) {
-            float8 row;
+    // Eight output pixels at a time: a chunk in one output row with every tap
+    // inside the image (stride 1 or 2; a stride-2 chunk loads 16 inputs) is
+    // one vector load instead of eight gathers.  Deciding per chunk rather
+    // than per TN-wide strip keeps strips that cross an output row (most of
+    // them when OW is not a multiple of TN: 28, 56, 112) and the chunks away
+    // from the padded border on the vector path.
+    #pragma unroll
+    for (int j = 0; j < TN; j += 8) {
+        int oy = (col0 + j) / OW, ox = (col0 + j) % OW;
+        const int iy = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
+        const int ix = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
+        float8 row;
+        if (ox + 8 <= OW && oy < OH && iy >= 0 && iy < H && ix >= 0
+                && ix + 8 * kern.s3 <= W && kern.s3 <= 2) {
+            __global const STORE_T *src = plane + iy * W + ix;
             if (kern.s3 == 1) {
-                row = LOADFN(8, src, j);
+                row = LOADFN(8, src, 0);
             } else {
-                const float8 lo = LOADFN(8, src, 2 * j), hi = LOADFN(8, src, 2 * j + 8);
+                const float8 lo = LOADFN(8, src, 0), hi = LOADFN(8, src, 8);
                 row = (float8)(lo.even, hi.even);
             }
-            STOREFN(8, dst, j, row);
+        } else {
+            float v[8];
+            #pragma unroll
+            for (int t = 0; t < 8; ++t) {
+                const int y = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
+                const int xx = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
+                const bool inside = oy < OH && y >= 0 && y < H && xx >= 0 && xx < W;
+                v[t] = inside ? LOADF(plane, y * W + xx) : 0.0f;
+                if (++ox == OW) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+            row = vload8(0, v);
         }
-        return;
+        STOREFN(8, dst, j, row);
     }
-#endif
+#else
+    int oy = col0 / OW, ox = col0 % OW;
     float v[TN];
     #pragma unroll
     for (int j = 0; j < TN; ++j) {
@@ -65,6 +81,7 @@ __kernel void im2col(__global const STORE_T *x, __global STORE_T *out,
     #pragma unroll
     for (int j = 0; j < TN; j += 4)
         STOREFN(4, dst, j, vload4(0, v + j));
+#endif
 }
 
 // A strided matrix src[z][k][n] = src[base + z*sz + k*sk + n*sn] into panels;
