@@ -133,6 +133,38 @@ def test_winograd_filter_transform_is_packed_g_w_gt(tile):
     assert not unpacked[:, :, m:].any()
 
 
+DIRECT_CASES = [
+    # (x shape, w shape, attrs): few input channels, spatial kernels, strides
+    ((1, 3, 29, 31), (16, 3, 7, 7), {"pads": [3, 3, 3, 3], "strides": [2, 2]}),   # stem
+    ((2, 4, 17, 9), (12, 4, 3, 3), {"pads": [1, 0, 2, 1], "strides": [2, 2]}),    # OW <= 8
+    ((1, 3, 20, 40), (8, 3, 3, 5), {"pads": [0, 2, 1, 2]}),                       # stride 1
+    ((1, 16, 23, 37), (24, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [3, 2]}),
+    ((1, 2, 12, 50), (9, 2, 5, 4), {"strides": [1, 4]}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DIRECT_CASES)))
+@pytest.mark.parametrize("epilogue", ["relu", "residual", "Sigmoid"])
+def test_direct_conv_against_reference(device, case, epilogue):
+    """conv_direct.cl (few input channels, strided or large kernels): odd
+    sizes, partial pixel blocks and channel tiles, bias, residual Add and
+    activation fused."""
+    x_shape, w_shape, attrs = DIRECT_CASES[case]
+    rng = np.random.default_rng(40 + case)
+    act = {"relu": "Relu", "residual": None}.get(epilogue, epilogue)
+    model = _conv_model(x_shape, w_shape, attrs, rng, act=act, residual=epilogue == "residual")
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    import clnet
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    if epilogue == "residual":   # shaped like the conv's output
+        plain = _conv_model(x_shape, w_shape, attrs, np.random.default_rng(0))
+        feeds["r"] = rng.standard_normal(reference(plain, feeds)[0].shape).astype(np.float32)
+    got = session.run(None, feeds)
+    entries = [l.entry for l in session.last_plan.launches]
+    assert "conv_direct" in entries
+    assert_close(got[0], reference(model, feeds)[0])
+
+
 def _algorithm(model, device, precision="fp32"):
     import clnet
     session = clnet.InferenceSession(model.SerializeToString(), device=device,

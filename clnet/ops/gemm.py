@@ -473,8 +473,60 @@ def conv(ctx, node):
     if variant:
         emit_winograd(ctx, node, variant, x, out, weights, bias_data, residual, dims, geo)
         return
+    if _direct_ok(ctx, weights, group, dims, geo):
+        _direct_conv(ctx, node, x, out, weights, bias_data, residual, dims, geo)
+        return
     _im2col_gemm(ctx, node, x, out, weights, bias_data, residual, group, dims, geometry,
                  geo[0][0] * geo[0][1])
+
+
+DIRECT_TM, DIRECT_RY = 8, 2
+
+
+def _direct_ok(ctx, weights, group, dims, geo) -> bool:
+    """Whether conv_direct.cl runs this conv: few input channels (stems such
+    as ResNet's 7x7/2 on RGB, whose im2col copy is 7.4 MB per image for a
+    K of only 147), a spatial kernel, constant weights, one group, no
+    dilation, in float storage.  ResNet-18 stem: 1.1 ms against 1.9
+    for im2col + GEMM; the 3x3/2 and 1x1/2 convs with 64-512 input channels
+    were 1.0-2x slower than im2col + GEMM (tools/bench_conv.py), so they stay."""
+    (kh, kw, sy, sx), (_, _, dy, dx) = geo
+    N, C, H, W, M, OH, OW = dims
+    return (isinstance(weights, np.ndarray) and group == 1 and (dy, dx) == (1, 1)
+            and C <= DIRECT_MAX_C and kh * kw > 1 and max(sy, sx) <= 4
+            and not ctx.store_half and not ctx.weight_int8 and M >= DIRECT_TM
+            and not FORCE_IM2COL)
+
+
+DIRECT_MAX_C = 16
+FORCE_IM2COL = False
+
+
+def _direct_conv(ctx, node, x, out, weights, bias, residual, dims, geo):
+    (kh, kw, sy, sx), (pad_y, pad_x, _, _) = geo
+    N, C, H, W, M, OH, OW = dims
+    tn = 16 if OW > 8 else 8
+    blocks = -(-OW // tn)
+    rows = (OH - 1) * sy + kh
+    cols = blocks * tn + (kw - 1) // sx
+    defines = {"KH": kh, "KW": kw, "SY": sy, "SX": sx, "TM": DIRECT_TM, "TN": tn,
+               "RY": DIRECT_RY}
+    xp = ctx.scratch(N * C * sx * rows * cols * ctx.itemsize(x))
+    ctx.launch("conv_direct", (cols, rows, N * C * sx),
+               [x, xp, int_vec((H, W, rows, cols)), int_vec((pad_y, pad_x))],
+               defines, entry="conv_phases")
+    wp = ctx.weight(pack_a(weights.reshape(1, M, -1), DIRECT_TM),
+                    (node.inputs[1].name, "direct", DIRECT_TM))
+    b_arg = bias
+    if bias is not None and not isinstance(bias, Value):
+        b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
+    epi = epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
+                        residual is not None)
+    groups = -(-OH // DIRECT_RY)
+    ctx.launch("conv_direct", (groups * blocks, -(-M // DIRECT_TM), N),
+               [xp, wp, out, b_arg, residual, int_vec((C, M, OH, OW)),
+                int_vec((rows, cols, groups, blocks))] + list(epi),
+               defines, entry="conv_direct", lsize=(1, 1, 1))
 
 
 def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):

@@ -1,0 +1,154 @@
+// Direct (implicit-GEMM) 2-D convolution for strided and large-kernel convs
+// (ResNet's 7x7/2 stem, the 3x3/2 and 1x1/2 down-sampling convs): the same
+// register-blocked product as gemm.cl, C[co][pixel] = sum_k W[co][k] X[k][pixel]
+// with k = (ci, ky, kx), but the X operand is read straight from the input
+// instead of from an im2col copy (which for the 7x7 stem is 7.4 MB written
+// and read again per image).
+//
+// conv_phases first copies the input into a zero-padded, phase-split layout
+//   xp[n][ci][px][row][q] = x_padded[n][ci][row][q * SX + px]
+// so that the TN outputs ox0..ox0+TN-1 of tap (ky, kx) are TN consecutive
+// elements xp[n][ci][kx % SX][oy * SY + ky][ox0 + kx / SX + ...]: one vector
+// load for any stride, no bounds checks in the inner loop.
+//
+// conv_direct: one work-item computes TM output channels x RY output rows x
+// TN pixels of one row; the weights are gemm.cl's packed A panels
+// Wp[M / TM][K][TM].  Bias, residual and activation are applied by the
+// run-time epilogue of epilogue.h.
+#include "common.h"
+#include "epilogue.h"
+
+#ifndef KH
+  #define KH 3              // kernel height
+#endif
+#ifndef KW
+  #define KW 3              // kernel width
+#endif
+#ifndef SY
+  #define SY 1              // vertical stride
+#endif
+#ifndef SX
+  #define SX 1              // horizontal stride
+#endif
+#ifndef TM
+  #define TM 8              // output channels per work-item
+#endif
+#ifndef TN
+  #define TN 16             // pixels per output row and work-item: 8 or 16
+#endif
+#ifndef RY
+  #define RY 2              // output rows per work-item
+#endif
+
+#define VT CAT(float, TN)
+
+// geo: (H, W, rows of xp, columns q of xp); pad: (top, left)
+__kernel void conv_phases(__global const STORE_T *x, __global STORE_T *xp,
+                          const int4 geo, const int4 pad)
+{
+    const int q = get_global_id(0);
+    const int row = get_global_id(1);
+    const int plane = get_global_id(2);         // n * C * SX + ci * SX + px
+    const int H = geo.s0, W = geo.s1, rows = geo.s2, cols = geo.s3;
+    if (q >= cols || row >= rows)
+        return;
+    const int px = plane % SX, nc = plane / SX;
+    const int iy = row - pad.s0, ix = q * SX + px - pad.s1;
+    const float v = (iy >= 0 && iy < H && ix >= 0 && ix < W)
+        ? LOADF(x, ((size_t)nc * H + iy) * W + ix) : 0.0f;
+    STOREF(xp, ((size_t)plane * rows + row) * cols + q, v);
+}
+
+inline VT act_tn(const VT v, const int act, const float p0, const float p1)
+{
+#if TN == 16
+    return (float16)(act8(v.lo, act, p0, p1), act8(v.hi, act, p0, p1));
+#else
+    return act8(v, act, p0, p1);
+#endif
+}
+
+// dims: (C, M, OH, OW); xgeo: (rows of xp, columns of xp, row groups per
+// image = ceil(OH / RY), column blocks = ceil(OW / TN)).
+// Grid: (row groups x column blocks, ceil(M / TM), N).
+__kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
+                          __global STORE_T *y, __global const STORE_T *bias,
+                          __global const STORE_T *res, const int4 dims, const int4 xgeo,
+                          const int epi, const float4 epf)
+{
+    const int C = dims.s0, M = dims.s1, OH = dims.s2, OW = dims.s3;
+    const int rows = xgeo.s0, cols = xgeo.s1, blocks = xgeo.s3;
+    const int oy0 = (get_global_id(0) / blocks) * RY;
+    const int ox0 = (get_global_id(0) % blocks) * TN;
+    const int mb = get_global_id(1);
+    const int n = get_global_id(2);
+    const int m0 = mb * TM;
+    if (oy0 >= OH || m0 >= M)
+        return;
+    const int K = C * KH * KW;
+    __global const float *ap = wp + (size_t)mb * K * TM;
+    const size_t plane = (size_t)rows * cols;
+    __global const STORE_T *xn = xp + (size_t)n * C * SX * plane;
+
+    VT acc[TM][RY];
+    #pragma unroll
+    for (int i = 0; i < TM; ++i)
+        #pragma unroll
+        for (int r = 0; r < RY; ++r)
+            acc[i][r] = (VT)(0.0f);
+
+    for (int c = 0; c < C; ++c) {
+        __global const STORE_T *xc = xn + (size_t)c * SX * plane;
+        for (int ky = 0; ky < KH; ++ky) {
+            __global const STORE_T *xr = xc + (oy0 * SY + ky) * cols + ox0;
+            #pragma unroll
+            for (int kx = 0; kx < KW; ++kx) {
+                __global const STORE_T *src = xr + (kx % SX) * plane + kx / SX;
+                VT b[RY];
+                #pragma unroll
+                for (int r = 0; r < RY; ++r)     // rows past OH read padding rows
+                    b[r] = LOADFN(TN, src, min(r, OH - 1 - oy0) * SY * cols);
+                #pragma unroll
+                for (int i = 0; i < TM; ++i) {
+                    const float a = ap[i];
+                    #pragma unroll
+                    for (int r = 0; r < RY; ++r)
+                        acc[i][r] = a * b[r] + acc[i][r];
+                }
+                ap += TM;
+            }
+        }
+    }
+
+    const int act = epi >> 8;
+    const int n_left = OW - ox0;
+    #pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int co = m0 + i;
+        if (co >= M)
+            break;
+        const float bv = (epi & EPI_BIAS_ROW) ? LOADF(bias, co) : 0.0f;
+        #pragma unroll
+        for (int r = 0; r < RY; ++r) {
+            const int oy = oy0 + r;
+            if (oy >= OH)
+                break;
+            const size_t at = (((size_t)n * M + co) * OH + oy) * OW + ox0;
+            VT v = acc[i][r] + bv;
+            if (n_left >= TN) {
+                if (epi & EPI_RESIDUAL)
+                    v += LOADFN(TN, res, at);
+                STOREFN(TN, y, at, act_tn(v, act, epf.s1, epf.s2));
+            } else {
+                float t[TN];
+                CAT(vstore, TN)(v, 0, t);
+                for (int j = 0; j < n_left; ++j) {
+                    float s = t[j];
+                    if (epi & EPI_RESIDUAL)
+                        s += LOADF(res, at + j);
+                    STOREF(y, at + j, act_one(s, act, epf.s1, epf.s2));
+                }
+            }
+        }
+    }
+}
