@@ -113,6 +113,15 @@ class Device:
             return False
 
     @cached_property
+    def host_unified_memory(self) -> bool:
+        """A CPU device whose buffers are host memory: constants can be used
+        in place (CL_MEM_USE_HOST_PTR) instead of copied."""
+        try:
+            return self.type == "CPU" and bool(self.cl_device.host_unified_memory)
+        except (cl.Error, AttributeError):
+            return False
+
+    @cached_property
     def compute_units(self) -> int:
         return int(self.cl_device.max_compute_units)
 

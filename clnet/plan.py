@@ -188,8 +188,14 @@ class LowerCtx:
             raise DeviceMemoryError(f"constant {key[0]!r} needs {nbytes} bytes, more than the "
                                     f"device's max allocation {self.dev.max_alloc}")
         mf = cl.mem_flags
+        # a CPU device reads host memory anyway: let it use the array in place
+        # (copying ResNet-18's 95 MB of packed and transformed weights was
+        # ~50 ms of a 0.5 s warm load); other devices get their own copy
+        zero_copy = self.dev.host_unified_memory and array.nbytes > 0
         try:
-            if array.nbytes:
+            if zero_copy:   # pyopencl keeps the array alive with the buffer
+                buf = cl.Buffer(self.dev.context, mf.READ_ONLY | mf.USE_HOST_PTR, hostbuf=array)
+            elif array.nbytes:
                 buf = cl.Buffer(self.dev.context, mf.READ_ONLY | mf.COPY_HOST_PTR, hostbuf=array)
             else:
                 buf = cl.Buffer(self.dev.context, mf.READ_ONLY, size=4)
@@ -346,8 +352,12 @@ PLACEMENT_ORDERS = (
 
 def _place(regions: list, align: int, order) -> int:
     """Greedy: in the given order, the lowest offset free over the lifetime."""
+    return _place_sequence(sorted(regions, key=order), align)
+
+
+def _place_sequence(sequence: list, align: int) -> int:
     placed: list = []
-    for reg in sorted(regions, key=order):
+    for reg in sequence:
         size = -(-reg.nbytes // align) * align
         conflicts = sorted((p for p in placed if p.start <= reg.end and reg.start <= p.end),
                            key=lambda p: p.offset)
@@ -362,19 +372,47 @@ def _place(regions: list, align: int, order) -> int:
     return max((r.offset + -(-r.nbytes // align) * align for r in placed), default=0)
 
 
+IMPROVE_STEPS = 200
+IMPROVE_WORK = 4e6
+
+
 def _assign_offsets(regions: list, align: int) -> tuple:
-    """(arena bytes, liveness lower bound): the best of several greedy orders."""
-    best_total, best_offsets = None, None
-    for order in PLACEMENT_ORDERS:
-        total = _place(regions, align, order)
-        if best_total is None or total < best_total:
-            best_total, best_offsets = total, [r.offset for r in regions]
-    for reg, offset in zip(regions, best_offsets):
-        reg.offset = offset
+    """(arena bytes, liveness lower bound): the best of several greedy orders,
+    then improved by moving the region that sets the arena's top earlier in
+    the placement order (kept when the arena does not grow).  The greedy
+    orders alone left ResNet-18 at 1.18x the bound: with its residual
+    blocks, equal-sized Winograd scratch regions must alternate between two
+    slots, which lowest-offset-first placement does not do; 12-16 moves
+    (~5 ms) reach the bound."""
     events = sorted({r.start for r in regions} | {r.end for r in regions})
     lower = max((sum(r.nbytes for r in regions if r.start <= t <= r.end) for t in events),
                 default=0)
-    return best_total or 0, lower
+    best_total, best_sequence = None, None
+    for order in PLACEMENT_ORDERS:
+        sequence = sorted(regions, key=order)
+        total = _place_sequence(sequence, align)
+        if best_total is None or total < best_total:
+            best_total, best_sequence = total, sequence
+    if best_total is None:
+        return 0, lower
+    rng = np.random.default_rng(0)
+    _place_sequence(best_sequence, align)
+    # a placement costs ~n^2: large graphs get fewer moves (a 1500-region
+    # graph none), so that planning stays in the tens of milliseconds
+    for _ in range(min(IMPROVE_STEPS, int(IMPROVE_WORK / max(len(regions), 1) ** 2))):
+        if best_total <= lower:
+            break
+        # one of the regions the latest trial (accepted or not) put above the
+        # bound, moved to a random earlier place in the order
+        above = [k for k, r in enumerate(best_sequence) if r.offset + r.nbytes > lower]
+        i = above[int(rng.integers(0, len(above)))]
+        sequence = list(best_sequence)
+        sequence.insert(int(rng.integers(0, i + 1)), sequence.pop(i))
+        total = _place_sequence(sequence, align)
+        if total <= best_total:
+            best_total, best_sequence = total, sequence
+    _place_sequence(best_sequence, align)
+    return best_total, lower
 
 
 def build_plan(graph: Graph, dev, store_half: bool, weights: dict, **options) -> Plan:
