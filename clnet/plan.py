@@ -404,7 +404,10 @@ def _assign_offsets(regions: list, align: int) -> tuple:
             break
         # one of the regions the latest trial (accepted or not) put above the
         # bound, moved to a random earlier place in the order
-        above = [k for k, r in enumerate(best_sequence) if r.offset + r.nbytes > lower]
+        above = [k for k, r in enumerate(best_sequence)
+                 if r.offset + -(-r.nbytes // align) * align > lower]
+        if not above:       # over the bound only by alignment padding
+            break
         i = above[int(rng.integers(0, len(above)))]
         sequence = list(best_sequence)
         sequence.insert(int(rng.integers(0, i + 1)), sequence.pop(i))
