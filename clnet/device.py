@@ -20,6 +20,26 @@ import numpy as np
 
 from .errors import DeviceError
 
+
+def _pin_pocl_threads() -> None:
+    """Ask PoCL's CPU driver to pin worker thread i to CPU i (POCL_AFFINITY,
+    read when the driver starts; a user's own setting wins).  Unpinned, the
+    kernel's scheduler at times ran both workers on one of this machine's
+    two vCPUs: SGEMM n=1024 went 120-150 or 200-280 GFLOP/s at random,
+    pinned it stays at 195-250.  Only where the process may use every CPU,
+    since PoCL pins to CPU numbers 0..n-1."""
+    if "POCL_AFFINITY" in os.environ:
+        return
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return
+    if allowed == set(range(os.cpu_count() or 0)):
+        os.environ["POCL_AFFINITY"] = "1"
+
+
+_pin_pocl_threads()
+
 try:
     import pyopencl as cl
 except ImportError as exc:  # pragma: no cover - reported at use
