@@ -42,21 +42,52 @@
 
 #define VT CAT(float, TN)
 
-// geo: (H, W, rows of xp, columns q of xp); pad: (top, left)
+// One work-item per row of xp, eight columns at a time: a chunk whose
+// inputs all lie inside the image row is one vector load (stride 1) or two
+// with the even lanes kept (stride 2); the padding and the rest go element
+// by element.  geo: (H, W, rows of xp, columns q of xp); pad: (top, left).
+// Grid: (rows, N * C * SX).
 __kernel void conv_phases(__global const STORE_T *x, __global STORE_T *xp,
                           const int4 geo, const int4 pad)
 {
-    const int q = get_global_id(0);
-    const int row = get_global_id(1);
-    const int plane = get_global_id(2);         // n * C * SX + ci * SX + px
+    const int row = get_global_id(0);
+    const int plane = get_global_id(1);         // n * C * SX + ci * SX + px
     const int H = geo.s0, W = geo.s1, rows = geo.s2, cols = geo.s3;
-    if (q >= cols || row >= rows)
+    if (row >= rows)
         return;
     const int px = plane % SX, nc = plane / SX;
-    const int iy = row - pad.s0, ix = q * SX + px - pad.s1;
-    const float v = (iy >= 0 && iy < H && ix >= 0 && ix < W)
-        ? LOADF(x, ((size_t)nc * H + iy) * W + ix) : 0.0f;
-    STOREF(xp, ((size_t)plane * rows + row) * cols + q, v);
+    const int iy = row - pad.s0;
+    const bool row_in = iy >= 0 && iy < H;
+    __global const STORE_T *src = x + ((size_t)nc * H + clamp(iy, 0, H - 1)) * W;
+    __global STORE_T *dst = xp + ((size_t)plane * rows + row) * cols;
+    for (int q0 = 0; q0 < cols; q0 += 8) {
+        const int ix0 = q0 * SX + px - pad.s1;
+        float8 v;
+        if (row_in && SX <= 2 && ix0 >= 0 && ix0 + 8 * SX <= W) {
+#if SX == 1
+            v = LOADFN(8, src, ix0);
+#elif SX == 2
+            const float8 lo = LOADFN(8, src, ix0), hi = LOADFN(8, src, ix0 + 8);
+            v = (float8)(lo.even, hi.even);
+#endif
+        } else {
+            float t[8];
+            #pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                const int ix = ix0 + j * SX;
+                t[j] = row_in && ix >= 0 && ix < W ? LOADF(src, ix) : 0.0f;
+            }
+            v = vload8(0, t);
+        }
+        if (q0 + 8 <= cols) {
+            STOREFN(8, dst, q0, v);
+        } else {
+            float t[8];
+            vstore8(v, 0, t);
+            for (int j = 0; q0 + j < cols; ++j)
+                STOREF(dst, q0 + j, t[j]);
+        }
+    }
 }
 
 inline VT act_tn(const VT v, const int act, const float p0, const float p1)

@@ -84,8 +84,10 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
                 for (int kx = 0; kx < KW; ++kx) {
 #if SX == 1
                     const VT xv = LOADFN(WX, rows[ky], ix0 + kx * DX);
-#else
+#elif SX == 2
                     const VT xv = load_even(rows[ky], ix0 + kx * DX);
+#else
+                    const VT xv = (VT)(0.0f);   // not reached: strides > 2 go the scalar way
 #endif
                     acc = wv[ky * KW + kx] * xv + acc;
                 }

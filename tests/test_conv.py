@@ -28,6 +28,15 @@ CASES = [
     # depthwise rows wide enough for the vector interior path, stride 1 and 2
     ((1, 3, 5, 37), (3, 1, 3, 3), {"group": 3, "pads": [1, 1, 1, 1]}),
     ((1, 5, 9, 41), (5, 1, 3, 3), {"group": 5, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 4, 7, 75), (4, 1, 3, 3), {"group": 4, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    # narrow depthwise maps (padded, phase-split copy): widths 7, 16, 32,
+    # strides 1-3, dilation, a channel multiplier, 5x5, uneven pads
+    ((2, 6, 7, 7), (6, 1, 3, 3), {"group": 6, "pads": [1, 1, 1, 1]}),
+    ((1, 4, 16, 16), (8, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
+    ((1, 3, 12, 32), (3, 1, 5, 5), {"group": 3, "pads": [2, 1, 2, 3]}),
+    ((1, 5, 15, 29), (5, 1, 3, 3), {"group": 5, "strides": [2, 3], "pads": [0, 1, 1, 0]}),
+    ((1, 4, 11, 23), (8, 1, 3, 3), {"group": 4, "strides": [2, 2], "pads": [2, 2, 2, 2],
+                                    "dilations": [2, 2]}),
 ]
 
 

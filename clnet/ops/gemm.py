@@ -512,9 +512,9 @@ def _direct_conv(ctx, node, x, out, weights, bias, residual, dims, geo):
     defines = {"KH": kh, "KW": kw, "SY": sy, "SX": sx, "TM": DIRECT_TM, "TN": tn,
                "RY": DIRECT_RY}
     xp = ctx.scratch(N * C * sx * rows * cols * ctx.itemsize(x))
-    ctx.launch("conv_direct", (cols, rows, N * C * sx),
+    ctx.launch("conv_direct", (rows, N * C * sx),
                [x, xp, int_vec((H, W, rows, cols)), int_vec((pad_y, pad_x))],
-               defines, entry="conv_phases")
+               defines, entry="conv_phases", lsize=(1, 1))
     wp = ctx.weight(pack_a(weights.reshape(1, M, -1), DIRECT_TM),
                     (node.inputs[1].name, "direct", DIRECT_TM))
     b_arg = bias
