@@ -26,6 +26,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
@@ -200,6 +201,8 @@ class _BinarySaver:
         self._closing = False
         self._busy = False
         self._builds = 0
+        self._last_build = 0.0
+        self._draining = False
         self._lib = None
 
     @contextmanager
@@ -213,6 +216,7 @@ class _BinarySaver:
         finally:
             with self._cond:
                 self._builds -= 1
+                self._last_build = time.monotonic()
                 self._cond.notify_all()
 
     def put(self, prg, path: Path) -> None:
@@ -229,26 +233,38 @@ class _BinarySaver:
             self._cond.notify()
 
     def drain(self, timeout: float = 60.0) -> None:
-        """Wait until every queued binary is written (tests, tools)."""
+        """Wait until every queued binary is written (tests, tools, exit)."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._queue and not self._busy,
-                                timeout)
+            self._draining = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def close(self) -> None:
         """At exit: finish the queue (once per program and machine; a
         driver call cut off by interpreter shutdown may crash the process),
         giving up on what is left after a minute."""
+        self.drain(60.0)
         with self._cond:
-            self._cond.wait_for(lambda: not self._queue and not self._busy, 60.0)
             self._closing = True
             self._queue.clear()
             self._cond.notify_all()
             self._cond.wait_for(lambda: not self._busy, 10.0)
 
+    def _ready(self) -> bool:
+        if self._closing:
+            return True
+        if not self._queue or self._builds:
+            return False
+        return self._draining or time.monotonic() - self._last_build >= SAVE_IDLE_S
+
     def _work(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: (self._queue and not self._builds) or self._closing)
+                # after SAVE_IDLE_S without a build, so that the rest of a
+                # session's loading (between builds, PoCL's compiler lock
+                # made it 2 s slower) is not held up
+                while not self._ready():
+                    self._cond.wait(SAVE_IDLE_S / 4)
                 if self._closing:
                     return
                 prg, path = self._queue.pop(0)
@@ -311,6 +327,7 @@ class _BinarySaver:
         return self._lib or None
 
 
+SAVE_IDLE_S = 1.0
 _SAVER = _BinarySaver()
 
 
