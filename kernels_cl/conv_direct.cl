@@ -16,7 +16,6 @@
 // Wp[M / TM][K][TM].  Bias, residual and activation are applied by the
 // run-time epilogue of epilogue.h.
 #include "common.h"
-#include "epilogue.h"
 
 #ifndef KH
   #define KH 3              // kernel height
@@ -41,6 +40,8 @@
 #endif
 
 #define VT CAT(float, TN)
+#define EPI_VW TN
+#include "epilogue.h"
 
 // One work-item per row of xp, eight columns at a time: a chunk whose
 // inputs all lie inside the image row is one vector load (stride 1) or two
@@ -88,15 +89,6 @@ __kernel void conv_phases(__global const STORE_T *x, __global STORE_T *xp,
                 STOREF(dst, q0 + j, t[j]);
         }
     }
-}
-
-inline VT act_tn(const VT v, const int act, const float p0, const float p1)
-{
-#if TN == 16
-    return (float16)(act8(v.lo, act, p0, p1), act8(v.hi, act, p0, p1));
-#else
-    return act8(v, act, p0, p1);
-#endif
 }
 
 // dims: (C, M, OH, OW); xgeo: (rows of xp, columns of xp, row groups per
@@ -151,8 +143,6 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
         }
     }
 
-    const int act = epi >> 8;
-    const int n_left = OW - ox0;
     #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int co = m0 + i;
@@ -164,22 +154,8 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
             const int oy = oy0 + r;
             if (oy >= OH)
                 break;
-            const size_t at = (((size_t)n * M + co) * OH + oy) * OW + ox0;
-            VT v = acc[i][r] + bv;
-            if (n_left >= TN) {
-                if (epi & EPI_RESIDUAL)
-                    v += LOADFN(TN, res, at);
-                STOREFN(TN, y, at, act_tn(v, act, epf.s1, epf.s2));
-            } else {
-                float t[TN];
-                CAT(vstore, TN)(v, 0, t);
-                for (int j = 0; j < n_left; ++j) {
-                    float s = t[j];
-                    if (epi & EPI_RESIDUAL)
-                        s += LOADF(res, at + j);
-                    STOREF(y, at + j, act_one(s, act, epf.s1, epf.s2));
-                }
-            }
+            epi_store(y, res, (((size_t)n * M + co) * OH + oy) * OW + ox0, OW - ox0,
+                      acc[i][r] + bv, epi, epf);
         }
     }
 }

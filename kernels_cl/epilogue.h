@@ -1,7 +1,7 @@
 // Run-time epilogue of kernels that end a convolution or GEMM (gemm.cl):
 // bias, residual and activation chosen by kernel arguments, not defines, so
 // one program serves every layer.  Include after
-// common.h; the ACT_* macros then read their parameters from p0/p1 instead
+// common.h (and after defining EPI_VW, for epi_store); the ACT_* macros then read their parameters from p0/p1 instead
 // of -DP0/-DP1.
 #ifndef CLNET_EPILOGUE_H
 #define CLNET_EPILOGUE_H
@@ -38,5 +38,46 @@ inline float8 act8(const float8 x, const int act, const float p0, const float p1
 {
     ACT_SWITCH(x)
 }
+
+// With EPI_VW (the includer's accumulator vector width: 4, 8 or 16) defined
+// before this header: the activation on such vectors, and the store of one
+// vector of outputs (residual added, activation applied; fewer than EPI_VW
+// valid lanes go one by one).
+#ifdef EPI_VW
+#define EPI_VT CAT(float, EPI_VW)
+
+// 16-wide math builtins (fmax, clamp, exp on float16) crash or call out of
+// line on some CPU compilers without AVX-512: apply them in halves.
+inline EPI_VT act_vec(const EPI_VT x, const int act, const float p0, const float p1)
+{
+#if EPI_VW == 16
+    return (float16)(act8(x.lo, act, p0, p1), act8(x.hi, act, p0, p1));
+#elif EPI_VW == 8
+    return act8(x, act, p0, p1);
+#else
+    ACT_SWITCH(x)
+#endif
+}
+
+inline void epi_store(__global STORE_T *C, __global const STORE_T *R, const int c_off,
+                      const int n_left, EPI_VT v, const int epi, const float4 epf)
+{
+    const int act = epi >> 8;
+    if (n_left >= EPI_VW) {
+        if (epi & EPI_RESIDUAL)
+            v += LOADFN(EPI_VW, R, c_off);
+        STOREFN(EPI_VW, C, c_off, act_vec(v, act, epf.s1, epf.s2));
+        return;
+    }
+    float t[EPI_VW];
+    CAT(vstore, EPI_VW)(v, 0, t);
+    for (int j = 0; j < n_left; ++j) {
+        float s = t[j];
+        if (epi & EPI_RESIDUAL)
+            s += LOADF(R, c_off + j);
+        STOREF(C, c_off + j, act_one(s, act, epf.s1, epf.s2));
+    }
+}
+#endif
 
 #endif  // CLNET_EPILOGUE_H

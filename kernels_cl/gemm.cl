@@ -23,7 +23,6 @@
 // Multiply-adds are written as a * b + c (not fma()): one compiler turns a
 // vector fma() into an out-of-line call, and -cl-mad-enable lets both fuse.
 #include "common.h"
-#include "epilogue.h"
 
 #ifndef TM
   #define TM 4              // rows of C per work-item
@@ -47,6 +46,8 @@
 
 #define VT CAT(float, VW)
 #define NV (TN / VW)
+#define EPI_VW VW
+#include "epilogue.h"
 
 // -DA_FLOAT: A is float whatever the storage (a half activation converted
 // once before a large GEMM, so that A need not go through float4 loads and
@@ -75,39 +76,6 @@
                 acc[i][j] = A_AT(i, (kk)) * bv + acc[i][j]; \
         } \
     } while (0)
-
-// 16-wide math builtins (fmax, clamp, exp on float16) crash or call out of
-// line on some CPU compilers without AVX-512: apply them in halves.
-inline VT act_vec(const VT x, const int act, const float p0, const float p1)
-{
-#if VW == 16
-    return (float16)(act8(x.lo, act, p0, p1), act8(x.hi, act, p0, p1));
-#elif VW == 8
-    return act8(x, act, p0, p1);
-#else
-    ACT_SWITCH(x)
-#endif
-}
-
-inline void gemm_store(__global STORE_T *C, __global const STORE_T *R, const int c_off,
-                       const int n_left, VT v, const int epi, const float4 epf)
-{
-    const int act = epi >> 8;
-    if (n_left >= VW) {
-        if (epi & EPI_RESIDUAL)
-            v += LOADFN(VW, R, c_off);
-        STOREFN(VW, C, c_off, act_vec(v, act, epf.s1, epf.s2));
-        return;
-    }
-    float t[VW];
-    CAT(vstore, VW)(v, 0, t);
-    for (int j = 0; j < n_left; ++j) {
-        float s = t[j];
-        if (epi & EPI_RESIDUAL)
-            s += LOADF(R, c_off + j);
-        STOREF(C, c_off + j, act_one(s, act, epf.s1, epf.s2));
-    }
-}
 
 // One TM x TN tile of C: column tile nb, row tile mb, batch (x KSPLIT) zk.
 inline void gemm_tile(__global const A_T *A, __global const STORE_T *B,
@@ -258,7 +226,7 @@ inline void gemm_tile(__global const A_T *A, __global const STORE_T *B,
                 v += LOADF(bias, za_idx * bias_zstride + m);
             if (epi & EPI_BIAS_COL)
                 v += LOADFN(VW, bias, za_idx * bias_zstride + n);  // padded to TN
-            gemm_store(C, R, zc.s1 + z * zc.s0 + m * zc.s2 + n, N - n, v, epi, epf);
+            epi_store(C, R, zc.s1 + z * zc.s0 + m * zc.s2 + n, N - n, v, epi, epf);
         }
     }
 #endif
