@@ -489,7 +489,8 @@ def _direct_ok(ctx, weights, group, dims, geo) -> bool:
     K of only 147), a spatial kernel, constant weights, one group, no
     dilation, in float storage.  ResNet-18 stem: 1.1 ms against 1.9
     for im2col + GEMM; the 3x3/2 and 1x1/2 convs with 64-512 input channels
-    were 1.0-2x slower than im2col + GEMM (tools/bench_conv.py), so they stay."""
+    were 1.0-2x slower than im2col + GEMM in an interleaved A/B of whole
+    plans (docs/BENCHMARKS.md), so they stay."""
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
     N, C, H, W, M, OH, OW = dims
     return (isinstance(weights, np.ndarray) and group == 1 and (dy, dx) == (1, 1)
@@ -499,7 +500,7 @@ def _direct_ok(ctx, weights, group, dims, geo) -> bool:
 
 
 DIRECT_MAX_C = 16
-FORCE_IM2COL = False
+FORCE_IM2COL = False     # set by A/B measurements to time im2col + GEMM instead
 
 
 def _direct_conv(ctx, node, x, out, weights, bias, residual, dims, geo):
