@@ -6,6 +6,25 @@
   #define TN 16             // panel width; must match the GEMM's TN
 #endif
 
+// N (a constant: the loop must unroll for the driver to vectorise it)
+// values of one im2col row (tap ky, kx) into v, from output pixel (oy0, ox0)
+// on, wrapping to the next output row; zero outside the image.
+#define IM2COL_GATHER(v, N, oy0, ox0) \
+    do { \
+        int oy_ = (oy0), ox_ = (ox0); \
+        _Pragma("unroll") \
+        for (int t_ = 0; t_ < (N); ++t_) { \
+            const int iy_ = oy_ * kern.s2 - pad_dil.s0 + ky * pad_dil.s2; \
+            const int ix_ = ox_ * kern.s3 - pad_dil.s1 + kx * pad_dil.s3; \
+            const bool in_ = oy_ < OH && iy_ >= 0 && iy_ < H && ix_ >= 0 && ix_ < W; \
+            (v)[t_] = in_ ? LOADF(plane, iy_ * W + ix_) : 0.0f; \
+            if (++ox_ == OW) { \
+                ox_ = 0; \
+                ++oy_; \
+            } \
+        } \
+    } while (0)
+
 // im2col for 2-D convolution, straight into panels.  z = image * G + group,
 // k = (channel in group, ky, kx), column = output pixel oy * OW + ox.
 // One work-item fills one panel row: TN consecutive output pixels of one k,
@@ -34,7 +53,7 @@ __kernel void im2col(__global const STORE_T *x, __global STORE_T *out,
     // from the padded border on the vector path.
     #pragma unroll
     for (int j = 0; j < TN; j += 8) {
-        int oy = (col0 + j) / OW, ox = (col0 + j) % OW;
+        const int oy = (col0 + j) / OW, ox = (col0 + j) % OW;
         const int iy = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
         const int ix = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
         float8 row;
@@ -49,35 +68,14 @@ __kernel void im2col(__global const STORE_T *x, __global STORE_T *out,
             }
         } else {
             float v[8];
-            #pragma unroll
-            for (int t = 0; t < 8; ++t) {
-                const int y = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
-                const int xx = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
-                const bool inside = oy < OH && y >= 0 && y < H && xx >= 0 && xx < W;
-                v[t] = inside ? LOADF(plane, y * W + xx) : 0.0f;
-                if (++ox == OW) {
-                    ox = 0;
-                    ++oy;
-                }
-            }
+            IM2COL_GATHER(v, 8, oy, ox);
             row = vload8(0, v);
         }
         STOREFN(8, dst, j, row);
     }
 #else
-    int oy = col0 / OW, ox = col0 % OW;
     float v[TN];
-    #pragma unroll
-    for (int j = 0; j < TN; ++j) {
-        const int iy = oy * kern.s2 - pad_dil.s0 + ky * pad_dil.s2;
-        const int ix = ox * kern.s3 - pad_dil.s1 + kx * pad_dil.s3;
-        const bool inside = oy < OH && iy >= 0 && iy < H && ix >= 0 && ix < W;
-        v[j] = inside ? LOADF(plane, iy * W + ix) : 0.0f;
-        if (++ox == OW) {
-            ox = 0;
-            ++oy;
-        }
-    }
+    IM2COL_GATHER(v, TN, col0 / OW, col0 % OW);
     #pragma unroll
     for (int j = 0; j < TN; j += 4)
         STOREFN(4, dst, j, vload4(0, v + j));
