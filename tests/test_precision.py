@@ -381,18 +381,30 @@ def test_large_values_are_not_copied_to_half(device, op_type, module, name):
 
 
 @pytest.mark.slow
-def test_every_node_case_clnet_runs_also_runs_under_auto(device):
-    """All ONNX node test cases that pass in fp32 stay within 1e-2 under auto."""
+@pytest.mark.parametrize("sweep", ["one_per_op_set", "all"])
+def test_node_cases_clnet_runs_also_run_under_auto(device, sweep):
+    """ONNX node test cases that pass in fp32 stay within 1e-2 under auto.
+
+    The default run checks the first passing case of every distinct set of
+    op types (280 sets; the whole sweep took 4 of the suite's 15 minutes on
+    a 2-core CI machine); CLNET_FULL_SWEEP=1 checks all of them.
+    """
+    import os
     import warnings
 
     import clnet
     from onnx.backend.test.case.node import collect_testcases
 
+    if sweep == "all" and os.environ.get("CLNET_FULL_SWEEP") != "1":
+        pytest.skip("the whole sweep runs with CLNET_FULL_SWEEP=1")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = collect_testcases(None)
-    checked = 0
+    checked, op_sets = 0, set()
     for case in cases:
+        op_set = frozenset(n.op_type for n in case.model.graph.node)
+        if sweep != "all" and op_set in op_sets:
+            continue
         names = [i.name for i in case.model.graph.input]
         inputs, outputs = case.data_sets[0]
         try:
@@ -406,4 +418,5 @@ def test_every_node_case_clnet_runs_also_runs_under_auto(device):
             continue
         assert _auto_error(case, device) <= 1e-2, case.name
         checked += 1
-    assert checked > 1000
+        op_sets.add(op_set)
+    assert checked > (1000 if sweep == "all" else 200)
