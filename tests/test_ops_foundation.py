@@ -191,6 +191,11 @@ POOL_CASES = [
     ({"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, (1, 2, 13, 13)),
     ({"kernel_shape": [3, 2], "auto_pad": "SAME_UPPER"}, (1, 2, 7, 9)),
     ({"kernel_shape": [5]}, (1, 3, 127)),
+    # rows wide enough for pool2d_rows' eight-at-a-time path, with borders
+    ({"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, (1, 2, 21, 45)),
+    ({"kernel_shape": [3, 2], "pads": [2, 1, 0, 1]}, (2, 2, 7, 38)),
+    ({"kernel_shape": [2, 3], "strides": [1, 2], "ceil_mode": 1}, (1, 3, 6, 44)),
+    ({"kernel_shape": [1, 4], "strides": [3, 3]}, (1, 2, 8, 53)),
 ]
 
 
@@ -200,15 +205,30 @@ def test_pool(device, precision, op, attrs, shape):
     check(device, precision, [helper.make_node(op, ["x"], ["y"], **attrs)], {"x": _rand(*shape)})
 
 
-def test_average_pool_count_include_pad(device, precision):
-    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+@pytest.mark.parametrize("case", [0, 1, 5, 6, 7, 8])
+def test_pool2d_rows_on_any_device(device, precision, monkeypatch, op, case):
+    """pool.cl pool2d_rows (CPU devices' 2-D pooling) forced on any device,
+    so that Oclgrind checks it too."""
+    from clnet.ops import pool
+
+    monkeypatch.setattr(pool, "ROW_POOL_DEVICES", ("CPU", "GPU", "ACCELERATOR", "DEFAULT"))
+    attrs, shape = POOL_CASES[case]
+    check(device, precision, [helper.make_node(op, ["x"], ["y"], **attrs)], {"x": _rand(*shape)})
+
+
+@pytest.mark.parametrize("width", [13, 41])
+def test_average_pool_count_include_pad(device, precision, width):
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 2],
                             count_include_pad=1)
-    check(device, precision, [node], {"x": _rand(1, 3, 13, 13)})
+    check(device, precision, [node], {"x": _rand(1, 3, 13, width)})
 
 
-def test_max_pool_dilations(device, precision):
-    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2])
-    check(device, precision, [node], {"x": _rand(1, 3, 13, 13)}, opset=13)
+@pytest.mark.parametrize("strides", [[1, 1], [2, 2]])
+def test_max_pool_dilations(device, precision, strides):
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], dilations=[2, 2],
+                            strides=strides, pads=[1, 1, 0, 1])
+    check(device, precision, [node], {"x": _rand(1, 3, 13, 47)}, opset=13)
 
 
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])

@@ -13,6 +13,11 @@ from .movement import const_input
 from .registry import op
 
 
+# Device types whose 2-D pooling runs a row per work-item (pool.cl
+# pool2d_rows, explicit vectors); others one output per work-item (pool2d).
+ROW_POOL_DEVICES = ("CPU",)
+
+
 def pool_geometry(node, shape) -> tuple:
     """(begin, end, strides, dilations, out spatial, kernel) incl. ceil_mode."""
     nd = len(shape) - 2
@@ -56,10 +61,13 @@ def _pool(ctx, node, kind: str, p: float = 2.0) -> None:
         # the common case, with the window compiled in (pool.cl pool2d)
         defines.update(KH=kernel[0], KW=kernel[1], SH=strides[0], SW=strides[1],
                        DH=dil[0], DW=dil[1])
-        ctx.launch("pool", (out_sp[1], out_sp[0], N * C),
-                   [x, out, int_vec((*shape[2:], *out_sp)), int_vec((*begin, *end)),
-                    np.int32(node.attrs.get("count_include_pad", 0))], defines,
-                   entry="pool2d")
+        args = [x, out, int_vec((*shape[2:], *out_sp)), int_vec((*begin, *end)),
+                np.int32(node.attrs.get("count_include_pad", 0))]
+        if ctx.dev.type in ROW_POOL_DEVICES:   # a row per work-item (pool.cl pool2d_rows)
+            ctx.launch("pool", (out_sp[0], N * C), args, defines, entry="pool2d_rows",
+                       lsize=(1, 1))
+        else:
+            ctx.launch("pool", (out_sp[1], out_sp[0], N * C), args, defines, entry="pool2d")
         return
     if nd < 3:
         defines["NO_DEPTH"] = True
