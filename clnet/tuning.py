@@ -43,7 +43,7 @@ KEYS = ("TM", "TN", "VW", "LSIZE", "M_FIRST", "KSPLIT", "NT", "GROUP_M")
 # The tuning file's table of 3x3 stride-1 convolution algorithms, keyed by the
 # conv's GEMM shape (output channels, output pixels x batch, input channels x 9).
 CONV_ALGORITHM_KEY = "conv3x3"
-CONV_ALGORITHMS = ("im2col", "winograd4x4", "winograd2x2")
+CONV_ALGORITHMS = ("im2col", "winograd4x4", "winograd2x2", "direct")
 
 
 def device_key(dev) -> str:
@@ -216,6 +216,11 @@ def forced_conv_algorithm(algorithm: Optional[str]):
         yield
     finally:
         _FORCED_ALGORITHM.reset(token)
+
+
+def forced_algorithm() -> Optional[str]:
+    """The algorithm forced by forced_conv_algorithm, or None."""
+    return _FORCED_ALGORITHM.get()
 
 
 def conv_algorithm(dev, shape: tuple) -> Optional[str]:

@@ -174,6 +174,40 @@ def test_direct_conv_against_reference(device, case, epilogue):
     assert_close(got[0], reference(model, feeds)[0])
 
 
+OC_CASES = [
+    # (x shape, w shape, attrs): conv_oc, many input channels
+    ((1, 64, 23, 30), (40, 64, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    ((2, 24, 9, 17), (33, 24, 3, 3), {"pads": [1, 0, 2, 1]}),                     # OW % OP
+    ((1, 20, 7, 7), (70, 20, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 17, 15, 26), (16, 17, 5, 2), {"pads": [2, 0, 2, 1], "strides": [3, 4]}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(OC_CASES)))
+@pytest.mark.parametrize("epilogue", ["relu", "residual", "Sigmoid"])
+def test_direct_conv_oc_against_reference(device, case, epilogue):
+    """conv_direct.cl conv_oc (channels in vector lanes; forced, so that it
+    runs on any device): output channels not a multiple of the vector,
+    partial pixel blocks, strides, uneven pads, batch 2, with bias, residual
+    Add and activation fused."""
+    from clnet.tuning import forced_conv_algorithm
+
+    x_shape, w_shape, attrs = OC_CASES[case]
+    rng = np.random.default_rng(60 + case)
+    act = {"relu": "Relu", "residual": None}.get(epilogue, epilogue)
+    model = _conv_model(x_shape, w_shape, attrs, rng, act=act, residual=epilogue == "residual")
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    if epilogue == "residual":
+        plain = _conv_model(x_shape, w_shape, attrs, np.random.default_rng(0))
+        feeds["r"] = rng.standard_normal(reference(plain, feeds)[0].shape).astype(np.float32)
+    import clnet
+    with forced_conv_algorithm("direct"):   # run inside: a residual's shape replans
+        session = clnet.InferenceSession(model.SerializeToString(), device=device)
+        got = session.run(None, feeds)
+    assert "conv_oc" in [l.entry for l in session.last_plan.launches]
+    assert_close(got[0], reference(model, feeds)[0])
+
+
 def _algorithm(model, device, precision="fp32"):
     import clnet
     session = clnet.InferenceSession(model.SerializeToString(), device=device,
@@ -182,13 +216,18 @@ def _algorithm(model, device, precision="fp32"):
         if launch.entry == "winograd_output":
             tile = dict(launch.defines)["WINO_M"]
             return f"winograd{tile}x{tile}"
+        if launch.entry in ("conv_direct", "conv_oc"):
+            return launch.entry
     return "im2col"
 
 
 def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
-    """The rule picks F(4x4) for wide maps, F(2x2) for 7x7 maps, im2col for
-    tiny maps, fp16 storage and strided convs; a tuned conv3x3 entry
-    overrides the rule."""
+    """The rule picks F(4x4) for wide maps; on 7x7 maps conv_oc on a CPU with
+    8- or 16-wide vectors, else F(2x2); im2col for tiny maps and fp16
+    storage; a direct kernel for strided convs (conv_direct up to 16 input
+    channels, conv_oc above on such a CPU); a tuned conv3x3 entry overrides
+    the rule."""
+    from clnet.tuning import vector_width
     from clnet import tuning
 
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
@@ -200,17 +239,28 @@ def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
     small = _conv_model((1, 16, 7, 7), (16, 16, 3, 3), pads, rng)
     tiny = _conv_model((1, 16, 4, 4), (16, 16, 3, 3), pads, rng)
     strided = _conv_model((1, 16, 28, 28), (16, 16, 3, 3), dict(pads, strides=[2, 2]), rng)
+    small_wide_c = _conv_model((1, 32, 7, 7), (16, 32, 3, 3), pads, rng)
+    strided_wide_c = _conv_model((1, 32, 28, 28), (16, 32, 3, 3), dict(pads, strides=[2, 2]),
+                                 rng)
+    import clnet
+    dev = clnet.InferenceSession(wide.SerializeToString(), device=device).device
+    oc = dev.type == "CPU" and vector_width(dev) >= 8
     assert _algorithm(wide, device) == "winograd4x4"
     assert _algorithm(wide, device, "fp16") == "im2col"
     assert _algorithm(small, device) == "winograd2x2"
+    assert _algorithm(small_wide_c, device) == ("conv_oc" if oc else "winograd2x2")
     assert _algorithm(tiny, device) == "im2col"
-    assert _algorithm(strided, device) == "im2col"
+    assert _algorithm(strided, device) == "conv_direct"
+    assert _algorithm(strided_wide_c, device) == ("conv_oc" if oc else "im2col")
+    assert _algorithm(strided_wide_c, device, "fp16") == "im2col"
     tuning.save_tuning(device, tuning.CONV_ALGORITHM_KEY, [
         {"shape": (16, 28 * 28, 16 * 9), "params": {"ALGO": "im2col"}, "gflops": 1.0},
-        {"shape": (16, 7 * 7, 16 * 9), "params": {"ALGO": "winograd4x4"}, "gflops": 1.0}])
+        {"shape": (16, 7 * 7, 16 * 9), "params": {"ALGO": "winograd4x4"}, "gflops": 1.0},
+        {"shape": (16, 7 * 7, 32 * 9), "params": {"ALGO": "direct"}, "gflops": 1.0}])
     tuning._LOADED.clear()
     assert _algorithm(wide, device) == "im2col"
     assert _algorithm(small, device) == "winograd4x4"
+    assert _algorithm(small_wide_c, device) == "conv_oc"
     tuning._LOADED.clear()
 
 

@@ -12,7 +12,7 @@ from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
-from ..tuning import gemm_params
+from ..tuning import conv_algorithm, forced_algorithm, gemm_params, vector_width
 from .elementwise import (broadcast_strides, contiguous_strides, emit_map, emit_strided,
                           int_vec)
 from .registry import op
@@ -467,67 +467,122 @@ def conv(ctx, node):
     if group == C and w_shape[1] == 1 and residual is None:
         _depthwise(ctx, node, x, out, weights, bias_data, (N, C, H, W, M, OH, OW), geometry)
         return
-    from .winograd import emit_winograd, winograd_variant   # winograd.py imports this module
     dims = (N, C, H, W, M, OH, OW)
-    variant = winograd_variant(ctx, node, weights, group, dims, geo)
-    if variant:
-        emit_winograd(ctx, node, variant, x, out, weights, bias_data, residual, dims, geo)
-        return
-    if _direct_ok(ctx, weights, group, dims, geo):
-        _direct_conv(ctx, node, x, out, weights, bias_data, residual, dims, geo)
-        return
-    _im2col_gemm(ctx, node, x, out, weights, bias_data, residual, group, dims, geometry,
-                 geo[0][0] * geo[0][1])
+    algorithm = choose_conv(ctx, weights, group, dims, geo)
+    if algorithm.startswith("winograd"):
+        from .winograd import emit_winograd
+        emit_winograd(ctx, node, algorithm, x, out, weights, bias_data, residual, dims, geo)
+    elif algorithm in DIRECT_KERNELS:
+        _direct_conv(ctx, node, algorithm, x, out, weights, bias_data, residual, dims, geo)
+    else:
+        _im2col_gemm(ctx, node, x, out, weights, bias_data, residual, group, dims, geometry,
+                     geo[0][0] * geo[0][1])
 
 
+def choose_conv(ctx, weights, group, dims, geo) -> str:
+    """How a (non-depthwise) Conv runs: "winograd4x4", "winograd2x2",
+    "conv_direct", "conv_oc" (kernels_cl/conv_direct.cl) or "im2col" (+ GEMM,
+    or a GEMM alone for 1x1 convs).
+
+    3x3 stride-1 convs run what `clnet tune` measured fastest for their
+    shape on this device (or the algorithm forced by forced_conv_algorithm);
+    untuned, a rule from ResNet-18's convs on an AVX-512 CPU with PoCL
+    (tools/bench_conv.py, tools/bench_plan.py; docs/BENCHMARKS.md):
+    F(4x4) from 16 channels and 3x3 tiles per image up (1.7-3.8x faster than
+    im2col); on smaller maps (7x7) conv_oc, whose filters are a quarter of
+    F(2x2)'s transformed ones, where the device has it, else F(2x2).
+    Other convs with a spatial kernel run a direct kernel where one applies.
+    """
+    from .winograd import tiles, winograd_ok
+
+    N, C, H, W, M, OH, OW = dims
+    direct = _direct_kernel(ctx, weights, group, dims, geo)
+    if winograd_ok(ctx, weights, group, dims, geo):
+        chosen = conv_algorithm(ctx.dev, (M, OH * OW * N, C * 9))
+        if chosen == "direct":
+            chosen = _direct_kernel(ctx, weights, group, dims, geo, any_device=True)
+        if chosen is not None:
+            return chosen
+        if C < 16 or M < 16:
+            return direct or "im2col"
+        if tiles(dims, 4)[1] >= 9:
+            return "winograd4x4"
+        if direct == "conv_oc":
+            return direct
+        return "winograd2x2" if tiles(dims, 2)[1] >= 9 else "im2col"
+    return direct or "im2col"
+
+
+# conv_direct: TM output channels x RY rows x TN pixels per work-item
 DIRECT_TM, DIRECT_RY = 8, 2
+DIRECT_MAX_C = 16        # conv_direct up to this many input channels, conv_oc above
+# conv_oc per float vector width: (pixels, vectors of output channels) per
+# work-item, OP x OV accumulators: 14 of the 32 zmm registers with AVX-512,
+# 12 of the 16 ymm registers with AVX2
+DIRECT_OC = {16: (7, 2), 8: (6, 2), 4: (4, 2)}
+DIRECT_KERNELS = ("conv_direct", "conv_oc")
 
 
-def _direct_ok(ctx, weights, group, dims, geo) -> bool:
-    """Whether conv_direct.cl runs this conv: few input channels (stems such
-    as ResNet's 7x7/2 on RGB, whose im2col copy is 7.4 MB per image for a
-    K of only 147), a spatial kernel, constant weights, one group, no
-    dilation, in float storage.  ResNet-18 stem: 1.1 ms against 1.9
-    for im2col + GEMM; the 3x3/2 and 1x1/2 convs with 64-512 input channels
-    were 1.0-2x slower than im2col + GEMM in an interleaved A/B of whole
-    plans (docs/BENCHMARKS.md), so they stay."""
+def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
+    """The direct kernel of kernels_cl/conv_direct.cl that can run this
+    conv, or None: constant weights, one group, no dilation, a spatial
+    kernel, stride <= 4, fp32 storage.  conv_direct for few input channels
+    (stems such as ResNet's 7x7/2 on RGB, whose im2col copy is 7.4 MB per
+    image for a K of only 147: 1.1 ms against 1.9), conv_oc for more on a
+    CPU device with 8- or 16-wide vectors (its register tile is sized for
+    one; any_device, or forced_conv_algorithm("direct"): on any device, as
+    where `clnet tune` measured it faster)."""
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
     N, C, H, W, M, OH, OW = dims
-    return (isinstance(weights, np.ndarray) and group == 1 and (dy, dx) == (1, 1)
-            and C <= DIRECT_MAX_C and kh * kw > 1 and max(sy, sx) <= 4
-            and not ctx.store_half and not ctx.weight_int8 and M >= DIRECT_TM
-            and not FORCE_IM2COL)
+    if not (isinstance(weights, np.ndarray) and group == 1 and (dy, dx) == (1, 1)
+            and kh * kw > 1 and max(sy, sx) <= 4 and not ctx.store_half
+            and not ctx.weight_int8 and not FORCE_IM2COL):
+        return None
+    if C <= DIRECT_MAX_C:
+        return "conv_direct" if M >= DIRECT_TM else None
+    if any_device or forced_algorithm() == "direct":
+        return "conv_oc"
+    return "conv_oc" if ctx.dev.type == "CPU" and vector_width(ctx.dev) >= 8 else None
 
 
-DIRECT_MAX_C = 16
 FORCE_IM2COL = False     # set by A/B measurements to time im2col + GEMM instead
 
 
-def _direct_conv(ctx, node, x, out, weights, bias, residual, dims, geo):
+def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
     (kh, kw, sy, sx), (pad_y, pad_x, _, _) = geo
     N, C, H, W, M, OH, OW = dims
-    tn = 16 if OW > 8 else 8
-    blocks = -(-OW // tn)
+    defines = {"KH": kh, "KW": kw, "SY": sy, "SX": sx}
+    if kernel == "conv_direct":
+        tn = 16 if OW > 8 else 8
+        defines.update(TM=DIRECT_TM, TN=tn, RY=DIRECT_RY)
+        blocks = -(-OW // tn)
+        cols = blocks * tn + (kw - 1) // sx
+        wp = pack_a(weights.reshape(1, M, -1), DIRECT_TM)
+        groups = -(-OH // DIRECT_RY)
+        grid, xgeo = (groups * blocks, -(-M // DIRECT_TM), N), (groups, blocks)
+    else:
+        vw = vector_width(ctx.dev)
+        op_, ov = DIRECT_OC[vw]
+        defines.update(OP=op_, OV=ov, OVW=vw)
+        blocks = -(-OW // op_)
+        cols = blocks * op_ + (kw - 1) // sx
+        wp = pack_b(weights.reshape(M, -1).T, ov * vw)[0]     # [M / (OV OVW)][K][OV OVW]
+        grid, xgeo = (OH * blocks, -(-M // (ov * vw)), N), (blocks, 0)
     rows = (OH - 1) * sy + kh
-    cols = blocks * tn + (kw - 1) // sx
-    defines = {"KH": kh, "KW": kw, "SY": sy, "SX": sx, "TM": DIRECT_TM, "TN": tn,
-               "RY": DIRECT_RY}
     xp = ctx.scratch(N * C * sx * rows * cols * ctx.itemsize(x))
     ctx.launch("conv_direct", (rows, N * C * sx),
                [x, xp, int_vec((H, W, rows, cols)), int_vec((pad_y, pad_x))],
                defines, entry="conv_phases", lsize=(1, 1))
-    wp = ctx.weight(pack_a(weights.reshape(1, M, -1), DIRECT_TM),
-                    (node.inputs[1].name, "direct", DIRECT_TM))
+    wp = ctx.weight(wp, (node.inputs[1].name, kernel, *sorted(defines.items())))
     b_arg = bias
     if bias is not None and not isinstance(bias, Value):
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
     epi = epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
                         residual is not None)
-    groups = -(-OH // DIRECT_RY)
-    ctx.launch("conv_direct", (groups * blocks, -(-M // DIRECT_TM), N),
+    ctx.launch("conv_direct", grid,
                [xp, wp, out, b_arg, residual, int_vec((C, M, OH, OW)),
-                int_vec((rows, cols, groups, blocks))] + list(epi),
-               defines, entry="conv_direct", lsize=(1, 1, 1))
+                int_vec((rows, cols) + xgeo)] + list(epi),
+               defines, entry=kernel, lsize=(1, 1, 1))
 
 
 def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):

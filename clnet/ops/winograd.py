@@ -13,13 +13,14 @@ so small feature maps still give it wide rows of output channels.
 F(4x4) does 4x fewer multiply-adds than direct convolution and F(2x2) 2.25x,
 but their transformed filters are 4x and 1.8x the size of the originals: on
 small maps, where the GEMM streams the filters for few tiles, that traffic
-decides (ResNet-18's 7x7 layers).  The tuner times each per shape.
+decides (ResNet-18's 7x7 layers).  The tuner times each per shape
+(clnet/ops/gemm.py choose_conv has the rule for untuned devices).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..tuning import conv_algorithm, gemm_params
+from ..tuning import gemm_params
 from .elementwise import int_vec
 from .gemm import act_defines, emit_gemm
 
@@ -63,36 +64,20 @@ def tiles(dims, tile: int) -> tuple:
     return across, per_image, N * per_image
 
 
-def winograd_variant(ctx, node, weights, group, dims, geo):
-    """The Winograd variant ("winograd4x4"/"winograd2x2") this Conv should run
-    as on this device, or None for im2col + GEMM.
-
-    Needs constant 3x3 weights, stride 1, no dilation, one group, fp32
-    storage (fp16 storage of the transformed tiles loses too much: the
-    transforms scale values by up to 100x before they cancel) and float
-    weights (--int8-weights asks for small weights; the transformed filters
-    are larger and off the int8 grid of the originals).  Among those shapes
-    the choice is the tuner's where it measured one (`clnet tune`), else a
-    rule from ResNet-18's convs on a CPU (tools/bench_conv.py): F(4x4) from
-    16 channels and 3x3 tiles per image up (1.7-3.8x faster than im2col), else
-    F(2x2) from 3x3 of its tiles (7x7 maps).
-    """
+def winograd_ok(ctx, weights, group, dims, geo) -> bool:
+    """Whether Winograd can run this Conv: constant 3x3 weights, stride 1,
+    no dilation, one group, fp32 storage (fp16 storage of the transformed
+    tiles loses too much: the transforms scale values by up to 100x before
+    they cancel), float weights (--int8-weights asks for small weights; the
+    transformed filters are larger and off the int8 grid of the originals)
+    and scratch buffers within SCRATCH_LIMIT.  Which algorithm such a conv
+    runs is decided in clnet/ops/gemm.py (choose_conv)."""
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
     if (kh, kw, sy, sx, dy, dx, group) != (3, 3, 1, 1, 1, 1, 1) or ctx.store_half \
             or ctx.weight_int8 or not isinstance(weights, np.ndarray):
-        return None
+        return False
     N, C, H, W, M, OH, OW = dims
-    if (4 + 2) ** 2 * tiles(dims, 4)[2] * max(C, M) * 4 > SCRATCH_LIMIT:
-        return None
-    chosen = conv_algorithm(ctx.dev, (M, OH * OW * N, C * 9))
-    if chosen is not None:
-        return chosen if chosen in VARIANTS else None
-    if C < 16 or M < 16:
-        return None
-    for name, tile in VARIANTS.items():
-        if tiles(dims, tile)[1] >= 9:
-            return name
-    return None
+    return (4 + 2) ** 2 * tiles(dims, 4)[2] * max(C, M) * 4 <= SCRATCH_LIMIT
 
 
 def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo) -> None:
