@@ -521,6 +521,7 @@ DIRECT_MAX_C = 16        # conv_direct up to this many input channels, conv_oc a
 # 12 of the 16 ymm registers with AVX2
 DIRECT_OC = {16: (7, 2), 8: (6, 2), 4: (4, 2)}
 DIRECT_KERNELS = ("conv_direct", "conv_oc")
+PHASE_ROWS = 8           # rows per conv_phases work-item (its default in conv_direct.cl)
 
 
 def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
@@ -570,7 +571,7 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
         grid, xgeo = (OH * blocks, -(-M // (ov * vw)), N), (blocks, 0)
     rows = (OH - 1) * sy + kh
     xp = ctx.scratch(N * C * sx * rows * cols * ctx.itemsize(x))
-    ctx.launch("conv_direct", (rows, N * C * sx),
+    ctx.launch("conv_direct", (-(-rows // PHASE_ROWS), N * C * sx),
                [x, xp, int_vec((H, W, rows, cols)), int_vec((pad_y, pad_x))],
                defines, entry="conv_phases", lsize=(1, 1))
     wp = ctx.weight(wp, (node.inputs[1].name, kernel, *sorted(defines.items())))
