@@ -1,8 +1,12 @@
 // Direct depthwise 2-D convolution (groups == input channels, any channel
 // multiplier), with fused bias and activation.  Each work-item computes one
-// output row of one channel, WX pixels at a time: interior chunks use vector
-// loads with the kernel window fully unrolled (KH, KW, SX, DX are compile
-// time constants), the few border chunks a checked scalar path.
+// output row of one channel, WX pixels at a time, in vectors with the kernel
+// window fully unrolled (KH, KW, SX, DX are compile time constants).  A
+// chunk whose window runs past the row (padding; on 14x14 and 7x7 maps that
+// is every chunk) loads the same vectors, which then reach into the
+// neighbouring rows, and zeroes the lanes outside the row; only where such a
+// load would leave the tensor (its first and last rows) and for strides
+// above 2 does a chunk take the checked scalar path.
 #include "common.h"
 
 #ifndef KH
@@ -25,7 +29,15 @@
 #endif
 
 #define VT CAT(float, WX)
+#define VI CAT(int, WX)
 #define WIN ((WX - 1) * SX + (KW - 1) * DX + 1)   // inputs a chunk's window spans
+// elements a chunk's vector loads touch, from its first input on
+#define LOAD_SPAN ((KW - 1) * DX + (SX == 2 ? 2 * WX : WIN))
+#if WX == 8
+  #define LANE_IDS ((VI)(0, 1, 2, 3, 4, 5, 6, 7))
+#else
+  #define LANE_IDS ((VI)(0, 1, 2, 3))
+#endif
 
 #if SX == 2
 // WX inputs two apart starting at element i, from two WX-wide loads (a
@@ -70,11 +82,15 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
         rows[ky] = plane + clamp(iy, 0, H - 1) * W;
     }
     __global STORE_T *out = y + (nm * OH + oy) * OW;
+    // x's elements, and where this channel's plane starts among them
+    const int total = get_global_size(1) / M * C * H * W;
+    const int plane_at = (n * C + c) * H * W;
     for (int ox0 = 0; ox0 < OW; ox0 += WX) {
         const int ix0 = ox0 * SX - px;
-        const bool inside = ix0 >= 0 && ox0 + WX <= OW
-                            && ix0 + WX * SX - 1 + (KW - 1) * DX < W;
-        if (inside && SX <= 2) {
+        const bool in_row = ix0 >= 0 && ix0 + LOAD_SPAN <= W;
+        const bool in_tensor = plane_at + ix0 >= 0
+                               && plane_at + (H - 1) * W + ix0 + LOAD_SPAN <= total;
+        if (SX <= 2 && in_tensor) {
             VT acc = (VT)(b);
             #pragma unroll
             for (int ky = 0; ky < KH; ++ky) {
@@ -83,16 +99,28 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
                 #pragma unroll
                 for (int kx = 0; kx < KW; ++kx) {
 #if SX == 1
-                    const VT xv = LOADFN(WX, rows[ky], ix0 + kx * DX);
+                    VT xv = LOADFN(WX, rows[ky], ix0 + kx * DX);
 #elif SX == 2
-                    const VT xv = load_even(rows[ky], ix0 + kx * DX);
+                    VT xv = load_even(rows[ky], ix0 + kx * DX);
 #else
-                    const VT xv = (VT)(0.0f);   // not reached: strides > 2 go the scalar way
+                    VT xv = (VT)(0.0f);   // not reached: strides > 2 go the scalar way
 #endif
+                    if (!in_row) {
+                        const VI ix = ix0 + kx * DX + LANE_IDS * SX;
+                        xv = select((VT)(0.0f), xv, ix >= 0 && ix < W);
+                    }
                     acc = wv[ky * KW + kx] * xv + acc;
                 }
             }
-            STOREFN(WX, out, ox0, ACT(acc));
+            acc = ACT(acc);
+            if (ox0 + WX <= OW) {
+                STOREFN(WX, out, ox0, acc);
+            } else {
+                float t[WX];
+                CAT(vstore, WX)(acc, 0, t);
+                for (int j = 0; ox0 + j < OW; ++j)
+                    STOREF(out, ox0 + j, t[j]);
+            }
             continue;
         }
         // border chunk: one checked load per input of the window, then the

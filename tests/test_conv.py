@@ -37,6 +37,10 @@ CASES = [
     ((1, 5, 15, 29), (5, 1, 3, 3), {"group": 5, "strides": [2, 3], "pads": [0, 1, 1, 0]}),
     ((1, 4, 11, 23), (8, 1, 3, 3), {"group": 4, "strides": [2, 2], "pads": [2, 2, 2, 2],
                                     "dilations": [2, 2]}),
+    # MobileNet's 14x14 maps (every chunk reaches past its row), and batch 2
+    # at stride 2, whose first and last rows take the checked path
+    ((1, 24, 14, 14), (24, 1, 3, 3), {"group": 24, "pads": [1, 1, 1, 1]}),
+    ((2, 8, 7, 9), (8, 1, 3, 3), {"group": 8, "strides": [2, 2], "pads": [1, 1, 1, 1]}),
 ]
 
 
