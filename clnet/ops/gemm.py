@@ -520,6 +520,7 @@ DIRECT_MAX_C = 16        # conv_direct up to this many input channels, conv_oc a
 # work-item, OP x OV accumulators: 14 of the 32 zmm registers with AVX-512,
 # 12 of the 16 ymm registers with AVX2
 DIRECT_OC = {16: (7, 2), 8: (6, 2), 4: (4, 2)}
+OC_BLOCKS = 8            # conv_oc pixel blocks per work-item
 DIRECT_KERNELS = ("conv_direct", "conv_oc")
 PHASE_ROWS = 8           # rows per conv_phases work-item (its default in conv_direct.cl)
 
@@ -564,11 +565,16 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
     else:
         vw = vector_width(ctx.dev)
         op_, ov = DIRECT_OC[vw]
-        defines.update(OP=op_, OV=ov, OVW=vw)
         blocks = -(-OW // op_)
+        # pixel blocks per work-item (see conv_direct.cl), fewer where the
+        # grid would leave compute units without four work-items each
+        opb, oc_blocks = min(OC_BLOCKS, OH * blocks), -(-M // (ov * vw)) * N
+        while opb > 1 and -(-OH * blocks // opb) * oc_blocks < 4 * ctx.dev.compute_units:
+            opb //= 2
+        defines.update(OP=op_, OV=ov, OVW=vw, OPB=opb)
         cols = blocks * op_ + (kw - 1) // sx
         wp = pack_b(weights.reshape(M, -1).T, ov * vw)[0]     # [M / (OV OVW)][K][OV OVW]
-        grid, xgeo = (OH * blocks, -(-M // (ov * vw)), N), (blocks, 0)
+        grid, xgeo = (-(-OH * blocks // opb), -(-M // (ov * vw)), N), (blocks, 0)
     rows = (OH - 1) * sy + kh
     xp = ctx.scratch(N * C * sx * rows * cols * ctx.itemsize(x))
     ctx.launch("conv_direct", (-(-rows // PHASE_ROWS), N * C * sx),
