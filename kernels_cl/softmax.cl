@@ -32,6 +32,76 @@ __kernel void softmax(__global const STORE_T *x, __global STORE_T *y,
 #endif
 }
 
+// Softmax (or -DLOG_SOFTMAX) of contiguous rows (inner == 1), one row per
+// work-item in float8 vectors along the row, for CPU devices: the
+// one-row-per-work-item kernel above, vectorised by the driver across rows,
+// reads with gathers L elements apart (BERT's 128-wide attention rows:
+// 0.5-0.65 ms for 4 x 128 rows).
+#ifdef STORE_HALF
+  // two halves: a vload_half8 crashed one CPU compiler (pool.cl)
+  #define LOAD8(p, i) ((float8)(LOADFN(4, p, i), LOADFN(4, p, (i) + 4)))
+#else
+  #define LOAD8(p, i) LOADFN(8, p, i)
+#endif
+
+inline float max8(const float8 v)
+{
+    const float4 m = fmax(v.lo, v.hi);
+    return fmax(fmax(m.s0, m.s1), fmax(m.s2, m.s3));
+}
+
+inline float sum8(const float8 v)
+{
+    const float4 m = v.lo + v.hi;
+    return (m.s0 + m.s1) + (m.s2 + m.s3);
+}
+
+__kernel void softmax_rows(__global const STORE_T *x, __global STORE_T *y,
+                           const int rows, const int L)
+{
+    const int r = get_global_id(0);
+    if (r >= rows)
+        return;
+    __global const STORE_T *p = x + (size_t)r * L;
+    __global STORE_T *q = y + (size_t)r * L;
+    const int L8 = L & ~7;
+    float8 m8 = (float8)(-INFINITY);
+    for (int i = 0; i < L8; i += 8)
+        m8 = fmax(m8, LOAD8(p, i));
+    float mx = max8(m8);
+    for (int i = L8; i < L; ++i)
+        mx = fmax(mx, LOADF(p, i));
+    float8 s8 = (float8)(0.0f);
+    float sum = 0.0f;
+#ifdef LOG_SOFTMAX
+    for (int i = 0; i < L8; i += 8)
+        s8 += exp(LOAD8(p, i) - mx);
+    for (int i = L8; i < L; ++i)
+        sum += exp(LOADF(p, i) - mx);
+    const float shift = mx + log(sum + sum8(s8));
+    for (int i = 0; i < L8; i += 8)
+        STOREFN(8, q, i, LOAD8(p, i) - shift);
+    for (int i = L8; i < L; ++i)
+        STOREF(q, i, LOADF(p, i) - shift);
+#else
+    for (int i = 0; i < L8; i += 8) {       // exp(x - max) kept in y
+        const float8 e = exp(LOAD8(p, i) - mx);
+        s8 += e;
+        STOREFN(8, q, i, e);
+    }
+    for (int i = L8; i < L; ++i) {
+        const float e = exp(LOADF(p, i) - mx);
+        sum += e;
+        STOREF(q, i, e);
+    }
+    const float inv = 1.0f / (sum + sum8(s8));
+    for (int i = 0; i < L8; i += 8)
+        STOREFN(8, q, i, LOAD8(q, i) * inv);
+    for (int i = L8; i < L; ++i)
+        STOREF(q, i, LOADF(q, i) * inv);
+#endif
+}
+
 // Hardmax: 1 at the first maximum of each row, 0 elsewhere.
 __kernel void hardmax(__global const STORE_T *x, __global STORE_T *y,
                       const int rows, const int L, const int inner)

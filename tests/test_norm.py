@@ -78,6 +78,14 @@ def test_softmax_family(device, precision, op, opset, axis):
     check(device, precision, node, {"x": x}, opset=opset)
 
 
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("width", [8, 130])
+def test_softmax_wide_rows(device, precision, op, width):
+    """Rows with whole vectors and a tail (CPU devices' softmax_rows)."""
+    x = (RNG.standard_normal((2, 5, width)) * 4).astype(np.float32)
+    check(device, precision, helper.make_node(op, ["x"], ["y"]), {"x": x}, opset=13)
+
+
 @pytest.mark.parametrize("training", [0, 1])
 def test_batch_norm_runtime_parameters(device, precision, training):
     c = 3
