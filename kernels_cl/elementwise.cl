@@ -183,7 +183,16 @@ __kernel void elementwise(__global T_OUT *out, __global const T_A *in_a,
                           const int8 s_a, const int8 s_b, const int8 s_c,
                           const int4 base)
 {
+#ifdef VEC
+    // -DVEC=n: a raw copy (Transpose, Concat, Slice, ...) whose innermost dim
+    // is contiguous on both sides and a multiple of n long: n elements per
+    // work-item in one vector (the driver's vectorisation across work-items
+    // made gathers of the index arithmetic: BERT's head transposes ran at ~1
+    // GB/s)
+    const int i = get_global_id(0) * VEC;
+#else
     const int i = get_global_id(0);
+#endif
     if (i >= total)
         return;
     int o_out = base.s0, o_a = base.s1, o_b = base.s2, o_c = base.s3;
@@ -196,6 +205,10 @@ __kernel void elementwise(__global T_OUT *out, __global const T_A *in_a,
 #else
     int rem = i;
     STEP(7) STEP(6) STEP(5) STEP(4) STEP(3) STEP(2) STEP(1) STEP(0)
+#endif
+#ifdef VEC
+    CAT(vstore, VEC)(CAT(vload, VEC)(0, in_a + o_a), 0, out + o_out);
+    return;
 #endif
     const CT a = LD_A(in_a, o_a);
 #if NIN > 1

@@ -16,6 +16,19 @@ def test_tile(device, precision, repeats):
           {"x": rand(3, 5, 13)}, {"r": np.array(repeats, np.int64)})
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.uint8])
+def test_copies_of_contiguous_runs(device, precision, dtype):
+    """Transpose, Concat and Slice whose innermost runs are contiguous and a
+    multiple of 8 long (elementwise.cl -DVEC): a vector per work-item."""
+    x = (RNG.standard_normal((2, 5, 3, 24)) * 9).astype(dtype)
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1, 3]),
+             helper.make_node("Concat", ["t", "t"], ["c"], axis=2),
+             helper.make_node("Slice", ["c", "s", "e", "a"], ["y"])]
+    inits = {"s": np.array([1, 8], np.int64), "e": np.array([9, 24], np.int64),
+             "a": np.array([2, 3], np.int64)}
+    check(device, precision, nodes, {"x": x}, inits)
+
+
 def test_tile_int64(device):
     x = RNG.integers(-9, 9, size=(3, 1)).astype(np.int64)
     check(device, "fp32", [helper.make_node("Tile", ["x", "r"], ["y"])],

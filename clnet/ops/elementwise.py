@@ -70,6 +70,9 @@ def _int8(values) -> np.ndarray:
     return int_vec(values, 8)
 
 
+COPY_VEC = 8   # elements per work-item of a raw copy with contiguous inner runs
+
+
 def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
                  params=(), raw=False, compute=None, types=None) -> None:
     """One launch of the elementwise kernel.
@@ -113,7 +116,12 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
     bases = [out_base] + [b for _, _, b in operands] + [0] * (3 - len(operands))
     args = [out] + buffers + [np.int32(total), _int8(mshape), _int8(mstrides[0])]
     args += [_int8(s) for s in strides] + [int_vec(bases)]
-    ctx.launch("elementwise", (total,), args, defines)
+    items = total
+    if raw and len(operands) == 1 and mshape[-1] % COPY_VEC == 0 \
+            and mstrides[0][-1] == 1 and mstrides[1][-1] == 1:
+        defines["VEC"] = COPY_VEC     # contiguous runs copied a vector at a time
+        items = total // COPY_VEC
+    ctx.launch("elementwise", (items,), args, defines)
 
 
 def _float_literal(value: float) -> str:
