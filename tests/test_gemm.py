@@ -163,6 +163,42 @@ def test_matmul_bias_add_becomes_epilogue():
     assert {"_bias", "_residual", "_act"} <= set(nodes[0].attrs)
 
 
+@pytest.mark.parametrize("form", ["div", "mul", "mul_left", "divisor", "shape_1"])
+def test_matmul_scale_becomes_alpha(device, precision, form):
+    """scores = Q.K^T / s (or * s, s * ...) with a 0-d constant s: the GEMM's
+    alpha, one launch; s / scores and a [1]-shaped s stay separate ops.
+    Both forms match the reference, with the scale on a run-time B and on
+    packed weights."""
+    from clnet.frontend.onnx import to_graph
+    from clnet.passes.fusion import optimize
+
+    rng = np.random.default_rng(11)
+    s = np.array(0.125 if form.startswith("mul") else 8.0, np.float32)
+    if form == "shape_1":
+        s = s.reshape(1)
+    op = "Div" if form in ("div", "divisor", "shape_1") else "Mul"
+    ins = {"mul_left": ["s", "q"], "divisor": ["s", "q"]}.get(form, ["q", "s"])
+    nodes = [helper.make_node("MatMul", ["x", "kt"], ["q"]),
+             helper.make_node(op, ins, ["y"]),
+             helper.make_node("MatMul", ["y", "w"], ["z"])]
+    w = (rng.standard_normal((21, 5)) / 4).astype(np.float32)
+    model = _model(nodes, [_info("x", (2, 13, 16)), _info("kt", (2, 16, 21))],
+                   [_info("z", (2, 13, 5))], [numpy_helper.from_array(s, "s"),
+                                                numpy_helper.from_array(w, "w")])
+    fused = [n for n in optimize(to_graph(model)).nodes]
+    if form in ("divisor", "shape_1"):
+        assert [n.op for n in fused] == ["MatMul", op, "MatMul"]
+    else:
+        assert [n.op for n in fused] == ["MatMul", "MatMul"]
+        assert fused[0].attrs["_alpha"] == pytest.approx(0.125)
+    feeds = {"x": rng.standard_normal((2, 13, 16)).astype(np.float32),
+             "kt": rng.standard_normal((2, 16, 21)).astype(np.float32)}
+    if form == "divisor":
+        return                # s / q: only that it stays apart (q can be ~0)
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got[0], want[0], precision)
+
+
 def _gelu_nodes(x: str, order: str, scale_op: str = "Div", scale=float(np.sqrt(2.0)),
                 prefix: str = "g") -> tuple:
     """The erf GELU as exporters write it: (nodes, constants, output name)."""

@@ -28,12 +28,14 @@ def _info(name, shape):
 
 
 def overflow_model(rng):
-    """x @ W reaches ~1e5 (beyond fp16's 65504) before being scaled back down."""
+    """x @ W reaches ~1e5 (beyond fp16's 65504) before being scaled back down.
+    The scale has shape [1]: a 0-d one would be fused into the MatMul as its
+    alpha, and the intermediate would never be stored."""
     w = (rng.standard_normal((13, 31)) * 300).astype(np.float32)
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
              helper.make_node("Mul", ["h", "s"], ["y"])]
     inits = [numpy_helper.from_array(w, "w"),
-             numpy_helper.from_array(np.array(1e-4, np.float32), "s")]
+             numpy_helper.from_array(np.array([1e-4], np.float32), "s")]
     return _model(nodes, [_info("x", [3, 13])], [_info("y", [3, 31])], inits)
 
 

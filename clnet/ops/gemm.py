@@ -204,15 +204,16 @@ def matmul(ctx, node):
     a2, b2, full, (M, N, K), out_shape = matmul_shapes(node, ctx.shape(a), ctx.shape(b))
     out = ctx.output(node.outputs[0], out_shape, a.dtype)
     bias, residual = node.input(2) if node.attrs.get("_bias") else None, residual_of(node)
+    alpha = float(node.attrs.get("_alpha", 1.0))    # a fused scalar Mul/Div
     if bias is None and residual is None:
-        gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K)
+        gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=alpha)
         return
     if len(ctx.shape(b)) == 1 or (residual is not None
                                   and tuple(ctx.shape(residual)) != out_shape):
         _matmul_post_adds(ctx, node, out, (a, a2, b, b2, full, M, N, K), bias, residual)
         return
     bias_buf = _bias_col(ctx, bias, gemm_params(ctx.dev, M, N, K, _kind(ctx, a))["TN"], N)
-    gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, bias=bias_buf,
+    gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=alpha, bias=bias_buf,
                  bias_mode="col", residual=residual)
 
 
@@ -228,7 +229,7 @@ def _matmul_post_adds(ctx, node, out, dims, bias, residual) -> None:
     act = node.attrs.get("_act")
     attrs = {k: v for k, v in node.attrs.items() if k not in ("_act", "_bias", "_residual")}
     plain = Node(node.op, node.inputs[:2], node.outputs, attrs, node.name, node.domain)
-    gemm_general(ctx, plain, out, *dims)
+    gemm_general(ctx, plain, out, *dims, alpha=float(node.attrs.get("_alpha", 1.0)))
     for addend in (bias, residual):
         if addend is not None:
             emit_map(ctx, out, [out, addend], "a+b", ())

@@ -6,7 +6,9 @@
 * ``fuse_epilogues``: a residual Add and/or an activation right after a
   Conv/Gemm/MatMul become attributes of that node (``_residual``, ``_act``),
   run in the GEMM's epilogue; so does a constant [N] bias Add after a MatMul
-  with constant B (``_bias``, the bias becoming its third input).  The lowering falls back to separate launches
+  with constant B (``_bias``, the bias becoming its third input), and a
+  Mul or Div by a constant scalar right after a MatMul (``_alpha``, the
+  GEMM's alpha: attention's scores / sqrt(d)).  The lowering falls back to separate launches
   when the shapes turn out not to allow it.
 """
 from __future__ import annotations
@@ -129,6 +131,13 @@ def fuse_epilogues(graph: Graph) -> Graph:
         nxt = _single_consumer(graph, node.outputs[0], consumers)
         if nxt in removed:  # already absorbed by another producer
             continue
+        scale = _const_scale(node, nxt) if node.op == "MatMul" and nxt is not None else None
+        if scale is not None:   # attention's scores / sqrt(d): the GEMM's alpha
+            node.attrs["_alpha"] = scale
+            node.outputs = [nxt.outputs[0]]
+            removed.add(nxt)
+            moves[node] = order[nxt]
+            nxt = _single_consumer(graph, node.outputs[0], consumers)
         if nxt is not None and node.op == "MatMul" and _matmul_bias(node, nxt):
             node.attrs["_bias"] = True
             node.outputs = [nxt.outputs[0]]
@@ -161,6 +170,24 @@ def fuse_epilogues(graph: Graph) -> Graph:
         keyed = [(moves.get(n, order[n]), order[n], n) for n in graph.nodes if n not in removed]
         graph.nodes = [n for _, _, n in sorted(keyed, key=lambda t: (t[0], t[1]))]
     return graph
+
+
+def _const_scale(node: Node, nxt: Node):
+    """The factor s when `nxt` is a Mul by, or a Div by, a 0-d float constant
+    (x * s, s * x or x / s, s finite and nonzero), else None."""
+    if nxt.op not in ("Mul", "Div") or len(nxt.inputs) != 2:
+        return None
+    other = _other_input(nxt, node.outputs[0])
+    if other is None or (nxt.op == "Div" and nxt.inputs[1] is not other):
+        return None
+    # a 0-d constant: one of shape [1] would turn a 0-d product into shape [1]
+    if not _is_const(other) or other.data is None or np.ndim(other.data) != 0 \
+            or np.asarray(other.data).dtype.kind != "f":
+        return None
+    s = float(np.asarray(other.data).reshape(-1)[0])
+    if not np.isfinite(s) or s == 0.0:
+        return None
+    return 1.0 / s if nxt.op == "Div" else s
 
 
 def _const_scalar(value, target: float) -> bool:
