@@ -59,6 +59,16 @@
   #define A_T STORE_T
   #define LOADA(p, i) LOADF(p, i)
 #endif
+// -DB_FLOAT: B is float whatever the storage (a half B converted once before
+// a large GEMM: F16C conversions of B in the inner loop cost 20-25% of fp32
+// speed at n=1024).
+#ifdef B_FLOAT
+  #define B_T float
+  #define LOADB(n, p, i) CAT(vload, n)(0, (p) + (i))
+#else
+  #define B_T STORE_T
+  #define LOADB(n, p, i) LOADFN(n, p, i)
+#endif
 #ifdef A_PACKED
   #define A_AT(i, k) LOADA(ap, (k) * TM + (i))
 #else
@@ -70,7 +80,7 @@
     do { \
         _Pragma("unroll") \
         for (int j = 0; j < NV; ++j) { \
-            const VT bv = LOADFN(VW, bp, B_ROW(kk) + j * VW); \
+            const VT bv = LOADB(VW, bp, B_ROW(kk) + j * VW); \
             _Pragma("unroll") \
             for (int i = 0; i < TM; ++i) \
                 acc[i][j] = A_AT(i, (kk)) * bv + acc[i][j]; \
@@ -78,7 +88,7 @@
     } while (0)
 
 // One TM x TN tile of C: column tile nb, row tile mb, batch (x KSPLIT) zk.
-inline void gemm_tile(__global const A_T *A, __global const STORE_T *B,
+inline void gemm_tile(__global const A_T *A, __global const B_T *B,
                       __global STORE_T *C, __global const STORE_T *bias,
                       __global const STORE_T *R,
                       const int M, const int N, const int K, const int lda,
@@ -108,10 +118,10 @@ inline void gemm_tile(__global const A_T *A, __global const STORE_T *B,
     const int za_idx = (z / za.s0) % za.s1;
     const int zb_idx = (z / zb.s0) % zb.s1;
 #ifdef B_ROWMAJOR
-    __global const STORE_T *bp = B + zb.s3 + zb_idx * zb.s2 + n0;
+    __global const B_T *bp = B + zb.s3 + zb_idx * zb.s2 + n0;
     #define B_ROW(k) ((k) * ldb)
 #else
-    __global const STORE_T *bp = B + zb.s3 + zb_idx * zb.s2 + nb * K * TN;
+    __global const B_T *bp = B + zb.s3 + zb_idx * zb.s2 + nb * K * TN;
     #define B_ROW(k) ((k) * TN)
 #endif
 #ifdef A_PACKED
@@ -147,31 +157,31 @@ inline void gemm_tile(__global const A_T *A, __global const STORE_T *B,
         for (int i = 0; i < TM; ++i)
             a4[i] = LOADFN(4, arow[i], k);
 #endif
-        __global const STORE_T *bk = bp + B_ROW(k);
+        __global const B_T *bk = bp + B_ROW(k);
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            const VT b0 = LOADFN(VW, bk, j * VW);
+            const VT b0 = LOADB(VW, bk, j * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s0 * b0 + acc[i][j];
         }
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            const VT b1 = LOADFN(VW, bk, B_ROW(1) + j * VW);
+            const VT b1 = LOADB(VW, bk, B_ROW(1) + j * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s1 * b1 + acc[i][j];
         }
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            const VT b2 = LOADFN(VW, bk, B_ROW(2) + j * VW);
+            const VT b2 = LOADB(VW, bk, B_ROW(2) + j * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s2 * b2 + acc[i][j];
         }
         #pragma unroll
         for (int j = 0; j < NV; ++j) {
-            const VT b3 = LOADFN(VW, bk, B_ROW(3) + j * VW);
+            const VT b3 = LOADB(VW, bk, B_ROW(3) + j * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s3 * b3 + acc[i][j];
@@ -234,7 +244,7 @@ inline void gemm_tile(__global const A_T *A, __global const STORE_T *B,
 
 // Each work-item computes NT tiles next to each other along grid dimension 0
 // (columns, or rows with M_FIRST): fewer, longer work-items when K is short.
-__kernel void gemm(__global const A_T *A, __global const STORE_T *B,
+__kernel void gemm(__global const A_T *A, __global const B_T *B,
                    __global STORE_T *C, __global const STORE_T *bias,
                    __global const STORE_T *R,
                    const int M, const int N, const int K, const int lda,

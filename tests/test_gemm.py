@@ -265,7 +265,9 @@ def test_gelu_lookalikes_are_left_alone():
 ])
 def test_half_storage_large_gemm_reads_a_as_float(device, a_shape, b_shape, const_b):
     """In half storage a large GEMM's run-time A is converted to float once
-    (gemm.cl -DA_FLOAT); results stay within fp16 tolerance."""
+    (gemm.cl -DA_FLOAT), and so is B where at least 64 rows of A use it
+    (-DB_FLOAT: packed weights, a packed run-time B, a contiguous row-major
+    one); results stay within fp16 tolerance."""
     import clnet
     rng = np.random.default_rng(21)
     a = rng.standard_normal(a_shape).astype(np.float32)
@@ -282,7 +284,7 @@ def test_half_storage_large_gemm_reads_a_as_float(device, a_shape, b_shape, cons
     session = clnet.InferenceSession(model.SerializeToString(), device=device, precision="fp16")
     (got,) = session.run(None, feeds)
     gemms = [dict(l.defines) for l in session.last_plan.launches if l.entry == "gemm"]
-    assert gemms and all(d.get("A_FLOAT") for d in gemms)
+    assert gemms and all(d.get("A_FLOAT") and d.get("B_FLOAT") for d in gemms)
     assert "convert_storage" in {l.entry for l in session.last_plan.launches}
     want = np.matmul(a.astype(np.float16).astype(np.float64), b.astype(np.float16))
     assert_close([got], [want], "fp16")

@@ -20,8 +20,8 @@ import pyopencl as cl
 
 from clnet.compile import build_program
 from clnet.device import select_device
-from clnet.ops.gemm import (HALF_A_CONVERT_MIN, epilogue_args, gemm_launch_config, pack_a,
-                            pack_b)
+from clnet.ops.gemm import (HALF_A_CONVERT_MIN, HALF_B_CONVERT_ROWS, epilogue_args,
+                            gemm_launch_config, pack_a, pack_b)
 from clnet.tuning import gemm_params
 
 SQUARE = (256, 512, 1024, 2048, 4096)
@@ -73,9 +73,21 @@ class ClGemm:
                 convert.set_args(self.a, a_arg, np.int32(count))
                 self.launches.append((convert, (count,), None))
                 defines["A_FLOAT"] = True
+        b_arg = self.b
+        if half and self.M >= HALF_B_CONVERT_ROWS \
+                and self.M * self.N * self.K >= HALF_A_CONVERT_MIN:
+            # and B (packed panels) likewise
+            count = -(-self.N // tn) * tn * self.K
+            b_arg = self.b_float = cl.Buffer(ctx, mf.READ_WRITE, size=count * 4)
+            convert = cl.Kernel(build_program(dev, "quant", {"IN_HALF": True,
+                                                             "STORE_HALF": True}),
+                                "convert_storage")
+            convert.set_args(self.b, b_arg, np.int32(count))
+            self.launches.append((convert, (count,), None))
+            defines["B_FLOAT"] = True
         self.kernel = cl.Kernel(build_program(dev, "gemm", defines), "gemm")
         z = np.array([1, 1, 0, 0], np.int32)
-        self.kernel.set_args(a_arg, self.b, self.c, None, None, np.int32(self.M),
+        self.kernel.set_args(a_arg, b_arg, self.c, None, None, np.int32(self.M),
                              np.int32(self.N), np.int32(self.K), np.int32(self.K), z, z,
                              np.array([self.M * self.N, 0, self.N, 0], np.int32),
                              np.int32(0), np.int32(0), *epilogue_args())
