@@ -25,6 +25,10 @@
 //
 // Both apply bias, residual and activation with epilogue.h's run-time
 // epilogue.
+//
+// A build holds one of the three kernels, so that a model compiles no kernel
+// it does not launch: -DPHASES_ONLY conv_phases (which depends on SX alone:
+// one program serves every conv of a stride), -DOC conv_oc, else conv_direct.
 #include "common.h"
 
 #ifndef KH
@@ -62,7 +66,7 @@
   #define OVW 16            // conv_oc: float vector width (4, 8 or 16)
 #endif
 #ifndef OPB
-  #define OPB 8             // conv_oc: pixel blocks per work-item
+  #define OPB 8             // conv_oc: most pixel blocks per work-item (xgeo.s3 says how many)
 #endif
 #ifndef OCC
   #define OCC 16            // conv_oc: input channels per pass over the blocks
@@ -77,6 +81,7 @@
 // two with the even lanes kept (stride 2); the padding and the rest go
 // element by element.  geo: (H, W, rows of xp, columns q of xp); pad: (top,
 // left).  Grid: (ceil(rows / PHASE_ROWS), N * C * SX).
+#ifdef PHASES_ONLY
 __kernel void conv_phases(__global const STORE_T *x, __global STORE_T *xp,
                           const int4 geo, const int4 pad)
 {
@@ -119,6 +124,8 @@ __kernel void conv_phases(__global const STORE_T *x, __global STORE_T *xp,
         }
     }
 }
+
+#elif !defined(OC)
 
 // dims: (C, M, OH, OW); xgeo: (rows of xp, columns of xp, row groups per
 // image = ceil(OH / RY), column blocks = ceil(OW / TN)).
@@ -189,6 +196,8 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
     }
 }
 
+#else
+
 // Activation of an OVW-wide vector in 8-wide halves (see act_vec).
 #define OVT CAT(float, OVW)
 inline OVT act_ovw(const OVT x, const int act, const float p0, const float p1)
@@ -203,8 +212,8 @@ inline OVT act_ovw(const OVT x, const int act, const float p0, const float p1)
 }
 
 // dims: (C, M, OH, OW); xgeo: (rows of xp, columns of xp, pixel blocks per
-// row = ceil(OW / OP), unused).  Grid: (ceil(OH x pixel blocks / OPB),
-// ceil(M / (OV OVW)), N).  xp has at least (pixel blocks x OP + (KW - 1) / SX)
+// row = ceil(OW / OP), pixel blocks per work-item <= OPB).  Grid: (ceil(OH x
+// pixel blocks / xgeo.s3), ceil(M / (OV OVW)), N).  xp has at least (pixel blocks x OP + (KW - 1) / SX)
 // columns, so the pixels past OW of a row's last block read padding and are
 // not stored.
 //
@@ -220,9 +229,9 @@ __kernel void conv_oc(__global const STORE_T *xp, __global const float *wo,
                       const int epi, const float4 epf)
 {
     const int C = dims.s0, M = dims.s1, OH = dims.s2, OW = dims.s3;
-    const int rows = xgeo.s0, cols = xgeo.s1, blocks = xgeo.s2;
-    const int g0 = get_global_id(0) * OPB;
-    const int nblk = min(OPB, OH * blocks - g0);
+    const int rows = xgeo.s0, cols = xgeo.s1, blocks = xgeo.s2, per_item = xgeo.s3;
+    const int g0 = get_global_id(0) * per_item;
+    const int nblk = min(per_item, OH * blocks - g0);
     const int ob = get_global_id(1);
     const int n = get_global_id(2);
     if (nblk <= 0)
@@ -312,3 +321,4 @@ __kernel void conv_oc(__global const STORE_T *xp, __global const float *wo,
         }
     }
 }
+#endif

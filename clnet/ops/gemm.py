@@ -535,7 +535,7 @@ DIRECT_MAX_C = 16        # conv_direct up to this many input channels, conv_oc a
 # work-item, OP x OV accumulators: 14 of the 32 zmm registers with AVX-512,
 # 12 of the 16 ymm registers with AVX2
 DIRECT_OC = {16: (7, 2), 8: (6, 2), 4: (4, 2)}
-OC_BLOCKS = 8            # conv_oc pixel blocks per work-item
+OC_BLOCKS = 8            # conv_oc pixel blocks per work-item (its OPB)
 DIRECT_KERNELS = ("conv_direct", "conv_oc")
 PHASE_ROWS = 8           # rows per conv_phases work-item (its default in conv_direct.cl)
 
@@ -586,15 +586,16 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
         opb, oc_blocks = min(OC_BLOCKS, OH * blocks), -(-M // (ov * vw)) * N
         while opb > 1 and -(-OH * blocks // opb) * oc_blocks < 4 * ctx.dev.compute_units:
             opb //= 2
-        defines.update(OP=op_, OV=ov, OVW=vw, OPB=opb)
+        defines.update(OP=op_, OV=ov, OVW=vw, OPB=OC_BLOCKS, OC=True)
         cols = blocks * op_ + (kw - 1) // sx
         wp = pack_b(weights.reshape(M, -1).T, ov * vw)[0]     # [M / (OV OVW)][K][OV OVW]
-        grid, xgeo = (-(-OH * blocks // opb), -(-M // (ov * vw)), N), (blocks, 0)
+        grid, xgeo = (-(-OH * blocks // opb), -(-M // (ov * vw)), N), (blocks, opb)
     rows = (OH - 1) * sy + kh
     xp = ctx.scratch(N * C * sx * rows * cols * ctx.itemsize(x))
+    # the padded copy: a program of its own per stride, shared by every conv
     ctx.launch("conv_direct", (-(-rows // PHASE_ROWS), N * C * sx),
                [x, xp, int_vec((H, W, rows, cols)), int_vec((pad_y, pad_x))],
-               defines, entry="conv_phases", lsize=(1, 1))
+               {"SX": sx, "PHASES_ONLY": True}, entry="conv_phases", lsize=(1, 1))
     wp = ctx.weight(wp, (node.inputs[1].name, kernel, *sorted(defines.items())))
     b_arg = bias
     if bias is not None and not isinstance(bias, Value):
