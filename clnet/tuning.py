@@ -192,11 +192,6 @@ def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
     params["VW"] = min(params["VW"], vector_width(dev))   # a file from another build
     if M < params["TM"]:
         params["TM"] = max(1, M)
-    if not tuned and dev.type == "CPU" and M <= 2:
-        # a matrix-vector product streams B: four vectors of it per step
-        # keep more loads in flight than two (M = 1, N = 1000-3072, K =
-        # 768-4608: 8-12% faster on an AVX-512 Xeon)
-        params["TN"] = 4 * params["VW"]
     tiles = -(-M // params["TM"]) * -(-N // params["TN"])
     if params.get("NT", 1) > 1 and tiles < 64:
         params["NT"] = 1     # too few tiles to share out
