@@ -227,7 +227,7 @@ def _algorithm(model, device, precision="fp32"):
 
 def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
     """The rule picks F(4x4) for wide maps; on 7x7 maps conv_oc on a CPU with
-    8- or 16-wide vectors, else F(2x2); im2col for tiny maps and fp16
+    16-wide vectors, else F(2x2); im2col for tiny maps and fp16
     storage; a direct kernel for strided convs (conv_direct up to 16 input
     channels, conv_oc above on such a CPU); a tuned conv3x3 entry overrides
     the rule."""
@@ -248,7 +248,7 @@ def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
                                  rng)
     import clnet
     dev = clnet.InferenceSession(wide.SerializeToString(), device=device).device
-    oc = dev.type == "CPU" and vector_width(dev) >= 8
+    oc = dev.type == "CPU" and vector_width(dev) == 16
     assert _algorithm(wide, device) == "winograd4x4"
     assert _algorithm(wide, device, "fp16") == "im2col"
     assert _algorithm(small, device) == "winograd2x2"

@@ -505,7 +505,7 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
     (tools/bench_conv.py, tools/bench_plan.py; docs/BENCHMARKS.md):
     F(4x4) from 16 channels and 3x3 tiles per image up (1.7-3.8x faster than
     im2col); on smaller maps (7x7) conv_oc, whose filters are a quarter of
-    F(2x2)'s transformed ones, where the device has it, else F(2x2).
+    F(2x2)'s transformed ones, on a CPU with 16-wide vectors, else F(2x2).
     Other convs with a spatial kernel run a direct kernel where one applies.
     """
     from .winograd import tiles, winograd_ok
@@ -546,9 +546,11 @@ def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
     kernel, stride <= 4, fp32 storage.  conv_direct for few input channels
     (stems such as ResNet's 7x7/2 on RGB, whose im2col copy is 7.4 MB per
     image for a K of only 147: 1.1 ms against 1.9), conv_oc for more on a
-    CPU device with 8- or 16-wide vectors (its register tile is sized for
-    one; any_device, or forced_conv_algorithm("direct"): on any device, as
-    where `clnet tune` measured it faster)."""
+    CPU device with 16-wide vectors (AVX-512: ResNet-18's 7x7-map convs
+    1.40 ms against 1.55 for F(2x2); where PoCL 3.0 reports 8-wide vectors on
+    the same CPU they took 12 ms against 6 for F(2x2)); any_device, or
+    forced_conv_algorithm("direct"): on any device, as where `clnet tune`
+    measured it faster)."""
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
     N, C, H, W, M, OH, OW = dims
     if not (isinstance(weights, np.ndarray) and group == 1 and (dy, dx) == (1, 1)
@@ -559,7 +561,7 @@ def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
         return "conv_direct" if M >= DIRECT_TM else None
     if any_device or forced_algorithm() == "direct":
         return "conv_oc"
-    return "conv_oc" if ctx.dev.type == "CPU" and vector_width(ctx.dev) >= 8 else None
+    return "conv_oc" if ctx.dev.type == "CPU" and vector_width(ctx.dev) == 16 else None
 
 
 FORCE_IM2COL = False     # set by A/B measurements to time im2col + GEMM instead
