@@ -54,7 +54,7 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
                         __global const STORE_T *bias, __global STORE_T *y,
                         const int C, const int H, const int W, const int M,
                         const int OH, const int OW,
-                        const int4 kern, const int4 pad_dil)
+                        const int4 kern, const int4 pad_dil, const int total)
 {
     const int oy = get_global_id(0);
     const int nm = get_global_id(1);          // image * M + output channel
@@ -82,8 +82,7 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
         rows[ky] = plane + clamp(iy, 0, H - 1) * W;
     }
     __global STORE_T *out = y + (nm * OH + oy) * OW;
-    // x's elements, and where this channel's plane starts among them
-    const int total = get_global_size(1) / M * C * H * W;
+    // where this channel's plane starts among x's `total` elements
     const int plane_at = (n * C + c) * H * W;
     for (int ox0 = 0; ox0 < OW; ox0 += WX) {
         const int ix0 = ox0 * SX - px;

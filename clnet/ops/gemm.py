@@ -623,7 +623,8 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     if bias is not None:
         b_arg = bias if isinstance(bias, Value) else ctx.weight(bias, (node.inputs[2].name, "bias"))
         defines["HAS_BIAS"] = True
-    args = [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)] + list(geometry)
+    args = [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)] \
+        + list(geometry) + [np.int32(N * C * H * W)]
     # one work-item per group on a CPU: PoCL would otherwise loop over the
     # already vectorised work-items and re-vectorise them (10-20% slower)
     lsize = (1, 1) if ctx.dev.type == "CPU" else None
