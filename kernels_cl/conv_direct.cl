@@ -73,7 +73,11 @@
 #endif
 
 #define VT CAT(float, TN)
-#define EPI_VW TN
+#ifdef OC
+  #define EPI_VW OVW        // conv_oc's vectors run along the channels
+#else
+  #define EPI_VW TN
+#endif
 #include "epilogue.h"
 
 // One work-item per PHASE_ROWS rows of xp, eight columns at a time: a chunk
@@ -198,18 +202,7 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
 
 #else
 
-// Activation of an OVW-wide vector in 8-wide halves (see act_vec).
 #define OVT CAT(float, OVW)
-inline OVT act_ovw(const OVT x, const int act, const float p0, const float p1)
-{
-#if OVW == 16
-    return (float16)(act8(x.lo, act, p0, p1), act8(x.hi, act, p0, p1));
-#elif OVW == 8
-    return act8(x, act, p0, p1);
-#else
-    ACT_SWITCH(x)
-#endif
-}
 
 // dims: (C, M, OH, OW); xgeo: (rows of xp, columns of xp, pixel blocks per
 // row = ceil(OW / OP), pixel blocks per work-item <= OPB).  Grid: (ceil(OH x
@@ -314,7 +307,7 @@ __kernel void conv_oc(__global const STORE_T *xp, __global const float *wo,
                 if (epi & EPI_RESIDUAL)
                     for (int l = 0; l < lanes; ++l)
                         t[l] += LOADF(res, base + l * hw + p);
-                CAT(vstore, OVW)(act_ovw(CAT(vload, OVW)(0, t), act, epf.s1, epf.s2), 0, t);
+                CAT(vstore, OVW)(act_vec(CAT(vload, OVW)(0, t), act, epf.s1, epf.s2), 0, t);
                 for (int l = 0; l < lanes; ++l)
                     STOREF(y, base + l * hw + p, t[l]);
             }

@@ -60,30 +60,17 @@ class ClGemm:
         self.sdt, self.queue = sdt, queue
         defines, gsize, lsize = gemm_launch_config(p, self.M, self.N, 1, a_packed=a_packed)
         self.launches = []
-        a_arg = self.a
+        a_arg, b_arg = self.a, self.b
+        big = half and self.M * self.N * self.K >= HALF_A_CONVERT_MIN
         if half:
             defines["STORE_HALF"] = True
-            if not a_packed and self.M * self.N * self.K >= HALF_A_CONVERT_MIN:
-                # as the runtime does: A converted to float once, then -DA_FLOAT
-                count = self.M * self.K
-                a_arg = self.a_float = cl.Buffer(ctx, mf.READ_WRITE, size=count * 4)
-                convert = cl.Kernel(build_program(dev, "quant", {"IN_HALF": True,
-                                                                 "STORE_HALF": True}),
-                                    "convert_storage")
-                convert.set_args(self.a, a_arg, np.int32(count))
-                self.launches.append((convert, (count,), None))
-                defines["A_FLOAT"] = True
-        b_arg = self.b
-        if half and self.M >= HALF_B_CONVERT_ROWS \
-                and self.M * self.N * self.K >= HALF_A_CONVERT_MIN:
-            # and B (packed panels) likewise
-            count = -(-self.N // tn) * tn * self.K
-            b_arg = self.b_float = cl.Buffer(ctx, mf.READ_WRITE, size=count * 4)
-            convert = cl.Kernel(build_program(dev, "quant", {"IN_HALF": True,
-                                                             "STORE_HALF": True}),
-                                "convert_storage")
-            convert.set_args(self.b, b_arg, np.int32(count))
-            self.launches.append((convert, (count,), None))
+        # as the runtime does: a large GEMM's A, and B where enough rows use
+        # it, converted to float once before it (-DA_FLOAT, -DB_FLOAT)
+        if big and not a_packed:
+            a_arg = self._to_float(dev, self.a, self.M * self.K)
+            defines["A_FLOAT"] = True
+        if big and self.M >= HALF_B_CONVERT_ROWS:
+            b_arg = self._to_float(dev, self.b, -(-self.N // tn) * tn * self.K)
             defines["B_FLOAT"] = True
         self.kernel = cl.Kernel(build_program(dev, "gemm", defines), "gemm")
         z = np.array([1, 1, 0, 0], np.int32)
@@ -92,6 +79,16 @@ class ClGemm:
                              np.array([self.M * self.N, 0, self.N, 0], np.int32),
                              np.int32(0), np.int32(0), *epilogue_args())
         self.launches.append((self.kernel, gsize, lsize))
+
+    def _to_float(self, dev, half_buf, count: int):
+        """A float copy of a half buffer, made by a launch before the GEMM."""
+        out = cl.Buffer(dev.context, cl.mem_flags.READ_WRITE, size=count * 4)
+        convert = cl.Kernel(build_program(dev, "quant", {"IN_HALF": True, "STORE_HALF": True}),
+                            "convert_storage")
+        convert.set_args(half_buf, out, np.int32(count))
+        self.launches.append((convert, (count,), None))
+        self._keep = getattr(self, "_keep", []) + [out]
+        return out
 
     def run(self) -> float:
         """One GEMM (with its A conversion, if any); seconds of kernel time."""
