@@ -545,10 +545,12 @@ def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
     conv, or None: constant weights, one group, no dilation, a spatial
     kernel, stride <= 4, fp32 storage.  conv_direct for few input channels
     (stems such as ResNet's 7x7/2 on RGB, whose im2col copy is 7.4 MB per
-    image for a K of only 147: 1.1 ms against 1.9), conv_oc for more on a
-    CPU device with 16-wide vectors (AVX-512: ResNet-18's 7x7-map convs
-    1.40 ms against 1.55 for F(2x2); where PoCL 3.0 reports 8-wide vectors on
-    the same CPU they took 12 ms against 6 for F(2x2)); any_device, or
+    image for a K of only 147: 1.1 ms against 1.9), conv_oc for more (and
+    at least 16 output channels) on a CPU device with 16-wide vectors
+    (AVX-512: ResNet-18's strided convs 4-12% faster than im2col + GEMM, its
+    7x7-map convs within 10% of F(2x2) either way with 9.4 instead of 16.8 MB
+    of weights each; where PoCL 3.0 reports 8-wide vectors on the same CPU
+    they took 12 ms against 6 for F(2x2)); any_device, or
     forced_conv_algorithm("direct"): on any device, as where `clnet tune`
     measured it faster)."""
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
@@ -561,7 +563,8 @@ def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
         return "conv_direct" if M >= DIRECT_TM else None
     if any_device or forced_algorithm() == "direct":
         return "conv_oc"
-    return "conv_oc" if ctx.dev.type == "CPU" and vector_width(ctx.dev) == 16 else None
+    return "conv_oc" if ctx.dev.type == "CPU" and vector_width(ctx.dev) == 16 and M >= 16 \
+        else None
 
 
 FORCE_IM2COL = False     # set by A/B measurements to time im2col + GEMM instead
