@@ -196,6 +196,8 @@ POOL_CASES = [
     ({"kernel_shape": [3, 2], "pads": [2, 1, 0, 1]}, (2, 2, 7, 38)),
     ({"kernel_shape": [2, 3], "strides": [1, 2], "ceil_mode": 1}, (1, 3, 6, 44)),
     ({"kernel_shape": [1, 4], "strides": [3, 3]}, (1, 2, 8, 53)),
+    # a window wider than the row without its end padding (no interior outputs)
+    ({"kernel_shape": [2, 5], "strides": [1, 2], "pads": [0, 0, 0, 1]}, (1, 3, 4, 4)),
 ]
 
 
@@ -206,7 +208,7 @@ def test_pool(device, precision, op, attrs, shape):
 
 
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
-@pytest.mark.parametrize("case", [0, 1, 5, 6, 7, 8])
+@pytest.mark.parametrize("case", [0, 1, 5, 6, 7, 8, 9])
 def test_pool2d_rows_on_any_device(device, precision, monkeypatch, op, case):
     """pool.cl pool2d_rows (CPU devices' 2-D pooling) forced on any device,
     so that Oclgrind checks it too."""

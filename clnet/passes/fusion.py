@@ -7,9 +7,9 @@
   Conv/Gemm/MatMul become attributes of that node (``_residual``, ``_act``),
   run in the GEMM's epilogue; so does a constant [N] bias Add after a MatMul
   with constant B (``_bias``, the bias becoming its third input), and a
-  Mul or Div by a constant scalar right after a MatMul (``_alpha``, the
-  GEMM's alpha: attention's scores / sqrt(d)).  The lowering falls back to separate launches
-  when the shapes turn out not to allow it.
+  Mul or Div by a 0-d constant right after a MatMul (``_alpha``, the GEMM's
+  alpha: attention's scores / sqrt(d)).  The lowering falls back to
+  separate launches when the shapes turn out not to allow it.
 """
 from __future__ import annotations
 
