@@ -16,6 +16,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import statistics
 import tempfile
 
@@ -28,7 +29,7 @@ from clnet.device import select_device
 from bench_models import MODELS, feeds_for, ort_session
 
 
-def ort_node_times(session, profile_path: str) -> list:
+def ort_node_times(profile_path: str) -> list:
     """[(node, median ms)] in execution order from onnxruntime's profile."""
     with open(profile_path) as f:
         events = json.load(f)
@@ -80,7 +81,8 @@ def main() -> None:
                 per_node[node] = per_node.get(node, 0.0) + ms
             for node, ms in per_node.items():
                 ours[node].append(ms)
-    theirs = ort_node_times(reference, reference.end_profiling())
+    theirs = ort_node_times(reference.end_profiling())
+    shutil.rmtree(profile_dir, ignore_errors=True)
     mine = [(node, statistics.median(v)) for node, v in ours.items()]
 
     print(f"device: {dev.describe()}")
