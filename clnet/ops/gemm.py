@@ -537,7 +537,7 @@ DIRECT_MAX_C = 16        # conv_direct up to this many input channels, conv_oc a
 DIRECT_OC = {16: (7, 2), 8: (6, 2), 4: (4, 2)}
 OC_BLOCKS = 8            # conv_oc pixel blocks per work-item (its OPB)
 DIRECT_KERNELS = ("conv_direct", "conv_oc")
-PHASE_ROWS = 8           # rows per conv_phases work-item (its default in conv_direct.cl)
+PHASE_ROWS = 8           # rows of the padded copy per conv_phases work-item
 
 
 def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
@@ -600,7 +600,8 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
     # the padded copy: a program of its own per stride, shared by every conv
     ctx.launch("conv_direct", (-(-rows // PHASE_ROWS), N * C * sx),
                [x, xp, int_vec((H, W, rows, cols)), int_vec((pad_y, pad_x))],
-               {"SX": sx, "PHASES_ONLY": True}, entry="conv_phases", lsize=(1, 1))
+               {"SX": sx, "PHASES_ONLY": True, "PHASE_ROWS": PHASE_ROWS}, entry="conv_phases",
+               lsize=(1, 1))
     wp = ctx.weight(wp, (node.inputs[1].name, kernel, *sorted(defines.items())))
     b_arg = bias
     if bias is not None and not isinstance(bias, Value):
