@@ -167,10 +167,19 @@ __kernel void pool2d(__global const STORE_T *x, __global STORE_T *y, const int4 
 
 // One work-item per output row: gid0 = oh, gid1 = n * C + c.  Outputs whose
 // window lies inside the row, [lo, hi), go eight at a time in float8 (rows
-// clamped once per work-item, their validity a select; strides 1 and 2
-// load contiguous vectors, the compiler does not vectorise such a loop by
-// itself), the border outputs and the rest through pool_at.  ResNet-18's
-// 3x3/2 max pool: 0.21-0.29 ms against 0.47-0.60 for pool2d on PoCL.
+// clamped once per work-item; strides 1 and 2 load contiguous vectors, the
+// compiler does not vectorise such a loop by itself), the last block of
+// eight shifted left to end at hi (outputs computed twice are written twice
+// with the same value) instead of leaving a scalar tail; the border outputs
+// go through pool_at.  Max pooling replaces a padding row of the window by
+// one of its rows inside the image (the maximum is the same), so that its
+// vector loop is a plain maximum per tap, no select.  ResNet-18's 3x3/2 max
+// pool: 0.21-0.29 ms against 0.47-0.60 for pool2d on PoCL.
+#ifdef STORE_HALF                  // PoCL 3.1 crashed compiling vload_half8 here
+  #define ROW_LOAD8(p, i) ((float8)(LOADFN(4, p, i), LOADFN(4, p, (i) + 4)))
+#else
+  #define ROW_LOAD8(p, i) LOADFN(8, p, i)
+#endif
 __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const int4 dims,
                           const int4 pads, const int count_include_pad)
 {
@@ -190,7 +199,7 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
         STOREF(out, ow, pool_at(plane, H, W, h0, ow * SW - pads.s1, pads, count_include_pad));
     __global const STORE_T *rows[KH];
     bool row_in[KH];
-    int rows_in = 0, rows_padded = 0;
+    int rows_in = 0, rows_padded = 0, inside = -1;
     #pragma unroll
     for (int kh = 0; kh < KH; ++kh) {
         const int ih = h0 + kh * DH;
@@ -198,43 +207,56 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
         rows[kh] = plane + clamp(ih, 0, H - 1) * W;
         rows_in += row_in[kh];
         rows_padded += ih < H + pads.s2;
+        inside = (inside < 0 && row_in[kh]) ? kh : inside;
     }
   #ifdef POOL_AVG
     const float scale = 1.0f / (float)max(1, (count_include_pad ? rows_padded : rows_in) * KW);
+  #else
+    if (inside >= 0) {
+        #pragma unroll
+        for (int kh = 0; kh < KH; ++kh)
+            rows[kh] = row_in[kh] ? rows[kh] : rows[inside];
+    }
   #endif
     int ow = lo;
   #if SW <= 2
-    // eight outputs at a time: a tap's inputs are 8 consecutive elements
-    // (SW = 1) or the even ones of 16 (SW = 2), which must stay in the row
-    for (; ow + 8 <= hi && (ow + 7) * SW - pads.s1 + (KW - 1) * DW + SW - 1 < W; ow += 8) {
+    // blocks of eight outputs: a tap's inputs are 8 consecutive elements
+    // (SW = 1) or the even ones of 15 (SW = 2: two float8 loads, the second
+    // starting one element early so that none is read past the window)
+    const int last_block = hi - 8;
+    if (last_block >= lo && inside >= 0) {
+        for (int b = lo; ; b = min(b + 8, last_block)) {
     #ifdef POOL_MAX
-        float8 acc = (float8)(-INFINITY);
+            float8 acc = (float8)(-INFINITY);
     #else
-        float8 acc = (float8)(0.0f);
+            float8 acc = (float8)(0.0f);
     #endif
-        #pragma unroll
-        for (int kh = 0; kh < KH; ++kh) {
             #pragma unroll
-            for (int kw = 0; kw < KW; ++kw) {
-                const int at = ow * SW - pads.s1 + kw * DW;
-    #if SW == 1 && defined(STORE_HALF)   // PoCL 3.1 crashed compiling vload_half8 here
-                const float8 v = (float8)(LOADFN(4, rows[kh], at), LOADFN(4, rows[kh], at + 4));
-    #elif SW == 1
-                const float8 v = LOADFN(8, rows[kh], at);
+            for (int kh = 0; kh < KH; ++kh) {
+                #pragma unroll
+                for (int kw = 0; kw < KW; ++kw) {
+                    const int at = b * SW - pads.s1 + kw * DW;
+    #if SW == 1
+                    const float8 v = ROW_LOAD8(rows[kh], at);
     #else
-                const float8 v = LOADFN(16, rows[kh], at).even;
+                    const float8 e = ROW_LOAD8(rows[kh], at), f = ROW_LOAD8(rows[kh], at + 7);
+                    const float8 v = (float8)(e.s0246, f.s1357);
     #endif
     #ifdef POOL_MAX
-                acc = row_in[kh] ? fmax(acc, v) : acc;
+                    acc = v > acc ? v : acc;    // a NaN input is skipped, as by fmax
     #else
-                acc += row_in[kh] ? v : (float8)(0.0f);
+                    acc += row_in[kh] ? v : (float8)(0.0f);
     #endif
+                }
             }
-        }
     #ifdef POOL_AVG
-        acc *= scale;
+            acc *= scale;
     #endif
-        STOREFN(8, out, ow, acc);
+            STOREFN(8, out, b, acc);
+            if (b == last_block)
+                break;
+        }
+        ow = hi;
     }
   #endif
     for (; ow < hi; ++ow) {
