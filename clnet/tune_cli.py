@@ -29,9 +29,10 @@ SPACE = {
     "KSPLIT": (1, 4),
     "NT": (1, 2, 4),             # tiles per work-item
     "GROUP_M": (1, 16),          # grouped tile order (M_FIRST does not apply)
+    "NP": (1, 2),                # B panels side by side (matrix-vector shapes, M <= 2)
 }
 QUICK_SPACE = {"TM": (4, 6, 8), "TN_VECTORS": (1, 2), "VW": (16,), "LSIZE": ((1, 1, 1),),
-               "M_FIRST": (0,), "KSPLIT": (1,), "NT": (1, 2), "GROUP_M": (16,)}
+               "M_FIRST": (0,), "KSPLIT": (1,), "NT": (1, 2), "GROUP_M": (16,), "NP": (1, 2)}
 # --quick on GPUs and other devices: work-groups of many work-items, not one
 QUICK_SPACE_GPU = {"TM": (2, 4, 8), "TN_VECTORS": (1, 2), "VW": (4,),
                    "LSIZE": (None, (16, 16, 1)), "M_FIRST": (0, 1), "KSPLIT": (1, 4),
@@ -49,18 +50,22 @@ def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> lis
     # split K only where the output tiles alone cannot fill the device
     few_tiles = 64 if dev.type == "CPU" else 64 * dev.compute_units
     found, seen = [], set()
-    for tm, tnv, vw, lsize, m_first, ksplit, nt, group_m in itertools.product(
+    for tm, tnv, vw, lsize, m_first, ksplit, nt, group_m, np_ in itertools.product(
             space["TM"], space["TN_VECTORS"], space["VW"], space["LSIZE"],
             space["M_FIRST"], space["KSPLIT"], space.get("NT", (1,)),
-            space.get("GROUP_M", (1,))):
+            space.get("GROUP_M", (1,)), space.get("NP", (1,))):
         vw = min(vw, native)
-        tiles = -(-M // tm) * -(-N // (vw * tnv))
+        if np_ > 1 and (M > 2 or N < 4 * vw * tnv):
+            continue
+        tiles = -(-M // tm) * -(-N // (vw * tnv * np_))
         if ksplit > 1 and (tiles >= few_tiles or K < 64 * ksplit):
             continue
         if (nt > 1 and tiles < 16 * nt) or (group_m > 1 and m_first):
             continue
         params = {"TM": min(tm, M), "TN": vw * tnv, "VW": vw, "LSIZE": lsize,
                   "M_FIRST": m_first, "KSPLIT": ksplit, "NT": nt, "GROUP_M": group_m}
+        if np_ > 1:
+            params["NP"] = np_
         key = tuple(sorted((k, str(v)) for k, v in params.items()))
         if key not in seen:
             seen.add(key)

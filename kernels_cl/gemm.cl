@@ -3,8 +3,8 @@
 // The epilogue is chosen by run-time arguments (epi flags, alpha and the
 // activation's parameters), not defines, so one build serves every layer
 // with the same tiling: fewer programs to compile when a model loads.
-// Each work-item computes a TM x TN tile of C held in TM * (TN / VW) float
-// vectors of width VW.  B is packed in column panels Bp[z][N/TN][K][TN]
+// Each work-item computes a TM x (TN x NP) tile of C held in TM * (TN / VW)
+// * NP float vectors of width VW (-DNP=2: two panels of B side by side).  B is packed in column panels Bp[z][N/TN][K][TN]
 // (zero-padded), so the inner loop streams contiguous vectors.  A is either
 // packed in row panels Ap[z][M/TM][K][TM] (constant weights, packed once at
 // load: -DA_PACKED) or row-major with leading dimension lda (activations).
@@ -39,6 +39,9 @@
 #ifndef NT
   #define NT 1              // tiles per work-item, along grid dimension 0
 #endif
+#ifndef NP
+  #define NP 1              // packed B panels per tile, read side by side (TN * NP columns)
+#endif
 // -DGROUP_M=G: tiles in grouped order (G row tiles per column panel) over a
 // grid (tiles / NT, batch x KSPLIT); M_FIRST does not apply.
 // -DM_FIRST: dimension 0 walks rows of tiles (work-items next to each other
@@ -46,6 +49,11 @@
 
 #define VT CAT(float, VW)
 #define NV (TN / VW)
+#define NVP (NV * NP)       // vectors per row of a tile
+#define TNP (TN * NP)       // columns per tile
+#if NP > 1 && defined(B_ROWMAJOR)
+  #error "NP > 1 reads packed panels"
+#endif
 #define EPI_VW VW
 #include "epilogue.h"
 
@@ -79,8 +87,8 @@
 #define GEMM_STEP(kk) \
     do { \
         _Pragma("unroll") \
-        for (int j = 0; j < NV; ++j) { \
-            const VT bv = LOADB(VW, bp, B_ROW(kk) + j * VW); \
+        for (int j = 0; j < NVP; ++j) { \
+            const VT bv = LOADB(VW, bp[j / NV], B_ROW(kk) + (j % NV) * VW); \
             _Pragma("unroll") \
             for (int i = 0; i < TM; ++i) \
                 acc[i][j] = A_AT(i, (kk)) * bv + acc[i][j]; \
@@ -97,12 +105,12 @@ inline void gemm_tile(__global const A_T *A, __global const B_T *B,
                       const int epi, const float4 epf, const int nb, const int mb, const int zk)
 {
     const int m0 = mb * TM;
-    if (nb * TN >= N || m0 >= M)
+    if (nb * TNP >= N || m0 >= M)
         return;
 #ifdef B_ROWMAJOR
     const int n0 = min(nb * TN, N - TN);
 #else
-    const int n0 = nb * TN;
+    const int n0 = nb * TNP;
 #endif
 #if KSPLIT > 1
     const int z = zk / KSPLIT;
@@ -117,11 +125,18 @@ inline void gemm_tile(__global const A_T *A, __global const B_T *B,
 #endif
     const int za_idx = (z / za.s0) % za.s1;
     const int zb_idx = (z / zb.s0) % zb.s1;
+    __global const B_T *bp[NP];
 #ifdef B_ROWMAJOR
-    __global const B_T *bp = B + zb.s3 + zb_idx * zb.s2 + n0;
+    bp[0] = B + zb.s3 + zb_idx * zb.s2 + n0;
     #define B_ROW(k) ((k) * ldb)
 #else
-    __global const B_T *bp = B + zb.s3 + zb_idx * zb.s2 + nb * K * TN;
+    // NP panels side by side: NP streams of B in flight instead of one (a
+    // matrix-vector product is bound by them); a panel past the last reads
+    // the last, its columns are not stored
+    #pragma unroll
+    for (int p = 0; p < NP; ++p)
+        bp[p] = B + zb.s3 + zb_idx * zb.s2
+                + (size_t)min(nb * NP + p, (N - 1) / TN) * K * TN;
     #define B_ROW(k) ((k) * TN)
 #endif
 #ifdef A_PACKED
@@ -133,11 +148,11 @@ inline void gemm_tile(__global const A_T *A, __global const B_T *B,
         arow[i] = A + za.s3 + za_idx * za.s2 + min(m0 + i, M - 1) * lda;
 #endif
 
-    VT acc[TM][NV];
+    VT acc[TM][NVP];
     #pragma unroll
     for (int i = 0; i < TM; ++i)
         #pragma unroll
-        for (int j = 0; j < NV; ++j)
+        for (int j = 0; j < NVP; ++j)
             acc[i][j] = (VT)(0.0f);
 
     int k = k_begin;
@@ -157,31 +172,34 @@ inline void gemm_tile(__global const A_T *A, __global const B_T *B,
         for (int i = 0; i < TM; ++i)
             a4[i] = LOADFN(4, arow[i], k);
 #endif
-        __global const B_T *bk = bp + B_ROW(k);
+        __global const B_T *bk[NP];
         #pragma unroll
-        for (int j = 0; j < NV; ++j) {
-            const VT b0 = LOADB(VW, bk, j * VW);
+        for (int p = 0; p < NP; ++p)
+            bk[p] = bp[p] + B_ROW(k);
+        #pragma unroll
+        for (int j = 0; j < NVP; ++j) {
+            const VT b0 = LOADB(VW, bk[j / NV], (j % NV) * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s0 * b0 + acc[i][j];
         }
         #pragma unroll
-        for (int j = 0; j < NV; ++j) {
-            const VT b1 = LOADB(VW, bk, B_ROW(1) + j * VW);
+        for (int j = 0; j < NVP; ++j) {
+            const VT b1 = LOADB(VW, bk[j / NV], B_ROW(1) + (j % NV) * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s1 * b1 + acc[i][j];
         }
         #pragma unroll
-        for (int j = 0; j < NV; ++j) {
-            const VT b2 = LOADB(VW, bk, B_ROW(2) + j * VW);
+        for (int j = 0; j < NVP; ++j) {
+            const VT b2 = LOADB(VW, bk[j / NV], B_ROW(2) + (j % NV) * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s2 * b2 + acc[i][j];
         }
         #pragma unroll
-        for (int j = 0; j < NV; ++j) {
-            const VT b3 = LOADB(VW, bk, B_ROW(3) + j * VW);
+        for (int j = 0; j < NVP; ++j) {
+            const VT b3 = LOADB(VW, bk[j / NV], B_ROW(3) + (j % NV) * VW);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 acc[i][j] = a4[i].s3 * b3 + acc[i][j];
@@ -206,7 +224,7 @@ inline void gemm_tile(__global const A_T *A, __global const B_T *B,
     #pragma unroll
     for (int i = 0; i < TM && m0 + i < M; ++i)
         #pragma unroll
-        for (int j = 0; j < NV; ++j) {
+        for (int j = 0; j < NVP; ++j) {
             const int c_off = z * zc.s0 + (m0 + i) * zc.s2 + n0 + j * VW;
             if (n0 + j * VW < N) {
                 const int n_left = N - n0 - j * VW;
@@ -227,7 +245,7 @@ inline void gemm_tile(__global const A_T *A, __global const B_T *B,
         if (m >= M)
             break;
         #pragma unroll
-        for (int j = 0; j < NV; ++j) {
+        for (int j = 0; j < NVP; ++j) {
             const int n = n0 + j * VW;
             if (n >= N)
                 break;
@@ -257,7 +275,7 @@ __kernel void gemm(__global const A_T *A, __global const B_T *B,
     // column panel, then the next panel, so that a block of A rows stays in
     // the cache while B streams past it once per block (not once per row tile).
     // The grid is one-dimensional here: tile ids NT * gid0 + t.
-    const int n_tiles = (N + TN - 1) / TN, m_tiles = (M + TM - 1) / TM;
+    const int n_tiles = (N + TNP - 1) / TNP, m_tiles = (M + TM - 1) / TM;
     for (int t = 0; t < NT; ++t) {
         const int id = get_global_id(0) * NT + t;
         if (id >= n_tiles * m_tiles)

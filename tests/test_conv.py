@@ -76,6 +76,19 @@ def test_conv_shapes(device, precision, case):
     assert_close(got[0], want[0], precision)
 
 
+def test_pointwise_conv_ignores_paired_panels(device, monkeypatch):
+    """A 1x1 conv's GEMM reads its input in place (row-major B): a tuning
+    entry asking for paired packed panels (NP) must not apply there."""
+    monkeypatch.setattr(gemm_ops, "gemm_params", lambda dev, M, N, K, kind="gemm": {
+        "TM": min(2, M), "TN": 8, "VW": 8, "NP": 2})
+    rng = np.random.default_rng(5)
+    x_shape, w_shape = (1, 6, 9, 9), (2, 6, 1, 1)
+    model = _conv_model(x_shape, w_shape, {}, rng, act="Relu")
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    got, want = run_both(model, feeds, device)
+    assert_close(got[0], want[0])
+
+
 @pytest.mark.parametrize("params", [{"TM": 4, "TN": 8, "VW": 8, "M_FIRST": 1},
                                     {"TM": 5, "TN": 16, "VW": 4, "KSPLIT": 2}])
 def test_conv_residual_other_params(device, monkeypatch, params):

@@ -22,6 +22,12 @@ CONFIGS = {
     "gpu-splitk4": {"TM": 4, "TN": 8, "VW": 4, "KSPLIT": 4},
     "grouped-splitk2": {"TM": 4, "TN": 16, "VW": 8, "GROUP_M": 2, "KSPLIT": 2, "NT": 3,
                         "LSIZE": (1, 1, 1)},
+    # B panels side by side: partial groups of panels (a missing panel reads
+    # the last one), with split-K, grouped order and M_FIRST
+    "np2-grouped": {"TM": 2, "TN": 16, "VW": 8, "NP": 2, "GROUP_M": 2, "NT": 2,
+                    "LSIZE": (1, 1, 1)},
+    "np3-splitk2": {"TM": 3, "TN": 8, "VW": 4, "NP": 3, "KSPLIT": 2},
+    "np2-mfirst": {"TM": 4, "TN": 8, "VW": 8, "NP": 2, "M_FIRST": 1, "NT": 2},
 }
 
 

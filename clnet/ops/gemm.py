@@ -63,11 +63,13 @@ def pack_a(a: np.ndarray, tm: int) -> np.ndarray:
 
 def gemm_launch_config(params: dict, M: int, N: int, Z: int, *, a_packed: bool) -> tuple:
     """(defines, global size, local size or None) of gemm.cl for one problem."""
-    tm, tn = params["TM"], params["TN"]
+    tm, tn, np_ = params["TM"], params["TN"], int(params.get("NP", 1))
     defs = {"TM": tm, "TN": tn, "VW": params.get("VW", min(tn, 16))}
     if a_packed:
         defs["A_PACKED"] = True
-    gsize = (-(-N // tn), -(-M // tm), Z)
+    if np_ > 1:
+        defs["NP"] = np_
+    gsize = (-(-N // (tn * np_)), -(-M // tm), Z)
     nt = int(params.get("NT", 1))
     if nt > 1:
         defs["NT"] = nt
@@ -120,6 +122,8 @@ def emit_gemm(ctx, out, a, b, M, N, K, Z, *, a_packed, params, za, zb, zc, lda=0
     sums them and applies the epilogue.  ldb > 0: b is a row-major (unpacked)
     matrix with that leading dimension.
     """
+    if ldb and params.get("NP", 1) > 1:
+        params = dict(params, NP=1)     # NP panels are packed ones
     defs, gsize, lsize = gemm_launch_config(params, M, N, Z, a_packed=a_packed)
     if ldb:
         defs["B_ROWMAJOR"] = True
