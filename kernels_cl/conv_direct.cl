@@ -50,7 +50,7 @@
   #define TN 16             // pixels per output row and work-item: 8 or 16
 #endif
 #ifndef RY
-  #define RY 2              // output rows per work-item
+  #define RY 3              // output rows per work-item
 #endif
 
 #ifndef PHASE_ROWS
