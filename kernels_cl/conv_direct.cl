@@ -80,50 +80,59 @@
 #endif
 #include "epilogue.h"
 
-// One work-item per PHASE_ROWS rows of xp, eight columns at a time: a chunk
-// whose inputs all lie inside the image row is one vector load (stride 1) or
-// two with the even lanes kept (stride 2); the padding and the rest go
-// element by element.  geo: (H, W, rows of xp, columns q of xp); pad: (top,
-// left).  Grid: (ceil(rows / PHASE_ROWS), N * C * SX).
+// One work-item per PHASE_ROWS rows of one input plane, writing those rows
+// of all SX phases, eight columns q at a time: a chunk whose inputs all lie
+// inside the image row is one vector load (stride 1) or two split into the
+// even and odd elements, one phase each (stride 2); chunks at the row's
+// ends and strides 3-4 go element by element, rows of padding are zeros.
+// geo: (H, W, rows of xp, columns q of xp); pad: (top, left).  Grid:
+// (ceil(rows / PHASE_ROWS), N * C).
 #ifdef PHASES_ONLY
 __kernel void conv_phases(__global const STORE_T *x, __global STORE_T *xp,
                           const int4 geo, const int4 pad)
 {
-    const int plane = get_global_id(1);         // n * C * SX + ci * SX + px
+    const int nc = get_global_id(1);            // n * C + ci
     const int H = geo.s0, W = geo.s1, rows = geo.s2, cols = geo.s3;
-    const int px = plane % SX, nc = plane / SX;
+    const size_t plane = (size_t)rows * cols;
     const int row_end = min(rows, ((int)get_global_id(0) + 1) * PHASE_ROWS);
     for (int row = get_global_id(0) * PHASE_ROWS; row < row_end; ++row) {
         const int iy = row - pad.s0;
         const bool row_in = iy >= 0 && iy < H;
         __global const STORE_T *src = x + ((size_t)nc * H + clamp(iy, 0, H - 1)) * W;
-        __global STORE_T *dst = xp + ((size_t)plane * rows + row) * cols;
+        __global STORE_T *dst = xp + (size_t)nc * SX * plane + (size_t)row * cols;
         for (int q0 = 0; q0 < cols; q0 += 8) {
-            const int ix0 = q0 * SX + px - pad.s1;
-            float8 v;
+            const int ix0 = q0 * SX - pad.s1;   // input column of phase 0, lane 0
+            float8 v[SX];
             if (row_in && SX <= 2 && ix0 >= 0 && ix0 + 8 * SX <= W) {
 #if SX == 1
-                v = LOADFN(8, src, ix0);
+                v[0] = LOADFN(8, src, ix0);
 #elif SX == 2
                 const float8 lo = LOADFN(8, src, ix0), hi = LOADFN(8, src, ix0 + 8);
-                v = (float8)(lo.even, hi.even);
+                v[0] = (float8)(lo.even, hi.even);
+                v[1] = (float8)(lo.odd, hi.odd);
 #endif
             } else {
-                float t[8];
                 #pragma unroll
-                for (int j = 0; j < 8; ++j) {
-                    const int ix = ix0 + j * SX;
-                    t[j] = row_in && ix >= 0 && ix < W ? LOADF(src, ix) : 0.0f;
+                for (int px = 0; px < SX; ++px) {
+                    float t[8];
+                    #pragma unroll
+                    for (int j = 0; j < 8; ++j) {
+                        const int ix = ix0 + j * SX + px;
+                        t[j] = row_in && ix >= 0 && ix < W ? LOADF(src, ix) : 0.0f;
+                    }
+                    v[px] = vload8(0, t);
                 }
-                v = vload8(0, t);
             }
-            if (q0 + 8 <= cols) {
-                STOREFN(8, dst, q0, v);
-            } else {
-                float t[8];
-                vstore8(v, 0, t);
-                for (int j = 0; q0 + j < cols; ++j)
-                    STOREF(dst, q0 + j, t[j]);
+            #pragma unroll
+            for (int px = 0; px < SX; ++px) {
+                if (q0 + 8 <= cols) {
+                    STOREFN(8, dst + px * plane, q0, v[px]);
+                } else {
+                    float t[8];
+                    vstore8(v[px], 0, t);
+                    for (int j = 0; q0 + j < cols; ++j)
+                        STOREF(dst + px * plane, q0 + j, t[j]);
+                }
             }
         }
     }

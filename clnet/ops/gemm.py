@@ -604,7 +604,7 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
     rows = (OH - 1) * sy + kh
     xp = ctx.scratch(N * C * sx * rows * cols * ctx.itemsize(x))
     # the padded copy: a program of its own per stride, shared by every conv
-    ctx.launch("conv_direct", (-(-rows // PHASE_ROWS), N * C * sx),
+    ctx.launch("conv_direct", (-(-rows // PHASE_ROWS), N * C),
                [x, xp, int_vec((H, W, rows, cols)), int_vec((pad_y, pad_x))],
                {"SX": sx, "PHASES_ONLY": True, "PHASE_ROWS": PHASE_ROWS}, entry="conv_phases",
                lsize=(1, 1))
