@@ -1,6 +1,8 @@
 // Direct depthwise 2-D convolution (groups == input channels, any channel
-// multiplier), with fused bias and activation.  Each work-item computes one
-// output row of one channel, WX pixels at a time, in vectors with the kernel
+// multiplier), with fused bias and activation.  Each work-item computes
+// `rows` output rows of one channel (a run-time argument: one row each left
+// the per-item setup, its divisions and filter loads, as costly as the
+// arithmetic on 14x14 maps), WX pixels at a time, in vectors with the kernel
 // window fully unrolled (KH, KW, SX, DX are compile time constants).  A
 // chunk whose window runs past the row (padding; on 14x14 and 7x7 maps that
 // is every chunk) loads the same vectors, which then reach into the
@@ -54,11 +56,12 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
                         __global const STORE_T *bias, __global STORE_T *y,
                         const int C, const int H, const int W, const int M,
                         const int OH, const int OW,
-                        const int4 kern, const int4 pad_dil, const int total)
+                        const int4 kern, const int4 pad_dil, const int total,
+                        const int rows_per_item)
 {
-    const int oy = get_global_id(0);
+    const int oy0 = get_global_id(0) * rows_per_item;
     const int nm = get_global_id(1);          // image * M + output channel
-    if (oy >= OH)
+    if (oy0 >= OH)
         return;
     const int n = nm / M, m = nm % M;
     const int c = m / (M / C);
@@ -73,6 +76,10 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
 #else
     const float b = 0.0f;
 #endif
+    // where this channel's plane starts among x's `total` elements
+    const int plane_at = (n * C + c) * H * W;
+    const int oy_end = min(OH, oy0 + rows_per_item);
+    for (int oy = oy0; oy < oy_end; ++oy) {
     bool row_ok[KH];
     __global const STORE_T *rows[KH];
     #pragma unroll
@@ -82,8 +89,6 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
         rows[ky] = plane + clamp(iy, 0, H - 1) * W;
     }
     __global STORE_T *out = y + (nm * OH + oy) * OW;
-    // where this channel's plane starts among x's `total` elements
-    const int plane_at = (n * C + c) * H * W;
     for (int ox0 = 0; ox0 < OW; ox0 += WX) {
         const int ix0 = ox0 * SX - px;
         const bool in_row = ix0 >= 0 && ix0 + LOAD_SPAN <= W;
@@ -146,5 +151,6 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
         }
         for (int j = 0; j < WX && ox0 + j < OW; ++j)
             STOREF(out, ox0 + j, ACT(acc[j]));
+    }
     }
 }

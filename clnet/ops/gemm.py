@@ -633,12 +633,16 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     if bias is not None:
         b_arg = bias if isinstance(bias, Value) else ctx.weight(bias, (node.inputs[2].name, "bias"))
         defines["HAS_BIAS"] = True
+    # rows per work-item on a CPU: as many as leave ~16 work-items per core
+    # (MobileNetV2's 14x14 depthwise convs 0.20 -> 0.08 ms); one on a GPU
+    rows = max(1, min(OH, N * M * OH // (16 * max(1, ctx.dev.compute_units)))) \
+        if ctx.dev.type == "CPU" else 1
     args = [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)] \
-        + list(geometry) + [np.int32(N * C * H * W)]
+        + list(geometry) + [np.int32(N * C * H * W), np.int32(rows)]
     # one work-item per group on a CPU: PoCL would otherwise loop over the
     # already vectorised work-items and re-vectorise them (10-20% slower)
     lsize = (1, 1) if ctx.dev.type == "CPU" else None
-    ctx.launch("depthwise", (OH, N * M), args, defines, lsize=lsize)
+    ctx.launch("depthwise", (-(-OH // rows), N * M), args, defines, lsize=lsize)
 
 
 def _unit_stride_no_pad(geometry) -> bool:
