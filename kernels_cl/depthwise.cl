@@ -89,7 +89,11 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
         rows[ky] = plane + clamp(iy, 0, H - 1) * W;
     }
     __global STORE_T *out = y + (nm * OH + oy) * OW;
-    for (int ox0 = 0; ox0 < OW; ox0 += WX) {
+    // chunks of WX outputs; the last one shifted left to end at OW (outputs
+    // computed twice are stored twice, the same value) instead of a scalar
+    // tail, where the row has WX outputs
+    const int last_chunk = OW >= WX ? OW - WX : 0;
+    for (int ox0 = 0; ox0 < OW; ox0 = ox0 < last_chunk ? min(ox0 + WX, last_chunk) : OW) {
         const int ix0 = ox0 * SX - px;
         const bool in_row = ix0 >= 0 && ix0 + LOAD_SPAN <= W;
         const bool in_tensor = plane_at + ix0 >= 0

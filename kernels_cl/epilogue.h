@@ -59,8 +59,8 @@ inline EPI_VT act_vec_any(const EPI_VT x, const int act, const float p0, const f
 #endif
 }
 
-// No activation and Relu (the common cases) inline, as a compare and select
-// (max(x, 0) with NaN -> 0, as fmax); the rest through act_vec_any, whose
+// No activation, Relu and Clip (the common cases) inline, as compares and
+// selects (Relu's NaN -> 0 as fmax's); the rest through act_vec_any, whose
 // switch a compiler may keep out of line: a call per vector stored was 2% of
 // ResNet-18's time on PoCL.
 inline EPI_VT act_vec(const EPI_VT x, const int act, const float p0, const float p1)
@@ -69,6 +69,10 @@ inline EPI_VT act_vec(const EPI_VT x, const int act, const float p0, const float
         return x;
     if (act == 1)
         return x > (EPI_VT)(0.0f) ? x : (EPI_VT)(0.0f);
+    if (act == 2) {     // Clip (Relu6), as clamp: a NaN becomes p0
+        const EPI_VT lo = x > (EPI_VT)(p0) ? x : (EPI_VT)(p0);
+        return lo < (EPI_VT)(p1) ? lo : (EPI_VT)(p1);
+    }
     return act_vec_any(x, act, p0, p1);
 }
 
