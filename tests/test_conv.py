@@ -308,3 +308,42 @@ def test_conv_then_erf_gelu_in_the_epilogue(device, precision, x_shape, w_shape,
     got = session.run(None, feeds)
     assert not any(l.entry == "elementwise" for l in session.last_plan.launches)
     assert_close(got[0], reference(model, feeds)[0], precision)
+
+
+CLIP_CASES = [
+    # (x shape, w shape, attrs, launch expected): Conv + Clip(0, 6) fused
+    ((1, 5, 9, 13), (7, 5, 1, 1), {}, "gemm"),                                   # 1x1: GEMM
+    ((1, 3, 17, 19), (9, 3, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "conv_direct"),
+    ((1, 6, 14, 14), (6, 1, 3, 3), {"group": 6, "pads": [1, 1, 1, 1]}, "depthwise"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CLIP_CASES)))
+def test_conv_clip_fused(device, case):
+    """Conv + Clip (Relu6, MobileNet's activation) runs as one launch, with
+    values on both sides of both bounds; the epilogue's inline Clip must
+    agree with the reference."""
+    import clnet
+
+    x_shape, w_shape, attrs, entry = CLIP_CASES[case]
+    rng = np.random.default_rng(90 + case)
+    w = (3 * rng.standard_normal(w_shape)).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=list(w_shape[2:]),
+                              **attrs),
+             helper.make_node("Clip", ["c", "lo", "hi"], ["y"])]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+             numpy_helper.from_array(np.array(6.0, np.float32), "hi")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, list(x_shape))], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    got = session.run(None, feeds)[0]
+    assert [l.entry for l in session.last_plan.launches if l.entry != "conv_phases"] == [entry]
+    want = reference(model, feeds)[0]
+    assert (want == 0).any() and (want == 6).any() and ((want > 0) & (want < 6)).any()
+    assert_close(got, want)
