@@ -10,6 +10,7 @@
 // load would leave the tensor (its first and last rows) and for strides
 // above 2 does a chunk take the checked scalar path.
 #include "common.h"
+// A build holds one of the two kernels: -DPLANE depthwise_plane, else depthwise.
 
 #ifndef KH
   #define KH 3              // kernel height
@@ -41,6 +42,7 @@
   #define LANE_IDS ((VI)(0, 1, 2, 3))
 #endif
 
+#ifndef PLANE
 #if SX == 2
 // WX inputs two apart starting at element i, from two WX-wide loads (a
 // 2*WX-wide float16 load miscompiles on a CPU compiler without AVX-512)
@@ -158,3 +160,100 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
     }
     }
 }
+#endif
+
+#ifdef PLANE
+// Small planes (-DPLANE, built on its own): stride 1, no dilation, output
+// rows as wide as the input's.  Output element o of a plane then reads input
+// element o + (ky - pad_y) * W + (kx - pad_x) for tap (ky, kx), so one
+// vector of 16 consecutive outputs (rows included) takes one load per tap,
+// its lanes outside the image zeroed by a mask that depends on the plane's
+// shape alone: masks are built once per work-item, which then runs
+// `per_item` channels.  On 14x14 and 7x7 maps (MobileNet's last blocks)
+// every 8-pixel row chunk of `depthwise` is a border chunk: this is 2-3x
+// fewer operations.  The last vector of a plane is shifted left to end at
+// the plane (outputs computed twice, stored twice, the same value).  A
+// channel whose loads would leave the tensor (the first and last) takes a
+// checked scalar path.  Grid: ceil(N * M / per_item); planes of 16 to
+// 16 * PLANE_VECS outputs.
+#ifndef PLANE_VECS
+  #define PLANE_VECS 16     // most vectors of 16 outputs per plane
+#endif
+
+__kernel void depthwise_plane(__global const STORE_T *x, __global const STORE_T *w,
+                              __global const STORE_T *bias, __global STORE_T *y,
+                              const int C, const int H, const int W, const int M,
+                              const int OH, const int OW,
+                              const int4 kern, const int4 pad_dil, const int total,
+                              const int per_item)
+{
+    const int nm0 = get_global_id(0) * per_item;
+    const int py = pad_dil.s0, px = pad_dil.s1;
+    const int OHW = OH * OW, HW = H * W;
+    const int nvec = (OHW + 15) / 16;
+    int16 mask[PLANE_VECS][KH * KW];      // all ones where the tap's input is in the image
+    int start[PLANE_VECS];
+    const int16 lanes = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int v = 0; v < nvec; ++v) {
+        start[v] = min(v * 16, OHW - 16);
+        // row and column of each lane by a float multiply (exact for such
+        // small planes; a vector integer division is one division per lane)
+        const int16 o = start[v] + lanes;
+        int16 oy = convert_int16((convert_float16(o) + 0.5f) * (1.0f / (float)OW));
+        oy = oy + (o - oy * OW < 0) - (o - oy * OW >= OW);   // a comparison is -1 where true
+        const int16 ox = o - oy * OW;
+        #pragma unroll
+        for (int ky = 0; ky < KH; ++ky)
+            #pragma unroll
+            for (int kx = 0; kx < KW; ++kx) {
+                const int16 iy = oy - py + ky, ix = ox - px + kx;
+                mask[v][ky * KW + kx] = iy >= 0 && iy < H && ix >= 0 && ix < W;
+            }
+    }
+    const int lo_shift = -py * W - px;                            // tap (0, 0)
+    const int hi_shift = (KH - 1 - py) * W + (KW - 1 - px);       // last tap
+    const int nm_end = min(nm0 + per_item, total / HW / C * M);    // N * M planes
+    for (int nm = nm0; nm < nm_end; ++nm) {
+        const int n = nm / M, m = nm % M;
+        const int c = m / (M / C);
+        const int plane_at = (n * C + c) * HW;
+        __global const STORE_T *plane = x + plane_at;
+        __global STORE_T *out = y + (size_t)nm * OHW;
+        float wv[KH * KW];
+        #pragma unroll
+        for (int i = 0; i < KH * KW; ++i)
+            wv[i] = LOADF(w, m * KH * KW + i);
+#ifdef HAS_BIAS
+        const float b = LOADF(bias, m);
+#else
+        const float b = 0.0f;
+#endif
+        if (plane_at + lo_shift >= 0 && plane_at + OHW + hi_shift <= total) {
+            for (int v = 0; v < nvec; ++v) {
+                float16 acc = (float16)(b);
+                #pragma unroll
+                for (int ky = 0; ky < KH; ++ky)
+                    #pragma unroll
+                    for (int kx = 0; kx < KW; ++kx) {
+                        const float16 xv = LOADFN(16, plane, start[v] + (ky - py) * W + kx - px);
+                        acc = wv[ky * KW + kx] * as_float16(as_int16(xv) & mask[v][ky * KW + kx])
+                              + acc;
+                    }
+                STOREFN(16, out, start[v], (float16)(ACT(acc.lo), ACT(acc.hi)));
+            }
+            continue;
+        }
+        for (int o = 0; o < OHW; ++o) {       // the tensor's first or last channel
+            const int oy = o / OW, ox = o % OW;
+            float acc = b;
+            for (int ky = 0; ky < KH; ++ky)
+                for (int kx = 0; kx < KW; ++kx) {
+                    const int iy = oy - py + ky, ix = ox - px + kx;
+                    if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                        acc += wv[ky * KW + kx] * LOADF(plane, iy * W + ix);
+                }
+            STOREF(out, o, ACT(acc));
+        }
+    }
+}
+#endif

@@ -633,6 +633,17 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     if bias is not None:
         b_arg = bias if isinstance(bias, Value) else ctx.weight(bias, (node.inputs[2].name, "bias"))
         defines["HAS_BIAS"] = True
+    if _plane_depthwise(ctx, dims, geometry, kh, kw):
+        # whole small planes in vectors of 16 (depthwise.cl depthwise_plane):
+        # ~16 work-items per core, each running its channels
+        per_item = max(1, N * M // (16 * max(1, ctx.dev.compute_units)))
+        defines["PLANE"] = True
+        del defines["WX"], defines["SX"], defines["DX"]
+        ctx.launch("depthwise", (-(-N * M // per_item),),
+                   [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)]
+                   + list(geometry) + [np.int32(N * C * H * W), np.int32(per_item)],
+                   defines, entry="depthwise_plane", lsize=(1,))
+        return
     # rows per work-item on a CPU: as many as leave ~16 work-items per core
     # (MobileNetV2's 14x14 depthwise convs 0.20 -> 0.08 ms); one on a GPU
     rows = max(1, min(OH, N * M * OH // (16 * max(1, ctx.dev.compute_units)))) \
@@ -643,6 +654,22 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     # already vectorised work-items and re-vectorise them (10-20% slower)
     lsize = (1, 1) if ctx.dev.type == "CPU" else None
     ctx.launch("depthwise", (-(-OH // rows), N * M), args, defines, lsize=lsize)
+
+
+PLANE_VECS = 16          # depthwise_plane: planes of up to 16 x 16 outputs
+
+
+def _plane_depthwise(ctx, dims, geometry, kh, kw) -> bool:
+    """Whether depthwise_plane runs this depthwise conv: a CPU with 16-wide
+    vectors (float16 loads miscompile on some without AVX-512), fp32
+    storage, stride 1, no dilation, output rows as wide as the input's, a
+    plane of 16 to 256 outputs, at most 5x5 taps."""
+    N, C, H, W, M, OH, OW = dims
+    kern, pad_dil = geometry
+    unit = all(int(kern[f]) == 1 for f in ("s2", "s3")) and \
+        all(int(pad_dil[f]) == 1 for f in ("s2", "s3"))
+    return (ctx.dev.type == "CPU" and vector_width(ctx.dev) == 16 and not ctx.store_half
+            and unit and OW == W and 16 <= OH * OW <= 16 * PLANE_VECS and kh * kw <= 25)
 
 
 def _unit_stride_no_pad(geometry) -> bool:
