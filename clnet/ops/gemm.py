@@ -637,7 +637,7 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
         # whole small planes in vectors of 16 (depthwise.cl depthwise_plane):
         # ~16 work-items per core, each running its channels
         per_item = max(1, N * M // (16 * max(1, ctx.dev.compute_units)))
-        defines["PLANE"] = True
+        defines.update(PLANE=True, PLANE_VECS=-(-OH * OW // 16))
         del defines["WX"], defines["SX"], defines["DX"]
         ctx.launch("depthwise", (-(-N * M // per_item),),
                    [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)]
@@ -656,7 +656,7 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     ctx.launch("depthwise", (-(-OH // rows), N * M), args, defines, lsize=lsize)
 
 
-PLANE_VECS = 16          # depthwise_plane: planes of up to 16 x 16 outputs
+PLANE_VECS = 49          # depthwise_plane: planes of up to 28 x 28 outputs
 
 
 def _plane_depthwise(ctx, dims, geometry, kh, kw) -> bool:
