@@ -36,7 +36,9 @@
 #define WIN ((WX - 1) * SX + (KW - 1) * DX + 1)   // inputs a chunk's window spans
 // elements a chunk's vector loads touch, from its first input on
 #define LOAD_SPAN ((KW - 1) * DX + (SX == 2 ? 2 * WX : WX))
-#if WX == 8
+#if WX == 16
+  #define LANE_IDS ((VI)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#elif WX == 8
   #define LANE_IDS ((VI)(0, 1, 2, 3, 4, 5, 6, 7))
 #else
   #define LANE_IDS ((VI)(0, 1, 2, 3))

@@ -627,7 +627,8 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     dx = int(pad_dil["s3"])
     w_arg = weights if isinstance(weights, Value) else \
         ctx.weight(weights.reshape(M, -1), (node.inputs[1].name, "dw"))
-    defines = {"KH": kh, "KW": kw, "SX": sx, "DX": dx, "WX": 8 if sx <= 2 else 4,
+    wx = 16 if sx == 1 and vector_width(ctx.dev) == 16 and OW >= 16 else 8 if sx <= 2 else 4
+    defines = {"KH": kh, "KW": kw, "SX": sx, "DX": dx, "WX": wx,
                **act_defines(node)}
     b_arg = None
     if bias is not None:
