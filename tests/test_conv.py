@@ -360,11 +360,20 @@ PLANE_CASES = [
     ((1, 6, 9, 11), (6, 1, 5, 5), {"pads": [0, 2, 0, 2]}),                # 5x5, OH < H
     ((1, 5, 10, 6), (5, 1, 3, 3), {"pads": [2, 0, 1, 2]}),                # uneven pads
     ((2, 9, 16, 16), (9, 1, 3, 3), {"pads": [1, 1, 1, 1]}),               # 256 outputs
+    ((1, 3, 28, 28), (3, 1, 3, 3), {"pads": [1, 1, 1, 1]}),               # 784 outputs
+    # the row kernel: larger planes (16 outputs per chunk on such CPUs, the
+    # last chunk of a row shifted), output rows narrower than the input's
+    ((1, 4, 30, 41), (4, 1, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((1, 3, 9, 23), (3, 1, 3, 3), {"pads": [1, 0, 1, 0]}),
+    ((2, 2, 33, 17), (4, 1, 5, 5), {"pads": [2, 2, 2, 2]}),
 ]
 
 
 @pytest.mark.parametrize("case", range(len(PLANE_CASES)))
-def test_depthwise_small_planes(device, case):
+def test_depthwise_small_planes_and_rows(device, case):
+    """Depthwise convs through depthwise_plane or the row kernel (whichever
+    this device's rule picks, checked on CPUs with 16-wide vectors), with the
+    activation fused."""
     import clnet
     from clnet.tuning import vector_width
 
@@ -376,6 +385,11 @@ def test_depthwise_small_planes(device, case):
     session = clnet.InferenceSession(model.SerializeToString(), device=device)
     got = session.run(None, feeds)
     (launch,) = session.last_plan.launches
+    n, c, h, w = x_shape
+    pads = attrs["pads"]
+    ow = w + pads[1] + pads[3] - w_shape[3] + 1
+    oh = h + pads[0] + pads[2] - w_shape[2] + 1
     if device.type == "CPU" and vector_width(device) == 16:
-        assert launch.entry == "depthwise_plane"
+        plane = ow == w and oh * ow <= 784
+        assert launch.entry == ("depthwise_plane" if plane else "depthwise")
     assert_close(got[0], reference(model, feeds)[0])
