@@ -542,6 +542,7 @@ DIRECT_MAX_C = 16        # conv_direct up to this many input channels, conv_oc a
 # 12 of the 16 ymm registers with AVX2
 DIRECT_OC = {16: (7, 2), 8: (6, 2), 4: (4, 2)}
 OC_BLOCKS = 8            # conv_oc pixel blocks per work-item (its OPB)
+OC_SLICE = 16            # conv_oc input channels per pass over its blocks (its OCC)
 DIRECT_KERNELS = ("conv_direct", "conv_oc")
 PHASE_ROWS = 8           # rows of the padded copy per conv_phases work-item
 
@@ -597,7 +598,7 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
         opb, oc_blocks = min(OC_BLOCKS, OH * blocks), -(-M // (ov * vw)) * N
         while opb > 1 and -(-OH * blocks // opb) * oc_blocks < 4 * ctx.dev.compute_units:
             opb //= 2
-        defines.update(OP=op_, OV=ov, OVW=vw, OPB=OC_BLOCKS, OC=True)
+        defines.update(OP=op_, OV=ov, OVW=vw, OPB=OC_BLOCKS, OCC=OC_SLICE, OC=True)
         cols = blocks * op_ + (kw - 1) // sx
         wp = pack_b(weights.reshape(M, -1).T, ov * vw)[0]     # [M / (OV OVW)][K][OV OVW]
         grid, xgeo = (-(-OH * blocks // opb), -(-M // (ov * vw)), N), (blocks, opb)
