@@ -4,8 +4,9 @@
 // activation's parameters), not defines, so one build serves every layer
 // with the same tiling: fewer programs to compile when a model loads.
 // Each work-item computes a TM x (TN x NP) tile of C held in TM * (TN / VW)
-// * NP float vectors of width VW (-DNP=2: two panels of B side by side).  B is packed in column panels Bp[z][N/TN][K][TN]
-// (zero-padded), so the inner loop streams contiguous vectors.  A is either
+// * NP float vectors of width VW (-DNP=2: two panels of B side by side).
+// B is packed in column panels Bp[z][N/TN][K][TN] (zero-padded), so the
+// inner loop streams contiguous vectors.  A is either
 // packed in row panels Ap[z][M/TM][K][TM] (constant weights, packed once at
 // load: -DA_PACKED) or row-major with leading dimension lda (activations).
 // In half storage A is read along K in vload_half4 loads (a scalar

@@ -625,37 +625,36 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
     N, C, H, W, M, OH, OW = dims
     kern, pad_dil = geometry
     kh, kw, sx = (int(kern[f]) for f in ("s0", "s1", "s3"))
-    dx = int(pad_dil["s3"])
     w_arg = weights if isinstance(weights, Value) else \
         ctx.weight(weights.reshape(M, -1), (node.inputs[1].name, "dw"))
-    wx = 16 if sx == 1 and vector_width(ctx.dev) == 16 and OW >= 16 else 8 if sx <= 2 else 4
-    defines = {"KH": kh, "KW": kw, "SX": sx, "DX": dx, "WX": wx,
-               **act_defines(node)}
+    defines = {"KH": kh, "KW": kw, **act_defines(node)}
     b_arg = None
     if bias is not None:
         b_arg = bias if isinstance(bias, Value) else ctx.weight(bias, (node.inputs[2].name, "bias"))
         defines["HAS_BIAS"] = True
+    args = [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)] \
+        + list(geometry) + [np.int32(N * C * H * W)]
+    per_core = 16 * max(1, ctx.dev.compute_units)     # work-items wanted on a CPU
     if _plane_depthwise(ctx, dims, geometry, kh, kw):
-        # whole small planes in vectors of 16 (depthwise.cl depthwise_plane):
-        # ~16 work-items per core, each running its channels
-        per_item = max(1, N * M // (16 * max(1, ctx.dev.compute_units)))
+        # whole small planes in vectors of 16 (depthwise.cl depthwise_plane),
+        # each work-item running its share of the channels
+        per_item = max(1, N * M // per_core)
         defines.update(PLANE=True, PLANE_VECS=-(-OH * OW // 16))
-        del defines["WX"], defines["SX"], defines["DX"]
-        ctx.launch("depthwise", (-(-N * M // per_item),),
-                   [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)]
-                   + list(geometry) + [np.int32(N * C * H * W), np.int32(per_item)],
+        ctx.launch("depthwise", (-(-N * M // per_item),), args + [np.int32(per_item)],
                    defines, entry="depthwise_plane", lsize=(1,))
         return
+    wx = 16 if sx == 1 and vector_width(ctx.dev) == 16 and OW >= 16 else 8 if sx <= 2 else 4
+    defines.update(SX=sx, DX=int(pad_dil["s3"]), WX=wx)
     # rows per work-item on a CPU: as many as leave ~16 work-items per core
-    # (MobileNetV2's 14x14 depthwise convs 0.20 -> 0.08 ms); one on a GPU
-    rows = max(1, min(OH, N * M * OH // (16 * max(1, ctx.dev.compute_units)))) \
-        if ctx.dev.type == "CPU" else 1
-    args = [x, w_arg, b_arg, out] + [np.int32(v) for v in (C, H, W, M, OH, OW)] \
-        + list(geometry) + [np.int32(N * C * H * W), np.int32(rows)]
-    # one work-item per group on a CPU: PoCL would otherwise loop over the
-    # already vectorised work-items and re-vectorise them (10-20% slower)
-    lsize = (1, 1) if ctx.dev.type == "CPU" else None
-    ctx.launch("depthwise", (-(-OH // rows), N * M), args, defines, lsize=lsize)
+    # (MobileNetV2's depthwise convs 3.44 -> 2.89 ms in all); one on a GPU.
+    # One work-item per group on a CPU: PoCL would otherwise loop over the
+    # already vectorised work-items and re-vectorise them (10-20% slower).
+    if ctx.dev.type == "CPU":
+        rows, lsize = max(1, min(OH, N * M * OH // per_core)), (1, 1)
+    else:
+        rows, lsize = 1, None
+    ctx.launch("depthwise", (-(-OH // rows), N * M), args + [np.int32(rows)], defines,
+               lsize=lsize)
 
 
 PLANE_VECS = 49          # depthwise_plane: planes of up to 28 x 28 outputs
@@ -665,7 +664,7 @@ def _plane_depthwise(ctx, dims, geometry, kh, kw) -> bool:
     """Whether depthwise_plane runs this depthwise conv: a CPU with 16-wide
     vectors (float16 loads miscompile on some without AVX-512), fp32
     storage, stride 1, no dilation, output rows as wide as the input's, a
-    plane of 16 to 256 outputs, at most 5x5 taps."""
+    plane of 16 to 16 * PLANE_VECS outputs, at most 5x5 taps."""
     N, C, H, W, M, OH, OW = dims
     kern, pad_dil = geometry
     unit = all(int(kern[f]) == 1 for f in ("s2", "s3")) and \
