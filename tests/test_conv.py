@@ -366,6 +366,7 @@ PLANE_CASES = [
     ((1, 4, 30, 41), (4, 1, 3, 3), {"pads": [1, 1, 1, 1]}),
     ((1, 3, 9, 23), (3, 1, 3, 3), {"pads": [1, 0, 1, 0]}),
     ((2, 2, 33, 17), (4, 1, 5, 5), {"pads": [2, 2, 2, 2]}),
+    ((1, 3, 20, 70), (3, 1, 3, 3), {"pads": [0, 1, 1, 0], "strides": [2, 2]}),  # stride 2
 ]
 
 
@@ -386,10 +387,10 @@ def test_depthwise_small_planes_and_rows(device, case):
     got = session.run(None, feeds)
     (launch,) = session.last_plan.launches
     n, c, h, w = x_shape
-    pads = attrs["pads"]
-    ow = w + pads[1] + pads[3] - w_shape[3] + 1
-    oh = h + pads[0] + pads[2] - w_shape[2] + 1
+    pads, (sy, sx) = attrs["pads"], attrs.get("strides", (1, 1))
+    ow = (w + pads[1] + pads[3] - w_shape[3]) // sx + 1
+    oh = (h + pads[0] + pads[2] - w_shape[2]) // sy + 1
     if device.type == "CPU" and vector_width(device) == 16:
-        plane = ow == w and oh * ow <= 784
+        plane = (sy, sx) == (1, 1) and ow == w and oh * ow <= 784
         assert launch.entry == ("depthwise_plane" if plane else "depthwise")
     assert_close(got[0], reference(model, feeds)[0])

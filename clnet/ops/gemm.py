@@ -643,7 +643,7 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
         ctx.launch("depthwise", (-(-N * M // per_item),), args + [np.int32(per_item)],
                    defines, entry="depthwise_plane", lsize=(1,))
         return
-    wx = 16 if sx == 1 and vector_width(ctx.dev) == 16 and OW >= 16 else 8 if sx <= 2 else 4
+    wx = 16 if sx <= 2 and vector_width(ctx.dev) == 16 and OW >= 16 else 8 if sx <= 2 else 4
     defines.update(SX=sx, DX=int(pad_dil["s3"]), WX=wx)
     # rows per work-item on a CPU: as many as leave ~16 work-items per core
     # (MobileNetV2's depthwise convs 3.44 -> 2.89 ms in all); one on a GPU.
