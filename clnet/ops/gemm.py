@@ -695,7 +695,10 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
     if bias is not None and not isinstance(bias, Value):
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
     if khw == 1 and (OH, OW) == (H, W) and P >= tn and _unit_stride_no_pad(geometry):
-        # 1x1 conv: B is the input itself, [image * group][Cg][H * W] row-major
+        # 1x1 conv: B is the input itself, [image * group][Cg][H * W] row-major,
+        # tiles in plain order (a row of weights stays cached while the pixels
+        # stream past it): MobileNetV2's 1x1 convs 3-12% faster than grouped
+        p = {k: v for k, v in p.items() if k != "GROUP_M"}
         emit_gemm(ctx, out, a_arg, x, Mg, P, K, N * group, a_packed=a_packed, params=p,
                   za=za, lda=lda, zb=(1, N * group, K * P, 0),
                   zc=(Mg * P, 0, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
