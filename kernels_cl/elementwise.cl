@@ -220,3 +220,53 @@ __kernel void elementwise(__global T_OUT *out, __global const T_A *in_a,
     ST_OUT(out, o_out, (EXPR));
 }
 
+
+#ifdef TILE
+// -DTILE=8 (with the raw-copy defines): a copy whose output is contiguous
+// along its innermost dim and whose input is contiguous along another one,
+// as Transpose with perm [0, 2, 3, 1] (attention's K^T, NCHW -> NHWC), where
+// no run is contiguous on both sides: each work-item moves an 8 x 8 tile,
+// 8 vector loads along the input's contiguous dim, a transpose in
+// registers, 8 vector stores along the output's (the element-wise kernel
+// gathered one element per work-item).  shape, s_out, s_in: the tile grid
+// and its strides; tile_strides: (output stride along the input's
+// contiguous dim, input stride along the output's innermost dim).
+#if TILE != 8
+  #error "TILE is 8"
+#endif
+#define TVT CAT(CT, 8)
+#define TSTEP(d)                                             \
+    if (RANK > d) {                                          \
+        const int coord = rem % shape.s##d;                  \
+        rem /= shape.s##d;                                   \
+        o_out += coord * s_out.s##d;                         \
+        o_in += coord * s_in.s##d;                           \
+    }
+#define TCOL(u) ((TVT)(v[0].s##u, v[1].s##u, v[2].s##u, v[3].s##u, \
+                       v[4].s##u, v[5].s##u, v[6].s##u, v[7].s##u))
+
+__kernel void copy_tiles(__global CT *out, __global const CT *in, const int tiles,
+                         const int8 shape, const int8 s_out, const int8 s_in,
+                         const int2 base, const int2 tile_strides)
+{
+    const int i = get_global_id(0);
+    if (i >= tiles)
+        return;
+    int o_out = base.s0, o_in = base.s1, rem = i;
+    TSTEP(7) TSTEP(6) TSTEP(5) TSTEP(4) TSTEP(3) TSTEP(2) TSTEP(1) TSTEP(0)
+    TVT v[8];       // v[t]: the 8 inputs along the input's contiguous dim, at output offset t
+    #pragma unroll
+    for (int t = 0; t < 8; ++t)
+        v[t] = vload8(0, in + o_in + t * tile_strides.s1);
+    __global CT *o = out + o_out;
+    const int q = tile_strides.s0;
+    vstore8(TCOL(0), 0, o);
+    vstore8(TCOL(1), 0, o + q);
+    vstore8(TCOL(2), 0, o + 2 * q);
+    vstore8(TCOL(3), 0, o + 3 * q);
+    vstore8(TCOL(4), 0, o + 4 * q);
+    vstore8(TCOL(5), 0, o + 5 * q);
+    vstore8(TCOL(6), 0, o + 6 * q);
+    vstore8(TCOL(7), 0, o + 7 * q);
+}
+#endif

@@ -29,6 +29,37 @@ def test_copies_of_contiguous_runs(device, precision, dtype):
     check(device, precision, nodes, {"x": x}, inits)
 
 
+TILED_TRANSPOSES = [
+    # (shape, perm): the output's innermost dim strided in the input, which is
+    # contiguous along another dim; both dims multiples of 8 (copy_tiles)
+    ((1, 16, 4, 24), [0, 2, 3, 1]),        # attention's K^T, NCHW -> NHWC
+    ((2, 3, 16, 40), [0, 1, 3, 2]),        # the last two dims swapped
+    ((8, 5, 16), [2, 1, 0]),
+    ((3, 8, 5, 16), [0, 3, 2, 1]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(TILED_TRANSPOSES)))
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.uint8])
+def test_tiled_transposes(device, precision, case, dtype):
+    """Transposes moved in 8 x 8 tiles (elementwise.cl copy_tiles), for
+    every element size, against the reference; the plan uses the tile kernel."""
+    import clnet
+
+    shape, perm = TILED_TRANSPOSES[case]
+    x = (RNG.standard_normal(shape) * 9).astype(dtype)
+    node = helper.make_node("Transpose", ["x"], ["y"], perm=perm)
+    check(device, precision, [node], {"x": x})
+    from onnx import TensorProto
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "x", helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], x.transpose(perm))
+    assert [l.entry for l in session.last_plan.launches] == ["copy_tiles"]
+
+
 def test_tile_int64(device):
     x = RNG.integers(-9, 9, size=(3, 1)).astype(np.int64)
     check(device, "fp32", [helper.make_node("Tile", ["x", "r"], ["y"])],

@@ -121,7 +121,37 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
             and mstrides[0][-1] == 1 and mstrides[1][-1] == 1:
         defines["VEC"] = COPY_VEC     # contiguous runs copied a vector at a time
         items = total // COPY_VEC
+    elif raw and len(operands) == 1:
+        axis = _tile_axis(mshape, mstrides)
+        if axis is not None:          # a transpose: 8 x 8 tiles (elementwise.cl copy_tiles)
+            scale = [COPY_TILE if d in (axis, len(mshape) - 1) else 1
+                     for d in range(len(mshape))]
+            grid = tuple(n // k for n, k in zip(mshape, scale))
+            tiles = total // COPY_TILE ** 2
+            ctx.launch("elementwise", (tiles,),
+                       [out, operands[0][0], np.int32(tiles), _int8(grid)]
+                       + [_int8([st * k for st, k in zip(mstrides[j], scale)]) for j in (0, 1)]
+                       + [cltypes.make_int2(out_base, operands[0][2]),
+                          cltypes.make_int2(mstrides[0][axis], mstrides[1][-1])],
+                       dict(defines, TILE=COPY_TILE), entry="copy_tiles")
+            return
     ctx.launch("elementwise", (items,), args, defines)
+
+
+COPY_TILE = 8  # side of the tiles of a raw copy that transposes (copy_tiles)
+
+
+def _tile_axis(mshape, mstrides):
+    """The dim along which the input of a raw copy is contiguous where the
+    output is contiguous along its innermost dim and the input is not, both
+    a multiple of COPY_TILE long (then copy_tiles moves 8 x 8 tiles), or None."""
+    out_s, in_s = mstrides
+    if len(mshape) < 2 or out_s[-1] != 1 or in_s[-1] == 1 or mshape[-1] % COPY_TILE:
+        return None
+    for d in range(len(mshape) - 1):
+        if in_s[d] == 1 and mshape[d] % COPY_TILE == 0:
+            return d
+    return None
 
 
 def _float_literal(value: float) -> str:
