@@ -139,7 +139,9 @@ inline float f64_decode(ulong b)
 // 2 nearest, as ONNX's Cast round_mode.
 inline float e8m0_decode(uint b)
 {
-    return b == 0xFFu ? NAN : ldexp(1.0f, (int)b - 127);
+    // 2^(b - 127) built from its bits: ldexp's result for b = 0 (2^-127, a
+    // denormal) is flushed to zero on devices without denormals (Mesa's llvmpipe)
+    return b == 0xFFu ? NAN : as_float(b == 0u ? 0x00400000u : b << 23);
 }
 
 inline uint e8m0_encode(float f, int ROUND, int SAT)
