@@ -44,6 +44,20 @@
   #define LANE_IDS ((VI)(0, 1, 2, 3))
 #endif
 
+// The KH x KW filter of output channel m into wv; returns its bias (0 without).
+inline float load_filter(__global const STORE_T *w, __global const STORE_T *bias,
+                         const int m, float *wv)
+{
+    #pragma unroll
+    for (int i = 0; i < KH * KW; ++i)
+        wv[i] = LOADF(w, m * KH * KW + i);
+#ifdef HAS_BIAS
+    return LOADF(bias, m);
+#else
+    return 0.0f;
+#endif
+}
+
 #ifndef PLANE
 #if SX == 2
 // WX inputs two apart starting at element i, from two WX-wide loads (a
@@ -70,18 +84,11 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
     const int n = nm / M, m = nm % M;
     const int c = m / (M / C);
     const int sy = kern.s2, py = pad_dil.s0, px = pad_dil.s1, dy = pad_dil.s2;
-    __global const STORE_T *plane = x + (n * C + c) * H * W;
     float wv[KH * KW];
-    #pragma unroll
-    for (int i = 0; i < KH * KW; ++i)
-        wv[i] = LOADF(w, m * KH * KW + i);
-#ifdef HAS_BIAS
-    const float b = LOADF(bias, m);
-#else
-    const float b = 0.0f;
-#endif
+    const float b = load_filter(w, bias, m, wv);
     // where this channel's plane starts among x's `total` elements
     const int plane_at = (n * C + c) * H * W;
+    __global const STORE_T *plane = x + plane_at;
     const int oy_end = min(OH, oy0 + rows_per_item);
     for (int oy = oy0; oy < oy_end; ++oy) {
     bool row_ok[KH];
@@ -222,14 +229,7 @@ __kernel void depthwise_plane(__global const STORE_T *x, __global const STORE_T 
         __global const STORE_T *plane = x + plane_at;
         __global STORE_T *out = y + (size_t)nm * OHW;
         float wv[KH * KW];
-        #pragma unroll
-        for (int i = 0; i < KH * KW; ++i)
-            wv[i] = LOADF(w, m * KH * KW + i);
-#ifdef HAS_BIAS
-        const float b = LOADF(bias, m);
-#else
-        const float b = 0.0f;
-#endif
+        const float b = load_filter(w, bias, m, wv);
         if (plane_at + lo_shift >= 0 && plane_at + OHW + hi_shift <= total) {
             for (int v = 0; v < nvec; ++v) {
                 float16 acc = (float16)(b);
