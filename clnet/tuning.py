@@ -179,6 +179,12 @@ def _nearest(entries: list, shape: tuple) -> Optional[dict]:
     return min(entries, key=distance)["params"]
 
 
+def has_tuning(dev, kind: str) -> bool:
+    """Whether gemm_params has tuned entries of this kind for the device."""
+    table = load_tuning(dev)
+    return bool(table.get(kind) or table.get(kind.split("_")[0]))
+
+
 def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
     """GEMM parameters for one problem shape on one device.
 

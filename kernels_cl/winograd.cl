@@ -4,11 +4,19 @@
 // input channels, the (m+2)^2 element-wise products become independent GEMMs
 // (gemm.cl, batch z = position in the input tile), with 4x (m = 4) or 2.25x
 // (m = 2) fewer multiply-adds than direct convolution:
-//   M[z][t][co] = sum_ci V[z][t][ci] * U[z][ci][co]
-// U = G g G^T is computed once at load (clnet/ops/winograd.py); this file has
-// the two data transforms: winograd_input writes V = B^T d B for every tile t
-// and input channel, winograd_output applies A^T . A and the epilogue (bias,
-// residual, activation) and writes the NCHW output.
+//   M[z][co][t] = sum_ci U[z][co][ci] * V[z][ci][t]
+// U = G g G^T is computed once at load (clnet/ops/winograd.py) and packed as
+// gemm.cl's A panels; V and M are row-major, tiles t along their rows, which
+// are TS >= T elements long (T rounded up to 16: rows start 64-byte aligned;
+// columns past T are never written by the transforms nor read from M).  This
+// file has the two data transforms: winograd_input (one tile per work-item)
+// or winograd_input_rows (a tile row's tiles in vectors, for CPUs) writes
+// V = B^T d B for every tile and input channel, winograd_output applies
+// A^T . A and the epilogue (bias, residual, activation) and writes the NCHW
+// output.  With tiles along the rows, a CPU's vectors run along the tiles on
+// both sides: contiguous stores of V and loads of M (along the channels,
+// each lane had its own plane: 0.26 -> 0.17 ms for the input transforms of
+// ResNet-18's 56 x 56 layers, 0.19-0.27 -> 0.16-0.19 for the output ones).
 #include "common.h"
 
 #ifndef ACT
@@ -22,16 +30,14 @@
 
 #if WINO_M == 4
 // r = B^T a (rows 4 0 -5 0 1 0 / 0 -4 -4 1 1 0 / 0 4 -4 -1 1 0 / 0 -2 -1 2 1 0 /
-// 0 2 -1 -2 1 0 / 0 4 0 -5 0 1)
-inline void wino_bt(const float *a, float *r)
-{
-    r[0] = 4.0f * a[0] - 5.0f * a[2] + a[4];
-    r[1] = -4.0f * (a[1] + a[2]) + a[3] + a[4];
-    r[2] = 4.0f * (a[1] - a[2]) - a[3] + a[4];
-    r[3] = 2.0f * (a[3] - a[1]) - a[2] + a[4];
-    r[4] = 2.0f * (a[1] - a[3]) - a[2] + a[4];
-    r[5] = 4.0f * a[1] - 5.0f * a[3] + a[5];
-}
+// 0 2 -1 -2 1 0 / 0 4 0 -5 0 1), on arrays of scalars or vectors
+#define WINO_BT(a, r) do { \
+    r[0] = 4.0f * a[0] - 5.0f * a[2] + a[4]; \
+    r[1] = -4.0f * (a[1] + a[2]) + a[3] + a[4]; \
+    r[2] = 4.0f * (a[1] - a[2]) - a[3] + a[4]; \
+    r[3] = 2.0f * (a[3] - a[1]) - a[2] + a[4]; \
+    r[4] = 2.0f * (a[1] - a[3]) - a[2] + a[4]; \
+    r[5] = 4.0f * a[1] - 5.0f * a[3] + a[5]; } while (0)
 
 // r = A^T a (rows 1 1 1 1 1 0 / 0 1 -1 2 -2 0 / 0 1 1 4 4 0 / 0 1 -1 8 -8 1)
 inline void wino_at(const float *a, float *r)
@@ -45,13 +51,11 @@ inline void wino_at(const float *a, float *r)
 }
 #elif WINO_M == 2
 // B^T rows 1 0 -1 0 / 0 1 1 0 / 0 -1 1 0 / 0 1 0 -1
-inline void wino_bt(const float *a, float *r)
-{
-    r[0] = a[0] - a[2];
-    r[1] = a[1] + a[2];
-    r[2] = a[2] - a[1];
-    r[3] = a[1] - a[3];
-}
+#define WINO_BT(a, r) do { \
+    r[0] = a[0] - a[2]; \
+    r[1] = a[1] + a[2]; \
+    r[2] = a[2] - a[1]; \
+    r[3] = a[1] - a[3]; } while (0)
 
 // A^T rows 1 1 1 0 / 0 1 -1 -1
 inline void wino_at(const float *a, float *r)
@@ -63,14 +67,15 @@ inline void wino_at(const float *a, float *r)
   #error "WINO_M must be 2 or 4"
 #endif
 
-// One work-item per (input channel, tile); dimension 0 walks channels so that
-// neighbouring work-items write neighbouring elements of V[z][t][c].
-// geo: (H, W, tiles across, tiles per image); pad: (top, left).
+// One work-item per (tile, input channel); dimension 0 walks the tiles, so
+// that neighbouring work-items write neighbouring elements of V[z][c][t].
+// geo: (H, W, tiles across, tiles per image); pad: (top, left); grid: (TS, C).
 __kernel void winograd_input(__global const STORE_T *x, __global STORE_T *v,
                              const int C, const int T, const int4 geo, const int4 pad)
 {
-    const int c = get_global_id(0);
-    const int t = get_global_id(1);
+    const int t = get_global_id(0);
+    const int c = get_global_id(1);
+    const int TS = get_global_size(0);      // row length of V[z][c][.]
     if (c >= C || t >= T)
         return;
     const int H = geo.s0, W = geo.s1;
@@ -94,40 +99,186 @@ __kernel void winograd_input(__global const STORE_T *x, __global STORE_T *v,
     #pragma unroll
     for (int j = 0; j < WINO_A; ++j) {
         float col[WINO_A];
-        wino_bt(d[j], col);
+        WINO_BT(d[j], col);
         #pragma unroll
         for (int i = 0; i < WINO_A; ++i)
             u[i][j] = col[i];
     }
-    const size_t plane_size = (size_t)T * C;
-    __global STORE_T *dst = v + (size_t)t * C + c;
+    const size_t plane_size = (size_t)TS * C;
+    __global STORE_T *dst = v + (size_t)c * TS + t;
     #pragma unroll
     for (int i = 0; i < WINO_A; ++i) {
         float row[WINO_A];
-        wino_bt(u[i], row);
+        WINO_BT(u[i], row);
         #pragma unroll
         for (int j = 0; j < WINO_A; ++j)
             STOREF(dst, (WINO_A * i + j) * plane_size, row[j]);
     }
 }
 
-// One work-item per (output channel, tile): reads the (m+2)^2 GEMM results
-// M[z][t][co], writes up to m x m outputs of y[image][co] (clipped at the
+#ifdef TL
+// winograd_input_rows: one input channel and a block of tile rows per
+// work-item, TL tiles of a row at a time in vectors of TL lanes (a CPU's
+// explicit SIMD, where the driver's own vectorisation across work-items
+// gathers): each of the WINO_A input rows is read as WINO_M + 1 contiguous
+// vectors (masked at the image's edges), each lane's window columns are
+// picked from them by constant shuffles, and the transformed tiles go out as
+// vector stores to V[z][c][t].  geo: (H, W, tiles across, tiles per image);
+// pad: (top, left, elements of x, tile rows per work-item); grid: (images x
+// blocks of tile rows, C).
+#define TLV CAT(float, TL)
+#define TLI CAT(int, TL)
+#define IOTA_INT CAT(convert_int, TL)(IOTA_FULL)
+#if TL == 16
+  #define IOTA_LO (uint8)(0, 1, 2, 3, 4, 5, 6, 7)
+  #define IOTA_FULL (uint16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+  #define NEXT_LANE (uint16)(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
+  #define LAST_LANE (uint16)(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
+#elif TL == 8
+  #define IOTA_LO (uint4)(0, 1, 2, 3)
+  #define IOTA_FULL (uint8)(0, 1, 2, 3, 4, 5, 6, 7)
+  #define NEXT_LANE (uint8)(1, 2, 3, 4, 5, 6, 7, 8)
+  #define LAST_LANE (uint8)(0, 0, 0, 0, 0, 0, 0, 1)
+#else
+  #error "TL must be 8 or 16"
+#endif
+// Lanes l of column k: element WINO_M * l + k of the segment, picked from
+// pairs of its vectors by constant shuffles.
+#if WINO_M == 4
+  #define PICK_COLUMN(s, k) (TLV)(shuffle2(s[0], s[1], 4u * IOTA_LO + (uint)(k)), \
+                                  shuffle2(s[2], s[3], 4u * IOTA_LO + (uint)(k)))
+#else
+  #define PICK_COLUMN(s, k) shuffle2(s[0], s[1], 2u * IOTA_FULL + (uint)(k))
+#endif
+
+// Lanes [0, n) of v to p[0, n): one vector store, or runs of 8, 4, 2 and 1.
+inline void store_lanes(__global float *p, const TLV v, const int n)
+{
+    if (n == TL) {
+        CAT(vstore, TL)(v, 0, p);
+        return;
+    }
+    float t[TL];
+    CAT(vstore, TL)(v, 0, t);
+    int at = 0;
+#if TL > 8
+    if (n & 8) {
+        vstore8(vload8(0, t), 0, p);
+        at = 8;
+    }
+#endif
+    if (n & 4) {
+        vstore4(vload4(0, t + at), 0, p + at);
+        at += 4;
+    }
+    if (n & 2) {
+        vstore2(vload2(0, t + at), 0, p + at);
+        at += 2;
+    }
+    if (n & 1)
+        p[at] = t[at];
+}
+
+__kernel void winograd_input_rows(__global const float *x, __global float *v,
+                                  const int C, const int TS, const int4 geo, const int4 pad)
+{
+    const int c = get_global_id(1);
+    const int H = geo.s0, W = geo.s1, across = geo.s2, per_image = geo.s3;
+    const int rows_per_image = per_image / across, block = pad.s3;
+    const int blocks = (rows_per_image + block - 1) / block;
+    const int image = get_global_id(0) / blocks;
+    const int ty_begin = (get_global_id(0) % blocks) * block;
+    const int ty_end = min(rows_per_image, ty_begin + block);
+    if (c >= C)
+        return;
+    const int plane_at = (image * C + c) * H * W, total = pad.s2;
+    const size_t plane_size = (size_t)TS * C;
+    for (int ty = ty_begin; ty < ty_end; ++ty)
+    for (int tx0 = 0; tx0 < across; tx0 += TL) {
+        const int t0 = image * per_image + ty * across + tx0;
+        const int lanes = min(TL, across - tx0);
+        const int x0 = tx0 * WINO_M - pad.s1;
+        const int need = lanes * WINO_M + 2;        // elements of a row segment in use
+        TLV w[WINO_A][WINO_A];       // w[i][j]: input row i times B (the row transform)
+        // rows in a loop, not unrolled: unrolled, the edge cases of every row
+        // made the kernel larger than the instruction cache
+        for (int i = 0; i < WINO_A; ++i) {
+            const int y = ty * WINO_M - pad.s0 + i;
+            // the row segment: WINO_M + 1 vectors, zeros outside the image
+            TLV seg[WINO_M + 1];
+            #pragma unroll
+            for (int q = 0; q <= WINO_M; ++q) {
+                const int ix0 = x0 + q * TL;
+                const int at = plane_at + y * W + ix0;
+                if (y < 0 || y >= H || q * TL >= need) {
+                    seg[q] = (TLV)(0.0f);
+                } else if (ix0 >= 0 && ix0 + TL <= W) {
+                    seg[q] = CAT(vload, TL)(0, x + at);
+                } else if (at >= 0 && at + TL <= total) {
+                    // across the row's ends: the neighbouring elements of
+                    // the buffer, zeroed
+                    const TLI ix = (TLI)(ix0) + IOTA_INT;
+                    seg[q] = select((TLV)(0.0f), CAT(vload, TL)(0, x + at),
+                                    ix >= (TLI)(0) && ix < (TLI)(W));
+                } else {
+                    float t[TL];
+                    for (int l = 0; l < TL; ++l)
+                        t[l] = ix0 + l >= 0 && ix0 + l < W ? x[at + l] : 0.0f;
+                    seg[q] = CAT(vload, TL)(0, t);
+                }
+            }
+            // column k of lane l's window is element WINO_M * l + k of the segment
+            TLV d[WINO_A];
+            #pragma unroll
+            for (int k = 0; k < WINO_M; ++k)
+                d[k] = PICK_COLUMN(seg, k);
+            #pragma unroll
+            for (int k = WINO_M; k < WINO_A; ++k)   // the next lane's column k - WINO_M
+                d[k] = shuffle2(d[k - WINO_M], seg[WINO_M],
+                                NEXT_LANE + (uint)(k - WINO_M) * LAST_LANE);
+            WINO_BT(d, w[i]);
+        }
+        // A chunk short of TL tiles spills its last lanes into the next
+        // tiles, which this work-item writes next, except after its last chunk.
+        const bool whole = lanes == TL || ty + 1 < ty_end;
+        __global float *dst = v + (size_t)c * TS + t0;
+        #pragma unroll
+        for (int j = 0; j < WINO_A; ++j) {
+            TLV col[WINO_A], r[WINO_A];
+            #pragma unroll
+            for (int i = 0; i < WINO_A; ++i)
+                col[i] = w[i][j];
+            WINO_BT(col, r);
+            #pragma unroll
+            for (int i = 0; i < WINO_A; ++i) {
+                if (whole)
+                    CAT(vstore, TL)(r[i], 0, dst + (WINO_A * i + j) * plane_size);
+                else
+                    store_lanes(dst + (WINO_A * i + j) * plane_size, r[i], lanes);
+            }
+        }
+    }
+}
+#endif
+
+// One work-item per (tile, output channel), tiles along dimension 0: reads
+// the (m+2)^2 GEMM results M[z][co][t], writes up to m x m outputs of y[image][co] (clipped at the
 // edges) as ACT(value + bias[co] + residual), with -DHAS_BIAS and
 // -DHAS_RESIDUAL.  The epilogue is compiled in, not chosen at run time as in
 // gemm.cl: a switch inside this per-element loop kept the driver from
 // vectorising across work-items (ResNet-18's output transforms 1.5 -> 4-6 ms).
-// geo: (OH, OW, tiles across, tiles per image).
+// geo: (OH, OW, tiles across, tiles per image); grid: (TS, M).
 __kernel void winograd_output(__global const STORE_T *m, __global STORE_T *y,
                               __global const STORE_T *bias, __global const STORE_T *res,
                               const int M, const int T, const int4 geo)
 {
-    const int co = get_global_id(0);
-    const int t = get_global_id(1);
+    const int t = get_global_id(0);
+    const int co = get_global_id(1);
     if (co >= M || t >= T)
         return;
-    const size_t plane_size = (size_t)T * M;
-    __global const STORE_T *src = m + (size_t)t * M + co;
+    const int TS = get_global_size(0);
+    const size_t plane_size = (size_t)TS * M;
+    __global const STORE_T *src = m + (size_t)co * TS + t;
     float s[WINO_A][WINO_A];    // held transposed: s[j][i] is position (i, j)
     #pragma unroll
     for (int i = 0; i < WINO_A; ++i)

@@ -111,6 +111,11 @@ WINOGRAD_CASES = [
     ((2, 17, 9, 14), 33, [0, 1, 2, 0]),
     ((1, 24, 12, 12), 19, [0, 0, 0, 0]),
     ((3, 32, 7, 7), 24, [1, 1, 1, 1]),
+    # wider rows (winograd_input_rows on CPUs: 10 / 19 tiles across, two
+    # blocks of tile rows per image), several 16-tile chunks per row, one
+    # tile row per work-item
+    ((2, 8, 22, 37), 12, [1, 2, 0, 1]),
+    ((1, 4, 9, 70), 5, [1, 1, 1, 1]),
 ]
 
 
@@ -135,16 +140,31 @@ def test_winograd_against_reference(device, case, epilogue, variant):
     with forced_conv_algorithm(variant):
         session = clnet.InferenceSession(model.SerializeToString(), device=device)
         got = session.run(None, feeds)
-    tiles = [dict(l.defines)["WINO_M"] for l in session.last_plan.launches
-             if l.entry == "winograd_output"]
+    launches = session.last_plan.launches
+    tiles = [dict(l.defines)["WINO_M"] for l in launches if l.entry == "winograd_output"]
     assert tiles == [int(variant[-1])]
+    across = -(-ow // tiles[0])
+    from clnet.ops.winograd import ROWS_DEVICE_TYPES
+    rows_kernel = session.device.type in ROWS_DEVICE_TYPES and across >= 5
+    assert [l.entry for l in launches if l.entry.startswith("winograd_input")] == \
+        ["winograd_input_rows" if rows_kernel else "winograd_input"]
     assert_close(got[0], reference(model, feeds)[0])
+
+
+@pytest.mark.parametrize("case", [4, 5])
+@pytest.mark.parametrize("variant", ["winograd4x4", "winograd2x2"])
+def test_winograd_input_rows_on_any_device(device, monkeypatch, case, variant):
+    """The CPU input transform (vectors along tile rows) on whatever device
+    runs the tests, so that Oclgrind checks its edge loads and spills."""
+    from clnet.ops import winograd
+    monkeypatch.setattr(winograd, "ROWS_DEVICE_TYPES", (device.type,))
+    test_winograd_against_reference(device, case, "residual", variant)
 
 
 @pytest.mark.parametrize("tile", [4, 2])
 def test_winograd_filter_transform_is_packed_g_w_gt(tile):
     """The load-time filter transform equals G w G^T per filter (float64),
-    laid out as gemm.cl's packed B: [position][M panel][C][lane], zero lanes
+    laid out as gemm.cl's packed A: [position][M panel][C][lane], zero lanes
     past M."""
     from clnet.ops.winograd import G_MATRICES, filter_transform
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tuning import gemm_params
+from ..tuning import gemm_params, has_tuning, vector_width
 from .elementwise import int_vec
 from .gemm import act_defines, emit_gemm
 
@@ -86,24 +86,36 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     tile = VARIANTS[variant]
     positions = (tile + 2) ** 2
     across, per_image, T = tiles(dims, tile)
-    p = gemm_params(ctx.dev, T, M, C, "gemm")
-    tn = p["TN"]
-    u = ctx.weight(filter_transform(weights, tile, tn),
-                   (node.inputs[1].name, variant, tn))
-    panels = -(-M // tn)
+    TS = _padded(T, 16)          # row length of V and M: 64-byte aligned rows
     isz = ctx.itemsize(x)
-    v = ctx.scratch(positions * T * C * isz)
-    m = ctx.scratch(positions * T * M * isz)
+    v = ctx.scratch(positions * C * TS * isz)
+    m = ctx.scratch(positions * M * TS * isz)
+    p = winograd_gemm_params(ctx.dev, M, TS, C)
+    tm = p["TM"]
+    u = ctx.weight(filter_transform(weights, tile, tm), (node.inputs[1].name, variant, tm))
     defines = {"WINO_M": tile}
-    group_c, group_m = _group(ctx, C), _group(ctx, M)
-    ctx.launch("winograd", (_padded(C, group_c), T), [x, v, np.int32(C), np.int32(T),
-                                                      int_vec((H, W, across, per_image)),
-                                                      int_vec((pad_y, pad_x))], defines,
-               entry="winograd_input", lsize=(group_c, 1))
-    emit_gemm(ctx, m, v, u, T, M, C, positions, a_packed=False, params=p,
-              za=(1, positions, T * C, 0), zb=(1, positions, panels * C * tn, 0),
-              zc=(T * M, 0, M), lda=C)
-    defines.update(act_defines(node))   # compiled in: see winograd.cl
+    group = 16 if ctx.dev.type == "CPU" else max(1, min(64, ctx.dev.max_work_group_size))
+    geometry = (H, W, across, per_image)
+    if ctx.dev.type in ROWS_DEVICE_TYPES and across >= 5:
+        # vectors of 8 or 16 tiles of a tile row (winograd_input_rows); all
+        # tile rows of an image per work-item, unless that leaves fewer than
+        # 16 work-items per compute unit
+        rows = per_image // across
+        blocks = max(1, min(rows, -(-16 * ctx.dev.compute_units // (N * C))))
+        block = -(-rows // blocks)
+        ctx.launch("winograd", (N * -(-rows // block), C),
+                   [x, v, np.int32(C), np.int32(TS), int_vec(geometry),
+                    int_vec((pad_y, pad_x, N * C * H * W, block))],
+                   dict(defines, TL=16 if across > 8 and vector_width(ctx.dev) == 16 else 8),
+                   entry="winograd_input_rows", lsize=(1, 1))
+    else:
+        ctx.launch("winograd", (TS, C), [x, v, np.int32(C), np.int32(T), int_vec(geometry),
+                                         int_vec((pad_y, pad_x))], defines,
+                   entry="winograd_input", lsize=(_divisor_group(TS, group), 1))
+    emit_gemm(ctx, m, u, v, M, TS, C, positions, a_packed=True, params=p,
+              za=(1, positions, -(-M // tm) * C * tm, 0), zb=(1, positions, C * TS, 0),
+              zc=(M * TS, 0, TS), ldb=TS)
+    defines = dict(defines, **act_defines(node))   # compiled in: see winograd.cl
     b_arg = bias
     if isinstance(bias, np.ndarray):
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
@@ -111,19 +123,37 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
         defines["HAS_BIAS"] = True
     if residual is not None:
         defines["HAS_RESIDUAL"] = True
-    ctx.launch("winograd", (_padded(M, group_m), T),
+    ctx.launch("winograd", (TS, M),
                [m, out, b_arg, residual, np.int32(M), np.int32(T),
                 int_vec((OH, OW, across, per_image))],
-               defines, entry="winograd_output", lsize=(group_m, 1))
+               defines, entry="winograd_output", lsize=(_divisor_group(TS, group), 1))
 
 
-def _group(ctx, channels: int) -> int:
-    """Work-group size along the channels: 16-64 neighbouring channels, whose
-    V/M elements are contiguous (a CPU driver vectorises across them; the
-    transforms took 0.31 instead of 0.17 ms with the driver's own choice),
-    within the device's work-group limit."""
-    wanted = 64 if channels >= 64 else 32 if channels >= 32 else 16
-    return max(1, min(wanted, ctx.dev.max_work_group_size))
+ROWS_DEVICE_TYPES = ("CPU",)   # devices that run winograd_input_rows (tests add others)
+
+
+def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
+    """gemm.cl parameters of the batched product M = U V: packed filters
+    (M x C) times the transformed input read in place (C x TS)."""
+    p = dict(gemm_params(dev, M, TS, C, "conv"))
+    if p["TN"] > TS:
+        p["TN"] = 16
+        p["VW"] = min(p["VW"], 16)
+    # B is read in place, not in packed panels: tiles in plain order
+    p.pop("GROUP_M", None)
+    if dev.type == "CPU" and TS >= 128 and not has_tuning(dev, "conv"):
+        # several row tiles per work-item, down a column of tiles: the B
+        # rows they share stay in the L1 cache (ResNet-18's 56 x 56 layers:
+        # 0.44 -> 0.38 ms per GEMM)
+        p.update(NT=4, M_FIRST=True)
+    return p
+
+
+def _divisor_group(n: int, group: int) -> int:
+    """The largest power-of-two share of `group` that divides n."""
+    while n % group:
+        group //= 2
+    return group
 
 
 def _padded(channels: int, group: int) -> int:
