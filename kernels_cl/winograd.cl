@@ -9,14 +9,16 @@
 // gemm.cl's A panels; V and M are row-major, tiles t along their rows, which
 // are TS >= T elements long (T rounded up to 16: rows start 64-byte aligned;
 // columns past T are never written by the transforms nor read from M).  This
-// file has the two data transforms: winograd_input (one tile per work-item)
-// or winograd_input_rows (a tile row's tiles in vectors, for CPUs) writes
-// V = B^T d B for every tile and input channel, winograd_output applies
-// A^T . A and the epilogue (bias, residual, activation) and writes the NCHW
-// output.  With tiles along the rows, a CPU's vectors run along the tiles on
-// both sides: contiguous stores of V and loads of M (along the channels,
-// each lane had its own plane: 0.26 -> 0.17 ms for the input transforms of
-// ResNet-18's 56 x 56 layers, 0.19-0.27 -> 0.16-0.19 for the output ones).
+// file has the two data transforms, each in two forms: one tile per
+// work-item (winograd_input, winograd_output) or a tile row's tiles in
+// vectors (winograd_input_rows, winograd_output_rows: CPUs).  The input
+// transform writes V = B^T d B for every tile and input channel, the output
+// transform applies A^T . A and the epilogue (bias, residual, activation)
+// and writes the NCHW output.  With tiles along the rows, a CPU's vectors
+// run along the tiles on both sides: contiguous stores of V and loads of M
+// (along the channels each lane had its own plane).  ResNet-18's 56 x 56
+// layers on PoCL/AVX-512: input transforms 0.26 -> 0.17 ms, output ones
+// 0.19-0.27 -> 0.10.
 #include "common.h"
 
 #ifndef ACT
@@ -40,15 +42,11 @@
     r[5] = 4.0f * a[1] - 5.0f * a[3] + a[5]; } while (0)
 
 // r = A^T a (rows 1 1 1 1 1 0 / 0 1 -1 2 -2 0 / 0 1 1 4 4 0 / 0 1 -1 8 -8 1)
-inline void wino_at(const float *a, float *r)
-{
-    const float p12 = a[1] + a[2], m12 = a[1] - a[2];
-    const float p34 = a[3] + a[4], m34 = a[3] - a[4];
-    r[0] = a[0] + p12 + p34;
-    r[1] = m12 + 2.0f * m34;
-    r[2] = p12 + 4.0f * p34;
-    r[3] = m12 + 8.0f * m34 + a[5];
-}
+#define WINO_AT(a, r) do { \
+    r[0] = a[0] + (a[1] + a[2]) + (a[3] + a[4]); \
+    r[1] = (a[1] - a[2]) + 2.0f * (a[3] - a[4]); \
+    r[2] = (a[1] + a[2]) + 4.0f * (a[3] + a[4]); \
+    r[3] = (a[1] - a[2]) + 8.0f * (a[3] - a[4]) + a[5]; } while (0)
 #elif WINO_M == 2
 // B^T rows 1 0 -1 0 / 0 1 1 0 / 0 -1 1 0 / 0 1 0 -1
 #define WINO_BT(a, r) do { \
@@ -58,11 +56,9 @@ inline void wino_at(const float *a, float *r)
     r[3] = a[1] - a[3]; } while (0)
 
 // A^T rows 1 1 1 0 / 0 1 -1 -1
-inline void wino_at(const float *a, float *r)
-{
-    r[0] = a[0] + a[1] + a[2];
-    r[1] = a[1] - a[2] - a[3];
-}
+#define WINO_AT(a, r) do { \
+    r[0] = a[0] + a[1] + a[2]; \
+    r[1] = a[1] - a[2] - a[3]; } while (0)
 #else
   #error "WINO_M must be 2 or 4"
 #endif
@@ -289,7 +285,7 @@ __kernel void winograd_output(__global const STORE_T *m, __global STORE_T *y,
     #pragma unroll
     for (int j = 0; j < WINO_A; ++j) {
         float col[WINO_M];
-        wino_at(s[j], col);
+        WINO_AT(s[j], col);
         #pragma unroll
         for (int i = 0; i < WINO_M; ++i)
             u[i][j] = col[i];
@@ -309,7 +305,7 @@ __kernel void winograd_output(__global const STORE_T *m, __global STORE_T *y,
         if (oy >= OH)
             break;
         float o[WINO_M];
-        wino_at(u[i], o);
+        WINO_AT(u[i], o);
         #pragma unroll
         for (int j = 0; j < WINO_M; ++j) {
             const int ox = ox0 + j;
@@ -324,3 +320,104 @@ __kernel void winograd_output(__global const STORE_T *m, __global STORE_T *y,
         }
     }
 }
+
+#ifdef TL
+// winograd_output_rows: one output channel and a block of tile rows per
+// work-item, TL tiles of a row at a time in vectors (the counterpart of
+// winograd_input_rows): the (m+2)^2 products are TL-wide vector loads of
+// M[z][co][t], A^T . A runs on vectors, and each output row's m x TL values
+// are interleaved by constant shuffles into m contiguous vectors, which take
+// bias, residual and activation and are stored whole (masked at the image's
+// right edge).  geo: (OH, OW, tiles across, tiles per image); blocks: (tile
+// rows per work-item, elements of y); grid: (images x blocks of tile rows, M).
+
+// Lanes [0, n) of a vector from p[0, n), the rest zero (n >= TL: one load).
+inline TLV load_lanes(__global const float *p, const int n)
+{
+    if (n >= TL)
+        return CAT(vload, TL)(0, p);
+    float t[TL];
+    for (int l = 0; l < TL; ++l)
+        t[l] = l < n ? p[l] : 0.0f;
+    return CAT(vload, TL)(0, t);
+}
+
+// Output vector q of a row: element e = q * TL + r is lane e / WINO_M of o[e % WINO_M].
+#if WINO_M == 4
+  #define INTERLEAVE(o, q) shuffle2( \
+      shuffle2(o[0], o[1], IOTA_LO / 2u + (uint)((q) * TL / 4) + (IOTA_LO % 2u) * TL), \
+      shuffle2(o[2], o[3], IOTA_LO / 2u + (uint)((q) * TL / 4) + (IOTA_LO % 2u) * TL), \
+      IOTA_FULL / 4u * 2u + IOTA_FULL % 2u + (IOTA_FULL % 4u / 2u) * (TL / 2))
+#else
+  #define INTERLEAVE(o, q) shuffle2(o[0], o[1], \
+      IOTA_FULL / 2u + (uint)((q) * TL / 2) + (IOTA_FULL % 2u) * TL)
+#endif
+
+__kernel void winograd_output_rows(__global const float *m, __global float *y,
+                                   __global const float *bias, __global const float *res,
+                                   const int M, const int TS, const int4 geo, const int4 blocks)
+{
+    const int co = get_global_id(1);
+    const int OH = geo.s0, OW = geo.s1, across = geo.s2, per_image = geo.s3;
+    const int rows_per_image = per_image / across, block = blocks.s0, total = blocks.s1;
+    const int image_blocks = (rows_per_image + block - 1) / block;
+    const int image = get_global_id(0) / image_blocks;
+    const int ty_begin = (get_global_id(0) % image_blocks) * block;
+    const int ty_end = min(rows_per_image, ty_begin + block);
+    if (co >= M)
+        return;
+#ifdef HAS_BIAS
+    const TLV b = (TLV)(bias[co]);
+#else
+    const TLV b = (TLV)(0.0f);
+#endif
+    const size_t plane_size = (size_t)TS * M;
+    const int out_at = (image * M + co) * OH * OW;
+    for (int ty = ty_begin; ty < ty_end; ++ty)
+    for (int tx0 = 0; tx0 < across; tx0 += TL) {
+        const int t0 = image * per_image + ty * across + tx0;
+        __global const float *src = m + (size_t)co * TS + t0;
+        const int tail = co + 1 < M ? TL : TS - t0;
+        // u = A^T s over the rows i of the tile, s = the products (i, j)
+        TLV u[WINO_M][WINO_A];
+        #pragma unroll
+        for (int j = 0; j < WINO_A; ++j) {
+            TLV col[WINO_A], r[WINO_M];
+            #pragma unroll
+            for (int i = 0; i < WINO_A; ++i)   // whole vectors, except at the buffer's end
+                col[i] = load_lanes(src + (WINO_A * i + j) * plane_size, tail);
+            WINO_AT(col, r);
+            #pragma unroll
+            for (int i = 0; i < WINO_M; ++i)
+                u[i][j] = r[i];
+        }
+        const int ox0 = tx0 * WINO_M;
+        const int valid = min(WINO_M * TL, OW - ox0);     // outputs of each row in range
+        #pragma unroll
+        for (int i = 0; i < WINO_M; ++i) {
+            const int oy = ty * WINO_M + i;
+            if (oy >= OH)
+                break;
+            TLV o[WINO_M];
+            WINO_AT(u[i], o);
+            const int row_at = out_at + oy * OW + ox0;
+            #pragma unroll
+            for (int q = 0; q < WINO_M; ++q) {
+                const int n = valid - q * TL;
+                if (n <= 0)
+                    break;
+                TLV val = INTERLEAVE(o, q) + b;
+#ifdef HAS_RESIDUAL
+                const int at = row_at + q * TL;
+                val += load_lanes(res + at, at + TL <= total ? TL : n);
+#endif
+                val = ACT(val);
+                if (n >= TL)
+                    CAT(vstore, TL)(val, 0, y + row_at + q * TL);
+                else
+                    store_lanes(y + row_at + q * TL, val, n);
+            }
+        }
+    }
+}
+#endif

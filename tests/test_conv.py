@@ -141,21 +141,22 @@ def test_winograd_against_reference(device, case, epilogue, variant):
         session = clnet.InferenceSession(model.SerializeToString(), device=device)
         got = session.run(None, feeds)
     launches = session.last_plan.launches
-    tiles = [dict(l.defines)["WINO_M"] for l in launches if l.entry == "winograd_output"]
+    tiles = [dict(l.defines)["WINO_M"] for l in launches
+             if l.entry.startswith("winograd_output")]
     assert tiles == [int(variant[-1])]
     across = -(-ow // tiles[0])
     from clnet.ops.winograd import ROWS_DEVICE_TYPES
-    rows_kernel = session.device.type in ROWS_DEVICE_TYPES and across >= 5
-    assert [l.entry for l in launches if l.entry.startswith("winograd_input")] == \
-        ["winograd_input_rows" if rows_kernel else "winograd_input"]
+    rows = "_rows" if session.device.type in ROWS_DEVICE_TYPES and across >= 5 else ""
+    assert [l.entry for l in launches if l.entry.startswith("winograd")] == \
+        ["winograd_input" + rows, "winograd_output" + rows]
     assert_close(got[0], reference(model, feeds)[0])
 
 
 @pytest.mark.parametrize("case", [4, 5])
 @pytest.mark.parametrize("variant", ["winograd4x4", "winograd2x2"])
-def test_winograd_input_rows_on_any_device(device, monkeypatch, case, variant):
-    """The CPU input transform (vectors along tile rows) on whatever device
-    runs the tests, so that Oclgrind checks its edge loads and spills."""
+def test_winograd_row_kernels_on_any_device(device, monkeypatch, case, variant):
+    """The CPU transforms (vectors along tile rows) on whatever device runs
+    the tests, so that Oclgrind checks their edge loads, stores and spills."""
     from clnet.ops import winograd
     monkeypatch.setattr(winograd, "ROWS_DEVICE_TYPES", (device.type,))
     test_winograd_against_reference(device, case, "residual", variant)
@@ -250,7 +251,7 @@ def _algorithm(model, device, precision="fp32"):
     session = clnet.InferenceSession(model.SerializeToString(), device=device,
                                      precision=precision)
     for launch in session.last_plan.launches:
-        if launch.entry == "winograd_output":
+        if launch.entry.startswith("winograd_output"):
             tile = dict(launch.defines)["WINO_M"]
             return f"winograd{tile}x{tile}"
         if launch.entry in ("conv_direct", "conv_oc"):

@@ -39,7 +39,7 @@ def bench_shape(dev, x_shape, w_shape, attrs, runs: int, force_im2col: bool,
     seconds = plan_kernel_seconds(session.last_plan, runs)
     launches = session.last_plan.launches
     algo = "+".join(l.entry for l in launches)
-    tiles = [dict(l.defines).get("WINO_M") for l in launches if l.entry == "winograd_output"]
+    tiles = [dict(l.defines).get("WINO_M") for l in launches if l.entry.startswith("winograd_output")]
     if tiles:
         algo = f"winograd F({tiles[0]}x{tiles[0]},3x3)"
     out = session.last_plan.output_slots[0][0].shape

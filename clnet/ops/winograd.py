@@ -96,18 +96,15 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     defines = {"WINO_M": tile}
     group = 16 if ctx.dev.type == "CPU" else max(1, min(64, ctx.dev.max_work_group_size))
     geometry = (H, W, across, per_image)
-    if ctx.dev.type in ROWS_DEVICE_TYPES and across >= 5:
-        # vectors of 8 or 16 tiles of a tile row (winograd_input_rows); all
-        # tile rows of an image per work-item, unless that leaves fewer than
-        # 16 work-items per compute unit
-        rows = per_image // across
-        blocks = max(1, min(rows, -(-16 * ctx.dev.compute_units // (N * C))))
-        block = -(-rows // blocks)
-        ctx.launch("winograd", (N * -(-rows // block), C),
+    rows = ctx.dev.type in ROWS_DEVICE_TYPES and across >= 5
+    if rows:
+        # vectors of 8 or 16 tiles of a tile row (winograd_input_rows)
+        defines["TL"] = 16 if across > 8 and vector_width(ctx.dev) == 16 else 8
+        in_grid, in_block = _row_blocks(ctx, N, C, per_image // across)
+        ctx.launch("winograd", in_grid,
                    [x, v, np.int32(C), np.int32(TS), int_vec(geometry),
-                    int_vec((pad_y, pad_x, N * C * H * W, block))],
-                   dict(defines, TL=16 if across > 8 and vector_width(ctx.dev) == 16 else 8),
-                   entry="winograd_input_rows", lsize=(1, 1))
+                    int_vec((pad_y, pad_x, N * C * H * W, in_block))],
+                   defines, entry="winograd_input_rows", lsize=(1, 1))
     else:
         ctx.launch("winograd", (TS, C), [x, v, np.int32(C), np.int32(T), int_vec(geometry),
                                          int_vec((pad_y, pad_x))], defines,
@@ -123,15 +120,30 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
         defines["HAS_BIAS"] = True
     if residual is not None:
         defines["HAS_RESIDUAL"] = True
-    ctx.launch("winograd", (TS, M),
-               [m, out, b_arg, residual, np.int32(M), np.int32(T),
-                int_vec((OH, OW, across, per_image))],
-               defines, entry="winograd_output", lsize=(_divisor_group(TS, group), 1))
+    out_geo = int_vec((OH, OW, across, per_image))
+    if rows:
+        out_grid, out_block = _row_blocks(ctx, N, M, per_image // across)
+        ctx.launch("winograd", out_grid,
+                   [m, out, b_arg, residual, np.int32(M), np.int32(TS), out_geo,
+                    int_vec((out_block, N * M * OH * OW, 0, 0))],
+                   defines, entry="winograd_output_rows", lsize=(1, 1))
+    else:
+        defines.pop("TL", None)
+        ctx.launch("winograd", (TS, M), [m, out, b_arg, residual, np.int32(M), np.int32(T),
+                                         out_geo],
+                   defines, entry="winograd_output", lsize=(_divisor_group(TS, group), 1))
 
 
-ROWS_DEVICE_TYPES = ("CPU",)   # devices that run winograd_input_rows (tests add others)
+def _row_blocks(ctx, images: int, channels: int, rows: int) -> tuple:
+    """(grid, tile rows per work-item) of the row kernels: all tile rows of
+    an image per work-item, unless that leaves fewer than 16 work-items per
+    compute unit."""
+    blocks = max(1, min(rows, -(-16 * ctx.dev.compute_units // (images * channels))))
+    block = -(-rows // blocks)
+    return (images * -(-rows // block), channels), block
 
 
+ROWS_DEVICE_TYPES = ("CPU",)   # devices that run the row kernels (tests add others)
 def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
     """gemm.cl parameters of the batched product M = U V: packed filters
     (M x C) times the transformed input read in place (C x TS)."""
