@@ -260,7 +260,8 @@ def _algorithm(model, device, precision="fp32"):
 
 
 def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
-    """The rule picks F(4x4) for wide maps; on 7x7 maps conv_oc on a CPU with
+    """The rule picks F(4x4) for wide maps (F(2x2) where F(4x4)'s filters
+    would pass 4 MB); on 7x7 maps conv_oc on a CPU with
     16-wide vectors, else F(2x2); im2col for tiny maps and fp16
     storage; a direct kernel for strided convs (conv_direct up to 16 input
     channels, conv_oc above on such a CPU); a tuned conv3x3 entry overrides
@@ -285,6 +286,8 @@ def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
     oc = dev.type == "CPU" and vector_width(dev) == 16
     assert _algorithm(wide, device) == "winograd4x4"
     assert _algorithm(wide, device, "fp16") == "im2col"
+    wide_many = _conv_model((1, 256, 14, 14), (256, 256, 3, 3), pads, rng)
+    assert _algorithm(wide_many, device) == "winograd2x2"
     assert _algorithm(small, device) == "winograd2x2"
     assert _algorithm(small_wide_c, device) == ("conv_oc" if oc else "winograd2x2")
     assert _algorithm(tiny, device) == "im2col"

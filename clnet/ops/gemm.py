@@ -508,8 +508,12 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
     untuned, a rule from ResNet-18's convs on an AVX-512 CPU with PoCL
     (tools/bench_conv.py, tools/bench_plan.py; docs/BENCHMARKS.md):
     F(4x4) from 16 channels and 3x3 tiles per image up (1.7-3.8x faster than
-    im2col); on smaller maps (7x7) conv_oc, whose filters are a quarter of
-    F(2x2)'s transformed ones, on a CPU with 16-wide vectors, else F(2x2).
+    im2col) where its transformed filters fit in WINO4_FILTER_BYTES, F(2x2)
+    on such maps with larger filters (they stream from memory on every run:
+    ResNet-18's 256-channel convs took 0.81-0.92 ms with F(2x2)'s 4.2 MB
+    against 0.96-1.02 with F(4x4)'s 9.4 MB); on smaller maps (7x7) conv_oc,
+    whose filters are a quarter of F(2x2)'s transformed ones, on a CPU with
+    16-wide vectors, else F(2x2).
     Other convs with a spatial kernel run a direct kernel where one applies.
     """
     from .winograd import tiles, winograd_ok
@@ -525,12 +529,14 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
         if C < 16 or M < 16:
             return direct or "im2col"
         if tiles(dims, 4)[1] >= 9:
-            return "winograd4x4"
+            return "winograd4x4" if 36 * C * M * 4 <= WINO4_FILTER_BYTES else "winograd2x2"
         if direct == "conv_oc":
             return direct
         return "winograd2x2" if tiles(dims, 2)[1] >= 9 else "im2col"
     return direct or "im2col"
 
+
+WINO4_FILTER_BYTES = 4 << 20   # F(4x4) up to this many bytes of transformed filters
 
 # conv_direct: TM output channels x RY rows x TN pixels per work-item (three
 # rows: ResNet-18's stem 8% faster than two on PoCL 3.1, 30% on PoCL 3.0;
