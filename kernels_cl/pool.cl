@@ -175,6 +175,11 @@ __kernel void pool2d(__global const STORE_T *x, __global STORE_T *y, const int4 
 // one of its rows inside the image (the maximum is the same), so that its
 // vector loop is a plain maximum per tap, no select.  ResNet-18's 3x3/2 max
 // pool: 0.21-0.29 ms against 0.47-0.60 for pool2d on PoCL.
+#ifdef POOL_MAX
+  #define VERT_INIT (-INFINITY)
+#else
+  #define VERT_INIT 0.0f
+#endif
 #ifdef STORE_HALF                  // PoCL 3.1 crashed compiling vload_half8 here
   #define ROW_LOAD8(p, i) ((float8)(LOADFN(4, p, i), LOADFN(4, p, (i) + 4)))
 #else
@@ -231,6 +236,34 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
     #else
             float8 acc = (float8)(0.0f);
     #endif
+    #if SW == 2 && KW == 3 && DW == 1
+            // the window's rows first, over the 17 inputs of the block (16
+            // in a vector and one more), then its columns: the even inputs,
+            // the odd ones and the even ones one further on
+            const int at = b * 2 - pads.s1;
+            float16 v = (float16)(VERT_INIT);
+            float s = VERT_INIT;
+            #pragma unroll
+            for (int kh = 0; kh < KH; ++kh) {
+                const float16 r = (float16)(ROW_LOAD8(rows[kh], at), ROW_LOAD8(rows[kh], at + 8));
+                const float e = LOADF(rows[kh], at + 16);
+      #ifdef POOL_MAX
+                v = r > v ? r : v;      // a NaN input is skipped, as by fmax
+                s = e > s ? e : s;
+      #else
+                v += row_in[kh] ? r : (float16)(0.0f);
+                s += row_in[kh] ? e : 0.0f;
+      #endif
+            }
+            const float8 k0 = v.even, k1 = v.odd, k2 = (float8)(k0.s1234, k0.s567, s);
+      #ifdef POOL_MAX
+            acc = k0 > acc ? k0 : acc;
+            acc = k1 > acc ? k1 : acc;
+            acc = k2 > acc ? k2 : acc;
+      #else
+            acc = k0 + k1 + k2;
+      #endif
+    #else
             #pragma unroll
             for (int kh = 0; kh < KH; ++kh) {
                 #pragma unroll
@@ -249,6 +282,7 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
     #endif
                 }
             }
+    #endif
     #ifdef POOL_AVG
             acc *= scale;
     #endif

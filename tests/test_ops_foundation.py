@@ -219,10 +219,10 @@ def test_pool2d_rows_on_any_device(device, precision, monkeypatch, op, case):
     check(device, precision, [helper.make_node(op, ["x"], ["y"], **attrs)], {"x": _rand(*shape)})
 
 
-@pytest.mark.parametrize("width", [13, 41])
-def test_average_pool_count_include_pad(device, precision, width):
+@pytest.mark.parametrize("width,strides", [(13, [1, 1]), (41, [1, 1]), (41, [2, 2])])
+def test_average_pool_count_include_pad(device, precision, width, strides):
     node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 2],
-                            count_include_pad=1)
+                            strides=strides, count_include_pad=1)
     check(device, precision, [node], {"x": _rand(1, 3, 13, width)})
 
 
