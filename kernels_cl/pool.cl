@@ -237,25 +237,29 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
             float8 acc = (float8)(0.0f);
     #endif
     #if SW == 2 && KW == 3 && DW == 1
-            // the window's rows first, over the 17 inputs of the block (16
-            // in a vector and one more), then its columns: the even inputs,
-            // the odd ones and the even ones one further on
+            // the window's rows first, over the 17 inputs of the block (two
+            // float8 and one more), then its columns: the even inputs, the
+            // odd ones and the even ones one further on (float8 halves, not
+            // float16: 16-wide code crashes some compilers without AVX-512)
             const int at = b * 2 - pads.s1;
-            float16 v = (float16)(VERT_INIT);
+            float8 lo = (float8)(VERT_INIT), hi = lo;
             float s = VERT_INIT;
             #pragma unroll
             for (int kh = 0; kh < KH; ++kh) {
-                const float16 r = (float16)(ROW_LOAD8(rows[kh], at), ROW_LOAD8(rows[kh], at + 8));
+                const float8 p = ROW_LOAD8(rows[kh], at), q = ROW_LOAD8(rows[kh], at + 8);
                 const float e = LOADF(rows[kh], at + 16);
       #ifdef POOL_MAX
-                v = r > v ? r : v;      // a NaN input is skipped, as by fmax
+                lo = p > lo ? p : lo;   // a NaN input is skipped, as by fmax
+                hi = q > hi ? q : hi;
                 s = e > s ? e : s;
       #else
-                v += row_in[kh] ? r : (float16)(0.0f);
+                lo += row_in[kh] ? p : (float8)(0.0f);
+                hi += row_in[kh] ? q : (float8)(0.0f);
                 s += row_in[kh] ? e : 0.0f;
       #endif
             }
-            const float8 k0 = v.even, k1 = v.odd, k2 = (float8)(k0.s1234, k0.s567, s);
+            const float8 k0 = (float8)(lo.even, hi.even), k1 = (float8)(lo.odd, hi.odd);
+            const float8 k2 = (float8)(k0.s1234, k0.s567, s);
       #ifdef POOL_MAX
             acc = k0 > acc ? k0 : acc;
             acc = k1 > acc ? k1 : acc;
