@@ -89,6 +89,23 @@ def test_pointwise_conv_ignores_paired_panels(device, monkeypatch):
     assert_close(got[0], want[0])
 
 
+def test_pointwise_conv_large_input_walks_rows_first(device):
+    """A 1x1 conv whose input (the GEMM's B, read in place) passes 1 MB walks
+    the row tiles of a column first, with bias, residual and Relu."""
+    import clnet
+
+    rng = np.random.default_rng(6)
+    x_shape, w_shape = (1, 96, 56, 57), (28, 96, 1, 1)
+    model = _conv_model(x_shape, w_shape, {}, rng, act="Relu", residual=True)
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32),
+             "r": rng.standard_normal((1, 28, 56, 57)).astype(np.float32)}
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    got = session.run(None, feeds)
+    (gemm,) = [l for l in session.last_plan.launches if l.entry == "gemm"]
+    assert dict(gemm.defines).get("M_FIRST") and dict(gemm.defines).get("B_ROWMAJOR")
+    assert_close(got[0], reference(model, feeds)[0])
+
+
 @pytest.mark.parametrize("params", [{"TM": 4, "TN": 8, "VW": 8, "M_FIRST": 1},
                                     {"TM": 5, "TN": 16, "VW": 4, "KSPLIT": 2}])
 def test_conv_residual_other_params(device, monkeypatch, params):
