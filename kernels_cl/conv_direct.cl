@@ -5,7 +5,8 @@
 // instead of from an im2col copy (which for the 7x7 stem is 7.4 MB written
 // and read again per image).
 //
-// conv_phases first copies the input into a zero-padded, phase-split layout
+// For conv_direct, conv_phases first copies the input into a zero-padded,
+// phase-split layout
 //   xp[n][ci][px][row][q] = x_padded[n][ci][row][q * SX + px]
 // so that the TN outputs ox0..ox0+TN-1 of tap (ky, kx) are TN consecutive
 // elements xp[n][ci][kx % SX][oy * SY + ky][ox0 + kx / SX + ...]: one vector
@@ -19,9 +20,11 @@
 // conv_oc: one work-item computes OP pixels of one row x OV x OVW output
 // channels, in vectors along the channels: per tap, OV vector loads of
 // weights (packed Wo[M / (OV OVW)][K][OV OVW]) and OP broadcast input
-// elements.  Suits many input channels: 1.3-2.3x conv_direct's GFLOP/s on
-// ResNet-18's 3x3 convs with 64-512 channels, and 1.4-2x im2col + GEMM on
-// the strided ones (docs/BENCHMARKS.md).
+// elements, which it reads from the input in place (broadcasts need no
+// contiguous run; the padding is handled at compile time, see below).
+// Suits many input channels: 1.3-2.3x conv_direct's GFLOP/s on ResNet-18's
+// 3x3 convs with 64-512 channels, and 1.4-2x im2col + GEMM on the strided
+// ones (docs/BENCHMARKS.md).
 //
 // Both apply bias, residual and activation with epilogue.h's run-time
 // epilogue.
@@ -213,11 +216,71 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
 
 #define OVT CAT(float, OVW)
 
-// dims: (C, M, OH, OW); xgeo: (rows of xp, columns of xp, pixel blocks per
-// row = ceil(OW / OP), pixel blocks per work-item <= OPB).  Grid: (ceil(OH x
-// pixel blocks / xgeo.s3), ceil(M / (OV OVW)), N).  xp has at least (pixel blocks x OP + (KW - 1) / SX)
-// columns, so the pixels past OW of a row's last block read padding and are
-// not stored.
+// The input is read in place, no padded copy (the copy, and then reading it
+// back from the other core's cache, cost 15-25% of these convs; ResNet-18
+// 4-6% faster in all): rows
+// outside the image are skipped per tap row, and columns outside it are
+// known at compile time, from the input width W_IN, the left padding PAD_L,
+// OW_C output columns and BLOCKS pixel blocks per row, for the first and
+// the last block of a row (the blocks between have none), so that their
+// taps are simply left out.
+#ifndef W_IN
+  #define W_IN 7            // conv_oc: input width
+#endif
+#ifndef PAD_L
+  #define PAD_L 1           // conv_oc: left padding
+#endif
+#ifndef OW_C
+  #define OW_C 7            // conv_oc: output width
+#endif
+#ifndef BLOCKS
+  #define BLOCKS 1          // conv_oc: pixel blocks per output row = ceil(OW_C / OP)
+#endif
+#define COL(p, kx) ((p) * SX + (kx))                        // in the block's window
+#define LAST_IX0 ((BLOCKS - 1) * OP * SX - PAD_L)
+#define IN_ROW(ix) ((ix) >= 0 && (ix) < W_IN)
+#define FIRST_OK(p, kx) (IN_ROW(COL(p, kx) - PAD_L) && (p) < OW_C)
+#define LAST_OK(p, kx) (IN_ROW(LAST_IX0 + COL(p, kx)) && (BLOCKS - 1) * OP + (p) < OW_C)
+#define ONLY_OK(p, kx) (FIRST_OK(p, kx) && LAST_OK(p, kx))
+#ifdef INNER_CHECKED        // padding wide enough to reach blocks between the edges
+  #define INNER_OK(p, kx) IN_ROW(ix0 + COL(p, kx))
+#else
+  #define INNER_OK(p, kx) 1
+#endif
+
+// acc += the taps of input channels [c0, c1) for the block whose window
+// starts at input column ix0, taking the taps for which OK(p, kx) holds
+#define BLOCK_TAPS(OK) \
+    for (int c = c0; c < c1; ++c) { \
+        __global const STORE_T *xc = xn + (size_t)c * H * W_IN + ix0; \
+        __global const float *wc = wob + (size_t)c * taps * (OV * OVW); \
+        for (int ky = 0; ky < KH; ++ky) { \
+            const int iy = iy0 + ky; \
+            if (iy < 0 || iy >= H) \
+                continue; \
+            __global const STORE_T *row = xc + iy * W_IN; \
+            __global const float *wq = wc + ky * KW * (OV * OVW); \
+            _Pragma("unroll") \
+            for (int kx = 0; kx < KW; ++kx) { \
+                OVT w[OV]; \
+                _Pragma("unroll") \
+                for (int j = 0; j < OV; ++j) \
+                    w[j] = CAT(vload, OVW)(kx * OV + j, wq); \
+                _Pragma("unroll") \
+                for (int p = 0; p < OP; ++p) { \
+                    if (OK(p, kx)) { \
+                        const float xv = LOADF(row, COL(p, kx)); \
+                        _Pragma("unroll") \
+                        for (int j = 0; j < OV; ++j) \
+                            acc[p][j] = xv * w[j] + acc[p][j]; \
+                    } \
+                } \
+            } \
+        } \
+    }
+
+// dims: (C, M, OH, OW); xgeo: (H, pad top, pixel blocks per work-item <=
+// OPB).  Grid: (ceil(OH x BLOCKS / xgeo.s2), ceil(M / (OV OVW)), N).
 //
 // A work-item runs OPB pixel blocks through the input channels OCC at a
 // time, keeping the sums of the blocks it is not working on in private
@@ -225,13 +288,14 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
 // blocks from the L1 cache instead of streaming from L2 for every block
 // (3-10% on ResNet-18's strided and 7x7 convs, 10% fewer cycles in the
 // layer4 convs, whose 590 KB weight panels a block would stream alone).
-__kernel void conv_oc(__global const STORE_T *xp, __global const float *wo,
+__kernel void conv_oc(__global const STORE_T *x, __global const float *wo,
                       __global STORE_T *y, __global const STORE_T *bias,
                       __global const STORE_T *res, const int4 dims, const int4 xgeo,
                       const int epi, const float4 epf)
 {
     const int C = dims.s0, M = dims.s1, OH = dims.s2, OW = dims.s3;
-    const int rows = xgeo.s0, cols = xgeo.s1, blocks = xgeo.s2, per_item = xgeo.s3;
+    const int H = xgeo.s0, pad_top = xgeo.s1, per_item = xgeo.s2;
+    const int blocks = BLOCKS;
     const int g0 = get_global_id(0) * per_item;
     const int nblk = min(per_item, OH * blocks - g0);
     const int ob = get_global_id(1);
@@ -240,8 +304,7 @@ __kernel void conv_oc(__global const STORE_T *xp, __global const float *wo,
         return;
     const int taps = KH * KW;
     __global const float *wob = wo + (size_t)ob * C * taps * (OV * OVW);
-    const size_t plane = (size_t)rows * cols;
-    __global const STORE_T *xn = xp + (size_t)n * C * SX * plane;
+    __global const STORE_T *xn = x + (size_t)n * C * H * W_IN;
 
     OVT sums[OPB][OP][OV];
     for (int b = 0; b < OPB; ++b)
@@ -254,37 +317,25 @@ __kernel void conv_oc(__global const STORE_T *xp, __global const float *wo,
     for (int c0 = 0; c0 < C; c0 += OCC) {
         const int c1 = min(C, c0 + OCC);
         for (int b = 0; b < nblk; ++b) {
-            const int oy = (g0 + b) / blocks, ox0 = ((g0 + b) % blocks) * OP;
-            __global const STORE_T *xb = xn + oy * SY * cols + ox0;
-            __global const float *wq = wob + (size_t)c0 * taps * (OV * OVW);
+            const int oy = (g0 + b) / blocks, bx = (g0 + b) % blocks;
+            const int iy0 = oy * SY - pad_top, ix0 = bx * OP * SX - PAD_L;
             OVT acc[OP][OV];
             #pragma unroll
             for (int p = 0; p < OP; ++p)
                 #pragma unroll
                 for (int j = 0; j < OV; ++j)
                     acc[p][j] = sums[b][p][j];
-            for (int c = c0; c < c1; ++c) {
-                __global const STORE_T *xc = xb + (size_t)c * SX * plane;
-                for (int ky = 0; ky < KH; ++ky) {
-                    #pragma unroll
-                    for (int kx = 0; kx < KW; ++kx) {
-                        __global const STORE_T *src = xc + ky * cols + (kx % SX) * plane
-                                                      + kx / SX;
-                        OVT w[OV];
-                        #pragma unroll
-                        for (int j = 0; j < OV; ++j)
-                            w[j] = CAT(vload, OVW)(j, wq);
-                        wq += OV * OVW;
-                        #pragma unroll
-                        for (int p = 0; p < OP; ++p) {
-                            const float xv = LOADF(src, p);
-                            #pragma unroll
-                            for (int j = 0; j < OV; ++j)
-                                acc[p][j] = xv * w[j] + acc[p][j];
-                        }
-                    }
-                }
+#if BLOCKS == 1
+            BLOCK_TAPS(ONLY_OK)
+#else
+            if (bx == 0) {
+                BLOCK_TAPS(FIRST_OK)
+            } else if (bx == BLOCKS - 1) {
+                BLOCK_TAPS(LAST_OK)
+            } else {
+                BLOCK_TAPS(INNER_OK)
             }
+#endif
             #pragma unroll
             for (int p = 0; p < OP; ++p)
                 #pragma unroll

@@ -16,7 +16,9 @@
 // transform applies A^T . A and the epilogue (bias, residual, activation)
 // and writes the NCHW output.  With tiles along the rows, a CPU's vectors
 // run along the tiles on both sides: contiguous stores of V and loads of M
-// (along the channels each lane had its own plane).  ResNet-18's 56 x 56
+// (along the channels each lane had its own plane).  A build holds one of
+// the four kernels (-DTL: a row kernel, -DWINO_OUT: an output transform),
+// so that a model compiles only what it launches.  ResNet-18's 56 x 56
 // layers on PoCL/AVX-512: input transforms 0.26 -> 0.17 ms, output ones
 // 0.19-0.27 -> 0.10.
 #include "common.h"
@@ -63,6 +65,7 @@
   #error "WINO_M must be 2 or 4"
 #endif
 
+#if !defined(TL) && !defined(WINO_OUT)
 // One work-item per (tile, input channel); dimension 0 walks the tiles, so
 // that neighbouring work-items write neighbouring elements of V[z][c][t].
 // geo: (H, W, tiles across, tiles per image); pad: (top, left); grid: (TS, C).
@@ -111,6 +114,7 @@ __kernel void winograd_input(__global const STORE_T *x, __global STORE_T *v,
             STOREF(dst, (WINO_A * i + j) * plane_size, row[j]);
     }
 }
+#endif
 
 #ifdef TL
 // winograd_input_rows: one input channel and a block of tile rows per
@@ -175,6 +179,7 @@ inline void store_lanes(__global float *p, const TLV v, const int n)
         p[at] = t[at];
 }
 
+#ifndef WINO_OUT
 __kernel void winograd_input_rows(__global const float *x, __global float *v,
                                   const int C, const int TS, const int4 geo, const int4 pad)
 {
@@ -256,7 +261,9 @@ __kernel void winograd_input_rows(__global const float *x, __global float *v,
     }
 }
 #endif
+#endif
 
+#if !defined(TL) && defined(WINO_OUT)
 // One work-item per (tile, output channel), tiles along dimension 0: reads
 // the (m+2)^2 GEMM results M[z][co][t], writes up to m x m outputs of y[image][co] (clipped at the
 // edges) as ACT(value + bias[co] + residual), with -DHAS_BIAS and
@@ -320,8 +327,9 @@ __kernel void winograd_output(__global const STORE_T *m, __global STORE_T *y,
         }
     }
 }
+#endif
 
-#ifdef TL
+#if defined(TL) && defined(WINO_OUT)
 // winograd_output_rows: one output channel and a block of tile rows per
 // work-item, TL tiles of a row at a time in vectors (the counterpart of
 // winograd_input_rows): the (m+2)^2 products are TL-wide vector loads of

@@ -606,9 +606,19 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
         while opb > 1 and -(-OH * blocks // opb) * oc_blocks < 4 * ctx.dev.compute_units:
             opb //= 2
         defines.update(OP=op_, OV=ov, OVW=vw, OPB=OC_BLOCKS, OCC=OC_SLICE, OC=True)
-        cols = blocks * op_ + (kw - 1) // sx
         wp = pack_b(weights.reshape(M, -1).T, ov * vw)[0]     # [M / (OV OVW)][K][OV OVW]
-        grid, xgeo = (-(-OH * blocks // opb), -(-M // (ov * vw)), N), (blocks, opb)
+        wp = ctx.weight(wp, (node.inputs[1].name, kernel, *sorted(defines.items())))
+        # the input read in place: its width, left padding and the blocks of
+        # a row are compiled in (see conv_direct.cl)
+        defines.update(W_IN=W, PAD_L=pad_x, OW_C=OW, BLOCKS=blocks)
+        if blocks > 2 and not (op_ * sx - pad_x >= 0
+                               and ((blocks - 1) * op_ - 1) * sx + kw - 1 - pad_x < W):
+            defines["INNER_CHECKED"] = True   # the blocks between the edges reach padding
+        ctx.launch("conv_direct", (-(-OH * blocks // opb), -(-M // (ov * vw)), N),
+                   [x, wp, out, _bias_arg(ctx, node, bias), residual, int_vec((C, M, OH, OW)),
+                    int_vec((H, pad_y, opb))] + list(_conv_epilogue(node, bias, residual)),
+                   defines, entry=kernel, lsize=(1, 1, 1))
+        return
     rows = (OH - 1) * sy + kh
     xp = ctx.scratch(N * C * sx * rows * cols * ctx.itemsize(x))
     # the padded copy: a program of its own per stride, shared by every conv
@@ -617,15 +627,21 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
                {"SX": sx, "PHASES_ONLY": True, "PHASE_ROWS": PHASE_ROWS}, entry="conv_phases",
                lsize=(1, 1))
     wp = ctx.weight(wp, (node.inputs[1].name, kernel, *sorted(defines.items())))
-    b_arg = bias
-    if bias is not None and not isinstance(bias, Value):
-        b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
-    epi = epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
-                        residual is not None)
     ctx.launch("conv_direct", grid,
-               [xp, wp, out, b_arg, residual, int_vec((C, M, OH, OW)),
-                int_vec((rows, cols) + xgeo)] + list(epi),
+               [xp, wp, out, _bias_arg(ctx, node, bias), residual, int_vec((C, M, OH, OW)),
+                int_vec((rows, cols) + xgeo)] + list(_conv_epilogue(node, bias, residual)),
                defines, entry=kernel, lsize=(1, 1, 1))
+
+
+def _bias_arg(ctx, node, bias):
+    if bias is not None and not isinstance(bias, Value):
+        return ctx.weight(bias, (node.inputs[2].name, "bias"))
+    return bias
+
+
+def _conv_epilogue(node, bias, residual) -> tuple:
+    return epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
+                         residual is not None)
 
 
 def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):

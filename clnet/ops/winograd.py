@@ -98,13 +98,15 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     geometry = (H, W, across, per_image)
     rows = ctx.dev.type in ROWS_DEVICE_TYPES and across >= 5
     if rows:
-        # vectors of 8 or 16 tiles of a tile row (winograd_input_rows)
-        defines["TL"] = 16 if across > 8 and vector_width(ctx.dev) == 16 else 8
+        # vectors of 16 tiles of a tile row where a row has more than 8 and
+        # the device 16-wide vectors (ResNet-18's 56 x 56 input transforms
+        # 0.17-0.20 ms against 0.22-0.25 with 8), else 8
+        tl = 16 if across > 8 and vector_width(ctx.dev) == 16 else 8
         in_grid, in_block = _row_blocks(ctx, N, C, per_image // across)
         ctx.launch("winograd", in_grid,
                    [x, v, np.int32(C), np.int32(TS), int_vec(geometry),
                     int_vec((pad_y, pad_x, N * C * H * W, in_block))],
-                   defines, entry="winograd_input_rows", lsize=(1, 1))
+                   dict(defines, TL=tl), entry="winograd_input_rows", lsize=(1, 1))
     else:
         ctx.launch("winograd", (TS, C), [x, v, np.int32(C), np.int32(T), int_vec(geometry),
                                          int_vec((pad_y, pad_x))], defines,
@@ -112,7 +114,7 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     emit_gemm(ctx, m, u, v, M, TS, C, positions, a_packed=True, params=p,
               za=(1, positions, -(-M // tm) * C * tm, 0), zb=(1, positions, C * TS, 0),
               zc=(M * TS, 0, TS), ldb=TS)
-    defines = dict(defines, **act_defines(node))   # compiled in: see winograd.cl
+    defines = dict(defines, WINO_OUT=True, **act_defines(node))   # compiled in: see winograd.cl
     b_arg = bias
     if isinstance(bias, np.ndarray):
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
@@ -122,13 +124,13 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
         defines["HAS_RESIDUAL"] = True
     out_geo = int_vec((OH, OW, across, per_image))
     if rows:
+        # vectors of 8 tiles (16: no faster, and one program more per epilogue)
         out_grid, out_block = _row_blocks(ctx, N, M, per_image // across)
         ctx.launch("winograd", out_grid,
                    [m, out, b_arg, residual, np.int32(M), np.int32(TS), out_geo,
                     int_vec((out_block, N * M * OH * OW, 0, 0))],
-                   defines, entry="winograd_output_rows", lsize=(1, 1))
+                   dict(defines, TL=8), entry="winograd_output_rows", lsize=(1, 1))
     else:
-        defines.pop("TL", None)
         ctx.launch("winograd", (TS, M), [m, out, b_arg, residual, np.int32(M), np.int32(T),
                                          out_geo],
                    defines, entry="winograd_output", lsize=(_divisor_group(TS, group), 1))
@@ -153,11 +155,16 @@ def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
         p["VW"] = min(p["VW"], 16)
     # B is read in place, not in packed panels: tiles in plain order
     p.pop("GROUP_M", None)
-    if dev.type == "CPU" and TS >= 128 and not has_tuning(dev, "conv"):
-        # several row tiles per work-item, down a column of tiles: the B
-        # rows they share stay in the L1 cache (ResNet-18's 56 x 56 layers:
-        # 0.44 -> 0.38 ms per GEMM)
-        p.update(NT=4, M_FIRST=True)
+    if dev.type == "CPU" and not has_tuning(dev, "conv"):
+        if TS >= 128:
+            # several row tiles per work-item, down a column of tiles: the B
+            # rows they share stay in the L1 cache (ResNet-18's 56 x 56
+            # layers: 0.44 -> 0.38 ms per GEMM)
+            p.update(NT=4, M_FIRST=True)
+        else:
+            # two tiles per work-item whatever the shape (1 or 2 measured
+            # alike): one program for all of these GEMMs
+            p["NT"] = 2
     return p
 
 
