@@ -128,28 +128,42 @@ __kernel void winograd_input(__global const STORE_T *x, __global STORE_T *v,
 // blocks of tile rows, C).
 #define TLV CAT(float, TL)
 #define TLI CAT(int, TL)
-#define IOTA_INT CAT(convert_int, TL)(IOTA_FULL)
 #if TL == 16
-  #define IOTA_LO (uint8)(0, 1, 2, 3, 4, 5, 6, 7)
-  #define IOTA_FULL (uint16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-  #define NEXT_LANE (uint16)(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
-  #define LAST_LANE (uint16)(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)
+  #define IOTA_INT (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 #elif TL == 8
-  #define IOTA_LO (uint4)(0, 1, 2, 3)
-  #define IOTA_FULL (uint8)(0, 1, 2, 3, 4, 5, 6, 7)
-  #define NEXT_LANE (uint8)(1, 2, 3, 4, 5, 6, 7, 8)
-  #define LAST_LANE (uint8)(0, 0, 0, 0, 0, 0, 0, 1)
+  #define IOTA_INT (int8)(0, 1, 2, 3, 4, 5, 6, 7)
 #else
   #error "TL must be 8 or 16"
 #endif
-// Lanes l of column k: element WINO_M * l + k of the segment, picked from
-// pairs of its vectors by constant shuffles.
-#if WINO_M == 4
-  #define PICK_COLUMN(s, k) (TLV)(shuffle2(s[0], s[1], 4u * IOTA_LO + (uint)(k)), \
-                                  shuffle2(s[2], s[3], 4u * IOTA_LO + (uint)(k)))
-#else
-  #define PICK_COLUMN(s, k) shuffle2(s[0], s[1], 2u * IOTA_FULL + (uint)(k))
+
+// Lanes l of column k: element WINO_M * l + k of the segment (constant
+// swizzles); columns k >= WINO_M are columns k - WINO_M one lane on, the
+// last lane from the segment's next vector.
+#if WINO_M == 4 && TL == 8
+  #define PICK4(s, c) (float8)(s[0].c, s[1].c, s[2].c, s[3].c)
+  #define PICK_COLUMNS(s, d) do { \
+      d[0] = PICK4(s, s04); d[1] = PICK4(s, s15); d[2] = PICK4(s, s26); d[3] = PICK4(s, s37); \
+      d[4] = (float8)(d[0].s1234, d[0].s567, s[4].s0); \
+      d[5] = (float8)(d[1].s1234, d[1].s567, s[4].s1); } while (0)
+#elif WINO_M == 4 && TL == 16
+  #define PICK4(s, c) (float16)(s[0].c, s[1].c, s[2].c, s[3].c)
+  #define PICK_COLUMNS(s, d) do { \
+      d[0] = PICK4(s, s048c); d[1] = PICK4(s, s159d); d[2] = PICK4(s, s26ae); \
+      d[3] = PICK4(s, s37bf); \
+      d[4] = (float16)(d[0].s1234, d[0].s5678, d[0].s9abc, d[0].sdef, s[4].s0); \
+      d[5] = (float16)(d[1].s1234, d[1].s5678, d[1].s9abc, d[1].sdef, s[4].s1); } while (0)
+#elif WINO_M == 2 && TL == 8
+  #define PICK_COLUMNS(s, d) do { \
+      d[0] = (float8)(s[0].even, s[1].even); d[1] = (float8)(s[0].odd, s[1].odd); \
+      d[2] = (float8)(d[0].s1234, d[0].s567, s[2].s0); \
+      d[3] = (float8)(d[1].s1234, d[1].s567, s[2].s1); } while (0)
+#elif WINO_M == 2 && TL == 16
+  #define PICK_COLUMNS(s, d) do { \
+      d[0] = (float16)(s[0].even, s[1].even); d[1] = (float16)(s[0].odd, s[1].odd); \
+      d[2] = (float16)(d[0].s1234, d[0].s5678, d[0].s9abc, d[0].sdef, s[2].s0); \
+      d[3] = (float16)(d[1].s1234, d[1].s5678, d[1].s9abc, d[1].sdef, s[2].s1); } while (0)
 #endif
+
 
 // Lanes [0, n) of v to p[0, n): one vector store, or runs of 8, 4, 2 and 1.
 inline void store_lanes(__global float *p, const TLV v, const int n)
@@ -229,14 +243,8 @@ __kernel void winograd_input_rows(__global const float *x, __global float *v,
                 }
             }
             // column k of lane l's window is element WINO_M * l + k of the segment
-            TLV d[WINO_A];
-            #pragma unroll
-            for (int k = 0; k < WINO_M; ++k)
-                d[k] = PICK_COLUMN(seg, k);
-            #pragma unroll
-            for (int k = WINO_M; k < WINO_A; ++k)   // the next lane's column k - WINO_M
-                d[k] = shuffle2(d[k - WINO_M], seg[WINO_M],
-                                NEXT_LANE + (uint)(k - WINO_M) * LAST_LANE);
+        TLV d[WINO_A];
+        PICK_COLUMNS(seg, d);
             WINO_BT(d, w[i]);
         }
         // A chunk short of TL tiles spills its last lanes into the next
@@ -350,15 +358,20 @@ inline TLV load_lanes(__global const float *p, const int n)
     return CAT(vload, TL)(0, t);
 }
 
-// Output vector q of a row: element e = q * TL + r is lane e / WINO_M of o[e % WINO_M].
+// The row's output vectors: element e of the row is lane e / WINO_M of
+// o[e % WINO_M] (constant swizzles; 8-tile vectors).
+#if TL != 8
+  #error "winograd_output_rows takes vectors of 8 tiles"
+#endif
 #if WINO_M == 4
-  #define INTERLEAVE(o, q) shuffle2( \
-      shuffle2(o[0], o[1], IOTA_LO / 2u + (uint)((q) * TL / 4) + (IOTA_LO % 2u) * TL), \
-      shuffle2(o[2], o[3], IOTA_LO / 2u + (uint)((q) * TL / 4) + (IOTA_LO % 2u) * TL), \
-      IOTA_FULL / 4u * 2u + IOTA_FULL % 2u + (IOTA_FULL % 4u / 2u) * (TL / 2))
+  #define IL4(o, a, b) (float8)(o[0].a, o[1].a, o[2].a, o[3].a, o[0].b, o[1].b, o[2].b, o[3].b)
+  #define INTERLEAVE(o, r) do { \
+      r[0] = IL4(o, s0, s1); r[1] = IL4(o, s2, s3); \
+      r[2] = IL4(o, s4, s5); r[3] = IL4(o, s6, s7); } while (0)
 #else
-  #define INTERLEAVE(o, q) shuffle2(o[0], o[1], \
-      IOTA_FULL / 2u + (uint)((q) * TL / 2) + (IOTA_FULL % 2u) * TL)
+  #define IL2(o, a, b, c, d) (float8)(o[0].a, o[1].a, o[0].b, o[1].b, o[0].c, o[1].c, o[0].d, o[1].d)
+  #define INTERLEAVE(o, r) do { \
+      r[0] = IL2(o, s0, s1, s2, s3); r[1] = IL2(o, s4, s5, s6, s7); } while (0)
 #endif
 
 __kernel void winograd_output_rows(__global const float *m, __global float *y,
@@ -406,15 +419,16 @@ __kernel void winograd_output_rows(__global const float *m, __global float *y,
             const int oy = ty * WINO_M + i;
             if (oy >= OH)
                 break;
-            TLV o[WINO_M];
+            TLV o[WINO_M], row[WINO_M];
             WINO_AT(u[i], o);
+            INTERLEAVE(o, row);
             const int row_at = out_at + oy * OW + ox0;
             #pragma unroll
             for (int q = 0; q < WINO_M; ++q) {
                 const int n = valid - q * TL;
                 if (n <= 0)
                     break;
-                TLV val = INTERLEAVE(o, q) + b;
+                TLV val = row[q] + b;
 #ifdef HAS_RESIDUAL
                 const int at = row_at + q * TL;
                 val += load_lanes(res + at, at + TL <= total ? TL : n);

@@ -162,8 +162,8 @@ def test_winograd_against_reference(device, case, epilogue, variant):
              if l.entry.startswith("winograd_output")]
     assert tiles == [int(variant[-1])]
     across = -(-ow // tiles[0])
-    from clnet.ops.winograd import ROWS_DEVICE_TYPES
-    rows = "_rows" if session.device.type in ROWS_DEVICE_TYPES and across >= 5 else ""
+    from clnet.ops.winograd import row_kernels
+    rows = "_rows" if row_kernels(session.device, across) else ""
     assert [l.entry for l in launches if l.entry.startswith("winograd")] == \
         ["winograd_input" + rows, "winograd_output" + rows]
     assert_close(got[0], reference(model, feeds)[0])
@@ -175,7 +175,7 @@ def test_winograd_row_kernels_on_any_device(device, monkeypatch, case, variant):
     """The CPU transforms (vectors along tile rows) on whatever device runs
     the tests, so that Oclgrind checks their edge loads, stores and spills."""
     from clnet.ops import winograd
-    monkeypatch.setattr(winograd, "ROWS_DEVICE_TYPES", (device.type,))
+    monkeypatch.setattr(winograd, "FORCE_ROWS", True)
     test_winograd_against_reference(device, case, "residual", variant)
 
 
@@ -281,7 +281,7 @@ def _algorithm(model, device, precision="fp32"):
 
 def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
     """The rule picks F(4x4) for wide maps (F(2x2) where F(4x4)'s filters
-    would pass 4 MB); on 7x7 maps conv_oc on a CPU with
+    would pass 4 MB, on a CPU with 16-wide vectors); on 7x7 maps conv_oc on a CPU with
     16-wide vectors, else F(2x2); im2col for tiny maps and fp16
     storage; a direct kernel for strided convs (conv_direct up to 16 input
     channels, conv_oc above on such a CPU); a tuned conv3x3 entry overrides
@@ -307,7 +307,7 @@ def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
     assert _algorithm(wide, device) == "winograd4x4"
     assert _algorithm(wide, device, "fp16") == "im2col"
     wide_many = _conv_model((1, 256, 14, 14), (256, 256, 3, 3), pads, rng)
-    assert _algorithm(wide_many, device) == "winograd2x2"
+    assert _algorithm(wide_many, device) == ("winograd2x2" if oc else "winograd4x4")
     assert _algorithm(small, device) == "winograd2x2"
     assert _algorithm(small_wide_c, device) == ("conv_oc" if oc else "winograd2x2")
     assert _algorithm(tiny, device) == "im2col"

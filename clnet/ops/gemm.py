@@ -508,10 +508,12 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
     untuned, a rule from ResNet-18's convs on an AVX-512 CPU with PoCL
     (tools/bench_conv.py, tools/bench_plan.py; docs/BENCHMARKS.md):
     F(4x4) from 16 channels and 3x3 tiles per image up (1.7-3.8x faster than
-    im2col) where its transformed filters fit in WINO4_FILTER_BYTES, F(2x2)
-    on such maps with larger filters (they stream from memory on every run:
+    im2col); on a CPU with 16-wide vectors, where the GEMM is fast enough
+    to wait on memory, F(2x2) instead where F(4x4)'s transformed filters
+    would pass WINO4_FILTER_BYTES (they stream from memory on every run:
     ResNet-18's 256-channel convs took 0.81-0.92 ms with F(2x2)'s 4.2 MB
-    against 0.96-1.02 with F(4x4)'s 9.4 MB); on smaller maps (7x7) conv_oc,
+    against 0.96-1.02 with F(4x4)'s 9.4 MB on PoCL 3.1; PoCL 3.0, which
+    reports 8-wide vectors there, took 3.6 against 2.4); on smaller maps (7x7) conv_oc,
     whose filters are a quarter of F(2x2)'s transformed ones, on a CPU with
     16-wide vectors, else F(2x2).
     Other convs with a spatial kernel run a direct kernel where one applies.
@@ -520,6 +522,7 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
 
     N, C, H, W, M, OH, OW = dims
     direct = _direct_kernel(ctx, weights, group, dims, geo)
+    wide_cpu = ctx.dev.type == "CPU" and vector_width(ctx.dev) == 16
     if winograd_ok(ctx, weights, group, dims, geo):
         chosen = conv_algorithm(ctx.dev, (M, OH * OW * N, C * 9))
         if chosen == "direct":
@@ -529,7 +532,8 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
         if C < 16 or M < 16:
             return direct or "im2col"
         if tiles(dims, 4)[1] >= 9:
-            return "winograd4x4" if 36 * C * M * 4 <= WINO4_FILTER_BYTES else "winograd2x2"
+            small = 36 * C * M * 4 <= WINO4_FILTER_BYTES
+            return "winograd4x4" if small or not wide_cpu else "winograd2x2"
         if direct == "conv_oc":
             return direct
         return "winograd2x2" if tiles(dims, 2)[1] >= 9 else "im2col"

@@ -96,11 +96,11 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     defines = {"WINO_M": tile}
     group = 16 if ctx.dev.type == "CPU" else max(1, min(64, ctx.dev.max_work_group_size))
     geometry = (H, W, across, per_image)
-    rows = ctx.dev.type in ROWS_DEVICE_TYPES and across >= 5
+    rows = row_kernels(ctx.dev, across)
     if rows:
-        # vectors of 16 tiles of a tile row where a row has more than 8 and
-        # the device 16-wide vectors (ResNet-18's 56 x 56 input transforms
-        # 0.17-0.20 ms against 0.22-0.25 with 8), else 8
+        # vectors of 16 tiles of a tile row where a row has more than 8
+        # (ResNet-18's 56 x 56 input transforms 0.17-0.20 ms against
+        # 0.22-0.25 with 8), else 8
         tl = 16 if across > 8 and vector_width(ctx.dev) == 16 else 8
         in_grid, in_block = _row_blocks(ctx, N, C, per_image // across)
         ctx.launch("winograd", in_grid,
@@ -145,7 +145,17 @@ def _row_blocks(ctx, images: int, channels: int, rows: int) -> tuple:
     return (images * -(-rows // block), channels), block
 
 
-ROWS_DEVICE_TYPES = ("CPU",)   # devices that run the row kernels (tests add others)
+FORCE_ROWS = False     # the row kernels on any device (tests, so that Oclgrind checks them)
+
+
+def row_kernels(dev, across: int) -> bool:
+    """Whether the transforms run as winograd_input_rows/_output_rows: rows
+    of at least 5 tiles, on a CPU with 16-wide vectors (PoCL 3.0, which
+    reports 8-wide ones on the same AVX-512 CPU, ran the 8-tile input kernel
+    at 1.5-2.5x the one-tile kernel's time)."""
+    if across < 5:
+        return False
+    return FORCE_ROWS or (dev.type == "CPU" and vector_width(dev) == 16)
 def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
     """gemm.cl parameters of the batched product M = U V: packed filters
     (M x C) times the transformed input read in place (C x TS)."""
