@@ -342,10 +342,12 @@ __kernel void winograd_output(__global const STORE_T *m, __global STORE_T *y,
 // work-item, TL tiles of a row at a time in vectors (the counterpart of
 // winograd_input_rows): the (m+2)^2 products are TL-wide vector loads of
 // M[z][co][t], A^T . A runs on vectors, and each output row's m x TL values
-// are interleaved by constant shuffles into m contiguous vectors, which take
-// bias, residual and activation and are stored whole (masked at the image's
-// right edge).  geo: (OH, OW, tiles across, tiles per image); blocks: (tile
-// rows per work-item, elements of y); grid: (images x blocks of tile rows, M).
+// are interleaved by constant swizzles into m contiguous vectors, which take
+// bias, residual and activation (epilogue.h's run-time epilogue: explicit
+// vectors need no compiled-in one, and one program serves every layer) and
+// are stored whole (masked at the image's right edge).  geo: (OH, OW, tiles
+// across, tiles per image); blocks: (tile rows per work-item, elements of
+// y); grid: (images x blocks of tile rows, M).
 
 // Lanes [0, n) of a vector from p[0, n), the rest zero (n >= TL: one load).
 inline TLV load_lanes(__global const float *p, const int n)
@@ -374,9 +376,13 @@ inline TLV load_lanes(__global const float *p, const int n)
       r[0] = IL2(o, s0, s1, s2, s3); r[1] = IL2(o, s4, s5, s6, s7); } while (0)
 #endif
 
+#define EPI_VW TL
+#include "epilogue.h"
+
 __kernel void winograd_output_rows(__global const float *m, __global float *y,
                                    __global const float *bias, __global const float *res,
-                                   const int M, const int TS, const int4 geo, const int4 blocks)
+                                   const int M, const int TS, const int4 geo, const int4 blocks,
+                                   const int epi, const float4 epf)
 {
     const int co = get_global_id(1);
     const int OH = geo.s0, OW = geo.s1, across = geo.s2, per_image = geo.s3;
@@ -387,11 +393,8 @@ __kernel void winograd_output_rows(__global const float *m, __global float *y,
     const int ty_end = min(rows_per_image, ty_begin + block);
     if (co >= M)
         return;
-#ifdef HAS_BIAS
-    const TLV b = (TLV)(bias[co]);
-#else
-    const TLV b = (TLV)(0.0f);
-#endif
+    const TLV b = (TLV)((epi & EPI_BIAS_ROW) ? bias[co] : 0.0f);
+    const int act = epi >> 8;
     const size_t plane_size = (size_t)TS * M;
     const int out_at = (image * M + co) * OH * OW;
     for (int ty = ty_begin; ty < ty_end; ++ty)
@@ -429,11 +432,10 @@ __kernel void winograd_output_rows(__global const float *m, __global float *y,
                 if (n <= 0)
                     break;
                 TLV val = row[q] + b;
-#ifdef HAS_RESIDUAL
                 const int at = row_at + q * TL;
-                val += load_lanes(res + at, at + TL <= total ? TL : n);
-#endif
-                val = ACT(val);
+                if (epi & EPI_RESIDUAL)
+                    val += load_lanes(res + at, at + TL <= total ? TL : n);
+                val = act_vec(val, act, epf.s1, epf.s2);
                 if (n >= TL)
                     CAT(vstore, TL)(val, 0, y + row_at + q * TL);
                 else

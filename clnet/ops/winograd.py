@@ -22,7 +22,7 @@ import numpy as np
 
 from ..tuning import gemm_params, has_tuning, vector_width
 from .elementwise import int_vec
-from .gemm import act_defines, emit_gemm
+from .gemm import act_defines, emit_gemm, epilogue_args
 
 # G of F(m x m, 3x3) per output tile size m; interpolation points 0, +-1,
 # (+-2,) and infinity, as in Lavin and Gray (2016).
@@ -114,26 +114,30 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     emit_gemm(ctx, m, u, v, M, TS, C, positions, a_packed=True, params=p,
               za=(1, positions, -(-M // tm) * C * tm, 0), zb=(1, positions, C * TS, 0),
               zc=(M * TS, 0, TS), ldb=TS)
-    defines = dict(defines, WINO_OUT=True, **act_defines(node))   # compiled in: see winograd.cl
     b_arg = bias
     if isinstance(bias, np.ndarray):
         b_arg = ctx.weight(bias, (node.inputs[2].name, "bias"))
+    out_geo = int_vec((OH, OW, across, per_image))
+    if rows:
+        # vectors of 8 tiles (16: no faster, and a program more), the
+        # epilogue chosen at run time (gemm.cl's: one program per variant)
+        out_grid, out_block = _row_blocks(ctx, N, M, per_image // across)
+        epi = epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
+                            residual is not None)
+        ctx.launch("winograd", out_grid,
+                   [m, out, b_arg, residual, np.int32(M), np.int32(TS), out_geo,
+                    int_vec((out_block, N * M * OH * OW, 0, 0))] + list(epi),
+                   dict(defines, TL=8, WINO_OUT=True), entry="winograd_output_rows",
+                   lsize=(1, 1))
+        return
+    # compiled-in epilogue (see winograd.cl)
+    defines = dict(defines, WINO_OUT=True, **act_defines(node))
     if bias is not None:
         defines["HAS_BIAS"] = True
     if residual is not None:
         defines["HAS_RESIDUAL"] = True
-    out_geo = int_vec((OH, OW, across, per_image))
-    if rows:
-        # vectors of 8 tiles (16: no faster, and one program more per epilogue)
-        out_grid, out_block = _row_blocks(ctx, N, M, per_image // across)
-        ctx.launch("winograd", out_grid,
-                   [m, out, b_arg, residual, np.int32(M), np.int32(TS), out_geo,
-                    int_vec((out_block, N * M * OH * OW, 0, 0))],
-                   dict(defines, TL=8), entry="winograd_output_rows", lsize=(1, 1))
-    else:
-        ctx.launch("winograd", (TS, M), [m, out, b_arg, residual, np.int32(M), np.int32(T),
-                                         out_geo],
-                   defines, entry="winograd_output", lsize=(_divisor_group(TS, group), 1))
+    ctx.launch("winograd", (TS, M), [m, out, b_arg, residual, np.int32(M), np.int32(T), out_geo],
+               defines, entry="winograd_output", lsize=(_divisor_group(TS, group), 1))
 
 
 def _row_blocks(ctx, images: int, channels: int, rows: int) -> tuple:
@@ -166,15 +170,11 @@ def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
     # B is read in place, not in packed panels: tiles in plain order
     p.pop("GROUP_M", None)
     if dev.type == "CPU" and not has_tuning(dev, "conv"):
-        if TS >= 128:
-            # several row tiles per work-item, down a column of tiles: the B
-            # rows they share stay in the L1 cache (ResNet-18's 56 x 56
-            # layers: 0.44 -> 0.38 ms per GEMM)
-            p.update(NT=4, M_FIRST=True)
-        else:
-            # two tiles per work-item whatever the shape (1 or 2 measured
-            # alike): one program for all of these GEMMs
-            p["NT"] = 2
+        # four row tiles per work-item, down a column of tiles: the B rows
+        # they share stay in the L1 cache (ResNet-18's 56 x 56 layers: 0.44
+        # -> 0.38 ms per GEMM; the smaller maps measured alike either way,
+        # so that one program serves every one of these GEMMs)
+        p.update(NT=4, M_FIRST=True)
     return p
 
 
