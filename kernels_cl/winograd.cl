@@ -165,6 +165,15 @@ __kernel void winograd_input(__global const STORE_T *x, __global STORE_T *v,
 #endif
 
 
+// The tile rows [begin, end) of one image (.s2) that work-item gid0 runs:
+// blocks of `block` rows, ceil(rows / block) per image.
+inline int3 tile_row_block(const int gid0, const int rows_per_image, const int block)
+{
+    const int blocks = (rows_per_image + block - 1) / block;
+    const int begin = (gid0 % blocks) * block;
+    return (int3)(begin, min(rows_per_image, begin + block), gid0 / blocks);
+}
+
 // Lanes [0, n) of v to p[0, n): one vector store, or runs of 8, 4, 2 and 1.
 inline void store_lanes(__global float *p, const TLV v, const int n)
 {
@@ -199,11 +208,8 @@ __kernel void winograd_input_rows(__global const float *x, __global float *v,
 {
     const int c = get_global_id(1);
     const int H = geo.s0, W = geo.s1, across = geo.s2, per_image = geo.s3;
-    const int rows_per_image = per_image / across, block = pad.s3;
-    const int blocks = (rows_per_image + block - 1) / block;
-    const int image = get_global_id(0) / blocks;
-    const int ty_begin = (get_global_id(0) % blocks) * block;
-    const int ty_end = min(rows_per_image, ty_begin + block);
+    const int3 rows = tile_row_block(get_global_id(0), per_image / across, pad.s3);
+    const int ty_begin = rows.s0, ty_end = rows.s1, image = rows.s2;
     if (c >= C)
         return;
     const int plane_at = (image * C + c) * H * W, total = pad.s2;
@@ -371,7 +377,8 @@ inline TLV load_lanes(__global const float *p, const int n)
       r[0] = IL4(o, s0, s1); r[1] = IL4(o, s2, s3); \
       r[2] = IL4(o, s4, s5); r[3] = IL4(o, s6, s7); } while (0)
 #else
-  #define IL2(o, a, b, c, d) (float8)(o[0].a, o[1].a, o[0].b, o[1].b, o[0].c, o[1].c, o[0].d, o[1].d)
+  #define IL2(o, a, b, c, d) \
+      (float8)(o[0].a, o[1].a, o[0].b, o[1].b, o[0].c, o[1].c, o[0].d, o[1].d)
   #define INTERLEAVE(o, r) do { \
       r[0] = IL2(o, s0, s1, s2, s3); r[1] = IL2(o, s4, s5, s6, s7); } while (0)
 #endif
@@ -386,11 +393,8 @@ __kernel void winograd_output_rows(__global const float *m, __global float *y,
 {
     const int co = get_global_id(1);
     const int OH = geo.s0, OW = geo.s1, across = geo.s2, per_image = geo.s3;
-    const int rows_per_image = per_image / across, block = blocks.s0, total = blocks.s1;
-    const int image_blocks = (rows_per_image + block - 1) / block;
-    const int image = get_global_id(0) / image_blocks;
-    const int ty_begin = (get_global_id(0) % image_blocks) * block;
-    const int ty_end = min(rows_per_image, ty_begin + block);
+    const int3 rows = tile_row_block(get_global_id(0), per_image / across, blocks.s0);
+    const int ty_begin = rows.s0, ty_end = rows.s1, image = rows.s2, total = blocks.s1;
     if (co >= M)
         return;
     const TLV b = (TLV)((epi & EPI_BIAS_ROW) ? bias[co] : 0.0f);

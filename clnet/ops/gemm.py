@@ -513,9 +513,9 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
     would pass WINO4_FILTER_BYTES (they stream from memory on every run:
     ResNet-18's 256-channel convs took 0.81-0.92 ms with F(2x2)'s 4.2 MB
     against 0.96-1.02 with F(4x4)'s 9.4 MB on PoCL 3.1; PoCL 3.0, which
-    reports 8-wide vectors there, took 3.6 against 2.4); on smaller maps (7x7) conv_oc,
-    whose filters are a quarter of F(2x2)'s transformed ones, on a CPU with
-    16-wide vectors, else F(2x2).
+    reports 8-wide vectors there, took 3.6 against 2.4); on smaller maps
+    (7x7) conv_oc, whose filters are a quarter of F(2x2)'s transformed ones,
+    on a CPU with 16-wide vectors, else F(2x2).
     Other convs with a spatial kernel run a direct kernel where one applies.
     """
     from .winograd import tiles, winograd_ok
@@ -540,8 +540,8 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
     return direct or "im2col"
 
 
-WINO4_FILTER_BYTES = 4 << 20
-PW_B_BYTES = 1 << 20      # 1x1 convs walk rows of tiles first from this input size   # F(4x4) up to this many bytes of transformed filters
+WINO4_FILTER_BYTES = 4 << 20   # F(4x4) up to this many bytes of transformed filters
+PW_B_BYTES = 1 << 20           # 1x1 convs walk rows of tiles first from this input size
 
 # conv_direct: TM output channels x RY rows x TN pixels per work-item (three
 # rows: ResNet-18's stem 8% faster than two on PoCL 3.1, 30% on PoCL 3.0;

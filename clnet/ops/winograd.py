@@ -160,6 +160,8 @@ def row_kernels(dev, across: int) -> bool:
     if across < 5:
         return False
     return FORCE_ROWS or (dev.type == "CPU" and vector_width(dev) == 16)
+
+
 def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
     """gemm.cl parameters of the batched product M = U V: packed filters
     (M x C) times the transformed input read in place (C x TS)."""
