@@ -27,8 +27,10 @@ FORMAT_VERSION = 1
 SHIPPED_DIR = Path(__file__).resolve().parent / "tuned"
 
 # Per device class.  A CPU (PoCL) wants a wide register tile in vectors of
-# the native width: 8 x 32 floats is 16 of the 32 zmm registers with AVX-512
-# (6 x 16 of the 16 ymm registers without); one work-item per work-group
+# the native width: 8 x 32 floats is 16 of the 32 zmm registers with AVX-512;
+# with AVX2's 16 ymm registers 5 x 16 (10 accumulators, two B vectors and a
+# broadcast) is the widest that does not spill (Zen 3, n=1024: 6 x 16 gave
+# 121-135 GFLOP/s, 5 x 16 175-182, 4 x 16 157-180); one work-item per work-group
 # keeps PoCL from looping and re-vectorising already vectorised work-items;
 # tiles in groups of 16 row tiles per column panel keep A in the cache while
 # B streams (SGEMM n=2048: 120 -> 270 GFLOP/s on an AVX-512 Xeon), and two
@@ -64,7 +66,7 @@ def class_defaults(dev) -> dict:
     if params.get("TN") == "2*VW":
         params["TN"] = 2 * params["VW"]
     if params.get("TM") == "regs":
-        params["TM"] = 8 if params["VW"] >= 16 else 6
+        params["TM"] = 8 if params["VW"] >= 16 else 5
     return params
 
 
