@@ -10,6 +10,18 @@
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
+// A helper called once per stored vector, forced inline where the compiler
+// takes the attribute (clang-based ones): PoCL kept epi_store out of line,
+// a call per vector, and a 1x1 conv with 16 input channels spent a quarter of
+// its time in the calls (0.97 -> 0.75 ms inlined).
+#ifndef HOT_INLINE
+  #ifdef __clang__
+    #define HOT_INLINE inline __attribute__((always_inline))
+  #else
+    #define HOT_INLINE inline
+  #endif
+#endif
+
 #ifdef STORE_HALF
   #define STORE_T half
   #define LOADF(p, i) vload_half((i), (p))
