@@ -543,10 +543,14 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
 WINO4_FILTER_BYTES = 4 << 20   # F(4x4) up to this many bytes of transformed filters
 PW_B_BYTES = 1 << 20           # 1x1 convs walk rows of tiles first from this input size
 
-# conv_direct: TM output channels x RY rows x TN pixels per work-item (three
-# rows: ResNet-18's stem 8% faster than two on PoCL 3.1, 30% on PoCL 3.0;
-# four spilled on 3.1)
-DIRECT_TM, DIRECT_RY = 8, 3
+# conv_direct per CPU float vector width (GPUs take the 16 entry): TM output
+# channels x RY rows x TN pixels per work-item, TM x RY x TN / width vector
+# accumulators.  AVX-512: 8 x 3 x 16, 24 of the 32 zmm registers (three rows:
+# ResNet-18's stem 8% faster than two on PoCL 3.1, 30% on PoCL 3.0; four
+# spilled on 3.1).  AVX2: 6 x 1 x 16, 12 of the 16 ymm registers (Zen 3,
+# PoCL 3.1, the stem: 8 x 3 x 16 4.15 ms, 8 x 3 x 8 3.12, 4 x 1 x 16 1.53,
+# 6 x 1 x 16 1.45).
+DIRECT_TILE = {16: (8, 3, 16), 8: (6, 1, 16), 4: (4, 1, 8)}
 DIRECT_MAX_C = 16        # conv_direct up to this many input channels, conv_oc above
 # conv_oc per float vector width: (pixels, vectors of output channels) per
 # work-item, OP x OV accumulators: 14 of the 32 zmm registers with AVX-512,
@@ -578,11 +582,16 @@ def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
             and not ctx.weight_int8 and not FORCE_IM2COL):
         return None
     if C <= DIRECT_MAX_C:
-        return "conv_direct" if M >= DIRECT_TM else None
+        return "conv_direct" if M >= direct_tile(ctx.dev)[0] else None
     if any_device or forced_algorithm() == "direct":
         return "conv_oc"
     return "conv_oc" if ctx.dev.type == "CPU" and vector_width(ctx.dev) == 16 and M >= 16 \
         else None
+
+
+def direct_tile(dev) -> tuple:
+    """conv_direct's (TM, RY, TN) on this device (DIRECT_TILE)."""
+    return DIRECT_TILE[vector_width(dev) if dev.type == "CPU" else 16]
 
 
 FORCE_IM2COL = False     # set by A/B measurements to time im2col + GEMM instead
@@ -593,13 +602,14 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
     N, C, H, W, M, OH, OW = dims
     defines = {"KH": kh, "KW": kw, "SY": sy, "SX": sx}
     if kernel == "conv_direct":
-        tn = 16 if OW > 8 else 8
-        defines.update(TM=DIRECT_TM, TN=tn, RY=DIRECT_RY)
+        tm, ry, tn = direct_tile(ctx.dev)
+        tn = tn if OW > 8 else 8
+        defines.update(TM=tm, TN=tn, RY=ry)
         blocks = -(-OW // tn)
         cols = blocks * tn + (kw - 1) // sx
-        wp = pack_a(weights.reshape(1, M, -1), DIRECT_TM)
-        groups = -(-OH // DIRECT_RY)
-        grid, xgeo = (groups * blocks, -(-M // DIRECT_TM), N), (groups, blocks)
+        wp = pack_a(weights.reshape(1, M, -1), tm)
+        groups = -(-OH // ry)
+        grid, xgeo = (groups * blocks, -(-M // tm), N), (groups, blocks)
     else:
         vw = vector_width(ctx.dev)
         op_, ov = DIRECT_OC[vw]

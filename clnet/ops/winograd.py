@@ -154,12 +154,14 @@ FORCE_ROWS = False     # the row kernels on any device (tests, so that Oclgrind 
 
 def row_kernels(dev, across: int) -> bool:
     """Whether the transforms run as winograd_input_rows/_output_rows: rows
-    of at least 5 tiles, on a CPU with 16-wide vectors (PoCL 3.0, which
-    reports 8-wide ones on the same AVX-512 CPU, ran the 8-tile input kernel
-    at 1.5-2.5x the one-tile kernel's time)."""
+    of at least 5 tiles, on a CPU.  On Zen 3 (AVX2, 8-wide vectors) the
+    one-tile kernels took 3-4x the row kernels' time (ResNet-18's kernels
+    28.8 -> 20.2 ms with PoCL 3.1, 54 -> 46 ms with PoCL 3.0); on an AVX-512
+    Xeon PoCL 3.0, which reports 8-wide vectors there, ran an earlier 8-tile
+    input kernel (with shuffle2) at 1.5-2.5x the one-tile kernel's time."""
     if across < 5:
         return False
-    return FORCE_ROWS or (dev.type == "CPU" and vector_width(dev) == 16)
+    return FORCE_ROWS or dev.type == "CPU"
 
 
 def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
