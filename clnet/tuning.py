@@ -33,10 +33,12 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "tuned"
 # 121-135 GFLOP/s, 5 x 16 175-182, 4 x 16 157-180); one work-item per work-group
 # keeps PoCL from looping and re-vectorising already vectorised work-items;
 # tiles in groups of 16 row tiles per column panel keep A in the cache while
-# B streams (SGEMM n=2048: 120 -> 270 GFLOP/s on an AVX-512 Xeon), and two
-# tiles per work-item halve PoCL's per-work-group cost.
+# B streams (SGEMM n=2048: 120 -> 270 GFLOP/s on an AVX-512 Xeon; with
+# AVX2's 5-row tiles 64 of them, the column panel reused by more rows: Zen 3,
+# n=2048, 175-180 -> 182-184 GFLOP/s, side by side), and two tiles per
+# work-item halve PoCL's per-work-group cost.
 CLASS_DEFAULTS = {
-    "CPU": {"TM": "regs", "TN": "2*VW", "VW": "native", "LSIZE": (1, 1, 1), "GROUP_M": 16,
+    "CPU": {"TM": "regs", "TN": "2*VW", "VW": "native", "LSIZE": (1, 1, 1), "GROUP_M": "panel",
             "NT": 2},
     "GPU": {"TM": 4, "TN": 8, "VW": 4},
     "ACCELERATOR": {"TM": 4, "TN": 8, "VW": 4},
@@ -67,6 +69,8 @@ def class_defaults(dev) -> dict:
         params["TN"] = 2 * params["VW"]
     if params.get("TM") == "regs":
         params["TM"] = 8 if params["VW"] >= 16 else 5
+    if params.get("GROUP_M") == "panel":
+        params["GROUP_M"] = 16 if params["VW"] >= 16 else 64
     return params
 
 
