@@ -162,6 +162,22 @@ class Device:
         return int(self.cl_device.max_work_group_size)
 
     @cached_property
+    def cache_per_core(self) -> int:
+        """Bytes of the cache closest to memory that one compute unit has to
+        itself: a CPU device's L2 (OpenCL reports only the last level, shared
+        by all cores; a CPU device runs on the host, whose Linux sysfs tells),
+        1 MB where unknown."""
+        if self.type == "CPU":
+            path = Path("/sys/devices/system/cpu/cpu0/cache/index2/size")
+            try:
+                text = path.read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+                return int(text.rstrip("KM")) * scale
+            except (OSError, ValueError):
+                pass
+        return 1 << 20
+
+    @cached_property
     def compiler_available(self) -> bool:
         return bool(self.cl_device.compiler_available)
 

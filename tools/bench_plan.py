@@ -25,6 +25,8 @@ from clnet import zoo
 from clnet.device import select_device
 from clnet.tuning import CONV_ALGORITHMS, forced_conv_algorithm
 
+from bench_models import feeds_for   # noqa: E402  (tools/ is on the path when run)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,9 +40,7 @@ def main() -> None:
 
     dev = select_device(args.device)
     model = getattr(zoo, args.model)()
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim])
-             .astype(np.float32) for i in model.graph.input}
+    feeds = feeds_for(model)
     with forced_conv_algorithm(args.algorithm):
         session = clnet.InferenceSession(model.SerializeToString(), device=dev)
     session.run(None, feeds)

@@ -541,7 +541,7 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
 
 
 WINO4_FILTER_BYTES = 4 << 20   # F(4x4) up to this many bytes of transformed filters
-PW_B_BYTES = 1 << 20           # 1x1 convs walk rows of tiles first from this input size
+PW_B_SHARE = 0.5     # 1x1 convs walk rows of tiles first from an input of this share of L2
 
 # conv_direct per CPU float vector width (GPUs take the 16 entry): TM output
 # channels x RY rows x TN pixels per work-item, TM x RY x TN / width vector
@@ -735,13 +735,15 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
         # 1x1 conv: B is the input itself, [image * group][Cg][H * W] row-major,
         # tiles in plain order (a row of weights stays cached while the pixels
         # stream past it): MobileNetV2's 1x1 convs 3-12% faster than grouped.
-        # Where the input passes PW_B_BYTES, down the rows of tiles first, so
-        # that it streams once instead of once per row of tiles: MobileNetV2's
-        # projections at 56 x 56 0.31 -> 0.15 and 0.46 -> 0.22 ms, its GEMMs
-        # 6.59 -> 6.18 and 5.76 -> 5.13 ms (the expansions, whose inputs fit
-        # in the cache, took twice as long this way)
+        # Where the input passes half a core's L2 (PW_B_SHARE), down the rows
+        # of tiles first, so that it streams once instead of once per row of
+        # tiles: MobileNetV2's projections at 56 x 56 0.31 -> 0.15 and 0.46 ->
+        # 0.22 ms, its GEMMs 6.59 -> 6.18 and 5.76 -> 5.13 ms (AVX-512 Xeon,
+        # 2 MB L2: the expansions, whose inputs fit in it, took twice as long
+        # this way); Zen 3 (512 KB L2): MobileNetV2's kernels 8.45 -> 8.24 ms
+        # against a fixed 1 MB threshold
         p = {k: v for k, v in p.items() if k != "GROUP_M"}
-        if -(-Mg // tm) > 1 and K * P * ctx.itemsize(x) > PW_B_BYTES:
+        if -(-Mg // tm) > 1 and K * P * ctx.itemsize(x) > PW_B_SHARE * ctx.dev.cache_per_core:
             p["M_FIRST"] = True
         emit_gemm(ctx, out, a_arg, x, Mg, P, K, N * group, a_packed=a_packed, params=p,
                   za=za, lda=lda, zb=(1, N * group, K * P, 0),
