@@ -396,7 +396,7 @@ def test_conv_clip_fused(device, case):
 
 PLANE_CASES = [
     # depthwise convs whose output rows are as wide as the input's, on small
-    # planes (depthwise_plane on CPUs with 16-wide vectors): the tensor's first
+    # planes (depthwise_plane on CPUs): the tensor's first
     # and last channels take the checked path, the others the vector one
     ((1, 7, 13, 13), (7, 1, 3, 3), {"pads": [1, 1, 1, 1]}),
     ((3, 5, 7, 7), (5, 1, 3, 3), {"pads": [1, 1, 1, 1]}),                 # batch 3
@@ -417,10 +417,8 @@ PLANE_CASES = [
 @pytest.mark.parametrize("case", range(len(PLANE_CASES)))
 def test_depthwise_small_planes_and_rows(device, case):
     """Depthwise convs through depthwise_plane or the row kernel (whichever
-    this device's rule picks, checked on CPUs with 16-wide vectors), with the
-    activation fused."""
+    this device's rule picks, checked on CPUs), with the activation fused."""
     import clnet
-    from clnet.tuning import vector_width
 
     x_shape, w_shape, attrs = PLANE_CASES[case]
     rng = np.random.default_rng(120 + case)
@@ -434,7 +432,7 @@ def test_depthwise_small_planes_and_rows(device, case):
     pads, (sy, sx) = attrs["pads"], attrs.get("strides", (1, 1))
     ow = (w + pads[1] + pads[3] - w_shape[3]) // sx + 1
     oh = (h + pads[0] + pads[2] - w_shape[2]) // sy + 1
-    if device.type == "CPU" and vector_width(device) == 16:
+    if device.type == "CPU":
         plane = (sy, sx) == (1, 1) and ow == w and oh * ow <= 784
         assert launch.entry == ("depthwise_plane" if plane else "depthwise")
     assert_close(got[0], reference(model, feeds)[0])
