@@ -190,8 +190,12 @@ __kernel void elementwise(__global T_OUT *out, __global const T_A *in_a,
     // is contiguous on both sides and a multiple of n long: n elements per
     // work-item in one vector (the driver's vectorisation across work-items
     // made gathers of the index arithmetic: BERT's head transposes ran at ~1
-    // GB/s)
-    const int i = get_global_id(0) * VEC;
+    // GB/s); -DVREPS=r: r vectors of one run per work-item (a CPU: fewer
+    // work-items, so less index arithmetic per element)
+  #ifndef VREPS
+    #define VREPS 1
+  #endif
+    const int i = get_global_id(0) * (VEC * VREPS);
 #else
     const int i = get_global_id(0);
 #endif
@@ -209,7 +213,9 @@ __kernel void elementwise(__global T_OUT *out, __global const T_A *in_a,
     STEP(7) STEP(6) STEP(5) STEP(4) STEP(3) STEP(2) STEP(1) STEP(0)
 #endif
 #ifdef VEC
-    CAT(vstore, VEC)(CAT(vload, VEC)(0, in_a + o_a), 0, out + o_out);
+    #pragma unroll
+    for (int r = 0; r < VREPS; ++r)
+        CAT(vstore, VEC)(CAT(vload, VEC)(0, in_a + o_a + r * VEC), 0, out + o_out + r * VEC);
     return;
 #endif
     const CT a = LD_A(in_a, o_a);

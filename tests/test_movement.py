@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from test_gather import check, rand, RNG
+from test_gather import check, make_model, rand, RNG
 
 
 @pytest.mark.parametrize("repeats", [(1, 3, 2), (2, 1, 1)])
@@ -27,6 +27,25 @@ def test_copies_of_contiguous_runs(device, precision, dtype):
     inits = {"s": np.array([1, 8], np.int64), "e": np.array([9, 24], np.int64),
              "a": np.array([2, 3], np.int64)}
     check(device, precision, nodes, {"x": x}, inits)
+
+
+@pytest.mark.parametrize("run", [8, 16, 24, 48, 64, 128])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.uint8])
+def test_head_transposes_several_vectors_per_item(device, precision, run, dtype):
+    """BERT's head transpose [b, s, h, d] -> [b, h, s, d]: on a CPU a
+    work-item copies up to 8 vectors of 8 of a run (-DVREPS: 2 for 16 and
+    48, 8 for 64 and 128 elements, none for 8 and 24)."""
+    import clnet
+    x = (RNG.standard_normal((2, 5, 3, run)) * 9).astype(dtype)
+    nodes = [helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 1, 3])]
+    check(device, precision, nodes, {"x": x})
+    model = make_model(nodes, {"x": x}, None, ("y",), 18)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    session.run(None, {"x": x})
+    (launch,) = session.last_plan.launches
+    reps = dict(launch.defines).get("VREPS", 1)
+    want = {8: 1, 16: 2, 24: 1, 48: 2, 64: 8, 128: 8}[run] if device.type == "CPU" else 1
+    assert reps == want
 
 
 TILED_TRANSPOSES = [

@@ -71,6 +71,7 @@ def _int8(values) -> np.ndarray:
 
 
 COPY_VEC = 8   # elements per work-item of a raw copy with contiguous inner runs
+COPY_REPS = 8  # on a CPU up to this many vectors of a run per work-item
 
 
 def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
@@ -120,7 +121,13 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
     if raw and len(operands) == 1 and mshape[-1] % COPY_VEC == 0 \
             and mstrides[0][-1] == 1 and mstrides[1][-1] == 1:
         defines["VEC"] = COPY_VEC     # contiguous runs copied a vector at a time
-        items = total // COPY_VEC
+        reps = 1
+        while ctx.dev.type == "CPU" and reps < COPY_REPS \
+                and mshape[-1] % (COPY_VEC * reps * 2) == 0:
+            reps *= 2
+        if reps > 1:
+            defines["VREPS"] = reps
+        items = total // (COPY_VEC * reps)
     elif raw and len(operands) == 1:
         axis = _tile_axis(mshape, mstrides)
         if axis is not None:          # a transpose: 8 x 8 tiles (elementwise.cl copy_tiles)
