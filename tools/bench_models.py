@@ -46,9 +46,15 @@ def ort_session(data: bytes, threads: int):
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 
+WARMUP_S = 0.1    # untimed calls before each block: at least one, at least this long
+
+
 def timed(fn, count: int) -> list:
-    """Wall times of `count` calls after one untimed call."""
+    """Wall times of `count` calls after untimed ones (WARMUP_S)."""
+    start = time.perf_counter()
     fn()
+    while time.perf_counter() - start < WARMUP_S:
+        fn()
     times = []
     for _ in range(count):
         t = time.perf_counter()
@@ -72,10 +78,13 @@ def bench(name: str, runs: int, threads: int, device, precision: str) -> dict:
     got = cl_sess.run(None, feeds)[0]
     err = float(np.abs(got - want).max() / (np.abs(want).max() + 1e-6))
     cl_times, ort_times = [], []
-    # Alternating blocks of runs, each after one untimed run: both see the
-    # same machine load, and neither is timed while the other's worker threads
-    # still spin (onnxruntime's pool spins after each run and took the cores
-    # from the next clnet run when runs alternated one by one).
+    # Alternating blocks of runs, each after untimed runs (100 ms of them):
+    # both see the same machine load, and neither is timed while the other's
+    # worker threads still spin (onnxruntime's pool spins after each run and
+    # took the cores from the next clnet run when runs alternated one by one;
+    # on Zen 3 its spin slowed the next ~70 ms of clnet runs, ResNet-18's
+    # from 18 to 23 ms, and with a single untimed run the BERT encoder's clnet
+    # median was 10.1-10.9 ms against 8.0 ms on its own).
     block = max(1, runs // 4)
     for start in range(0, runs, block):
         count = min(block, runs - start)
