@@ -229,6 +229,28 @@ def test_direct_conv_against_reference(device, case, epilogue):
     assert_close(got[0], reference(model, feeds)[0])
 
 
+@pytest.mark.parametrize("width", [4, 8, 16])   # the keys of gemm.DIRECT_TILE
+@pytest.mark.parametrize("case", [0, 1, 3])
+def test_direct_conv_tile_of_every_vector_width(device, monkeypatch, case, width):
+    """conv_direct with each vector width's tile (DIRECT_TILE: 8 x 3 x 16
+    for AVX-512, 6 x 1 x 16 for AVX2, 4 x 1 x 8), whichever this device
+    would pick: partial channel tiles (16 or 12 channels in tiles of 6),
+    one or three rows per work-item."""
+    import clnet
+    from clnet.ops import gemm
+
+    monkeypatch.setattr(gemm, "direct_tile", lambda dev: gemm.DIRECT_TILE[width])
+    x_shape, w_shape, attrs = DIRECT_CASES[case]
+    rng = np.random.default_rng(50 + case)
+    model = _conv_model(x_shape, w_shape, attrs, rng, act="Relu")
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    got = session.run(None, feeds)
+    (launch,) = [l for l in session.last_plan.launches if l.entry == "conv_direct"]
+    assert dict(launch.defines)["TM"] == gemm.DIRECT_TILE[width][0]
+    assert_close(got[0], reference(model, feeds)[0])
+
+
 OC_CASES = [
     # (x shape, w shape, attrs): conv_oc, many input channels
     ((1, 64, 23, 30), (40, 64, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),
