@@ -254,8 +254,10 @@ __kernel void winograd_input_rows(__global const float *x, __global float *v,
             WINO_BT(d, w[i]);
         }
         // A chunk short of TL tiles spills its last lanes into the next
-        // tiles, which this work-item writes next, except after its last chunk.
-        const bool whole = lanes == TL || ty + 1 < ty_end;
+        // tiles, which this work-item writes next, where those lie in its own
+        // block of tile rows (rows shorter than TL tiles spill past the next
+        // row: into another work-item's block near the block's end).
+        const bool whole = lanes == TL || (ty_end - 1 - ty) * across >= TL - lanes;
         __global float *dst = v + (size_t)c * TS + t0;
         #pragma unroll
         for (int j = 0; j < WINO_A; ++j) {

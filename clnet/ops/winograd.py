@@ -153,15 +153,20 @@ FORCE_ROWS = False     # the row kernels on any device (tests, so that Oclgrind 
 
 
 def row_kernels(dev, across: int) -> bool:
-    """Whether the transforms run as winograd_input_rows/_output_rows: rows
-    of at least 5 tiles, on a CPU.  On Zen 3 (AVX2, 8-wide vectors) the
-    one-tile kernels took 3-4x the row kernels' time (ResNet-18's kernels
-    28.8 -> 20.2 ms with PoCL 3.1, 54 -> 46 ms with PoCL 3.0); on an AVX-512
+    """Whether the transforms run as winograd_input_rows/_output_rows: on a
+    CPU, rows of at least 5 tiles where vectors are 16 wide (AVX-512, where
+    the one-tile kernels do well enough on shorter rows), of at least 2
+    elsewhere.  On Zen 3 (AVX2, 8-wide vectors) the one-tile kernels took
+    3-4x the row kernels' time (ResNet-18's kernels 28.8 -> 20.2 ms with
+    PoCL 3.1, 54 -> 46 ms with PoCL 3.0, rows of 5 tiles and more; rows of 2
+    to 4 tiles, its 14x14 and 7x7 maps, 17.6 -> 15.8 ms more); on an AVX-512
     Xeon PoCL 3.0, which reports 8-wide vectors there, ran an earlier 8-tile
     input kernel (with shuffle2) at 1.5-2.5x the one-tile kernel's time."""
-    if across < 5:
+    if across < 2:
         return False
-    return FORCE_ROWS or dev.type == "CPU"
+    if FORCE_ROWS:
+        return True
+    return dev.type == "CPU" and across >= (5 if vector_width(dev) == 16 else 2)
 
 
 def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
