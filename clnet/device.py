@@ -168,13 +168,15 @@ class Device:
         by all cores; a CPU device runs on the host, whose Linux sysfs tells),
         1 MB where unknown."""
         if self.type == "CPU":
-            path = Path("/sys/devices/system/cpu/cpu0/cache/index2/size")
-            try:
-                text = path.read_text().strip().upper()
-                scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
-                return int(text.rstrip("KM")) * scale
-            except (OSError, ValueError):
-                pass
+            for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+                try:
+                    if (index / "level").read_text().strip() != "2":
+                        continue
+                    text = (index / "size").read_text().strip().upper()
+                    scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+                    return int(text.rstrip("KM")) * scale
+                except (OSError, ValueError):
+                    continue
         return 1 << 20
 
     @cached_property

@@ -77,7 +77,7 @@ inline EPI_VT act_vec(const EPI_VT x, const int act, const float p0, const float
 }
 
 HOT_INLINE void epi_store(__global STORE_T *C, __global const STORE_T *R, const int c_off,
-                      const int n_left, EPI_VT v, const int epi, const float4 epf)
+                          const int n_left, EPI_VT v, const int epi, const float4 epf)
 {
     const int act = epi >> 8;
     if (n_left >= EPI_VW) {
