@@ -124,8 +124,10 @@ inline void gemm_tile(__global const A_T *A, __global const B_T *B,
     const int k_begin = 0;
     const int k_end = K;
 #endif
-    const int za_idx = (z / za.s0) % za.s1;
-    const int zb_idx = (z / zb.s0) % zb.s1;
+    // (batch 0, the only one of most GEMMs, without the integer divisions:
+    // they cost as much as a few k steps, once per tile)
+    const int za_idx = z == 0 ? 0 : (z / za.s0) % za.s1;
+    const int zb_idx = z == 0 ? 0 : (z / zb.s0) % zb.s1;
     __global const B_T *bp[NP];
 #ifdef B_ROWMAJOR
     bp[0] = B + zb.s3 + zb_idx * zb.s2 + n0;
@@ -240,6 +242,16 @@ inline void gemm_tile(__global const A_T *A, __global const B_T *B,
             }
         }
 #else
+    if (epi == 0 && epf.s0 == 1.0f && m0 + TM <= M && n0 + TNP <= N) {
+        // a whole tile of a plain product: stores only (1-2% of a large
+        // GEMM's time went to the general path's checks)
+        #pragma unroll
+        for (int i = 0; i < TM; ++i)
+            #pragma unroll
+            for (int j = 0; j < NVP; ++j)
+                STOREFN(VW, C, zc.s1 + z * zc.s0 + (m0 + i) * zc.s2 + n0 + j * VW, acc[i][j]);
+        return;
+    }
     #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = m0 + i;
@@ -275,17 +287,30 @@ __kernel void gemm(__global const A_T *A, __global const B_T *B,
     // Grouped order: consecutive work-items walk GROUP_M row tiles of one
     // column panel, then the next panel, so that a block of A rows stays in
     // the cache while B streams past it once per block (not once per row tile).
-    // The grid is one-dimensional here: tile ids NT * gid0 + t.
+    // The grid is one-dimensional here: tile ids NT * gid0 + t, the first
+    // placed by divisions, the next ones by stepping from it.
     const int n_tiles = (N + TNP - 1) / TNP, m_tiles = (M + TM - 1) / TM;
+    int id = get_global_id(0) * NT;
+    if (id >= n_tiles * m_tiles)
+        return;
+    int first_m = id / (GROUP_M * n_tiles) * GROUP_M;
+    int rows = min(m_tiles - first_m, GROUP_M);
+    const int in_group = id % (GROUP_M * n_tiles);
+    int nb = in_group / rows, mb = first_m + in_group % rows;
     for (int t = 0; t < NT; ++t) {
-        const int id = get_global_id(0) * NT + t;
-        if (id >= n_tiles * m_tiles)
-            return;
-        const int first_m = id / (GROUP_M * n_tiles) * GROUP_M;
-        const int rows = min(m_tiles - first_m, GROUP_M);
-        const int in_group = id % (GROUP_M * n_tiles);
         gemm_tile(A, B, C, bias, R, M, N, K, lda, za, zb, zc, bias_zstride, ldb, epi, epf,
-                  in_group / rows, first_m + in_group % rows, get_global_id(1));
+                  nb, mb, get_global_id(1));
+        if (++id >= n_tiles * m_tiles)
+            return;
+        if (++mb == first_m + rows) {       // the group's next column panel
+            mb = first_m;
+            if (++nb == n_tiles) {          // the next group of row tiles
+                nb = 0;
+                first_m += GROUP_M;
+                mb = first_m;
+                rows = min(m_tiles - first_m, GROUP_M);
+            }
+        }
     }
     return;
 #endif

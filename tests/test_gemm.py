@@ -18,6 +18,9 @@ CONFIGS = {
     "3x8v4-mfirst": {"TM": 3, "TN": 8, "VW": 4, "M_FIRST": 1, "LSIZE": (2, 1, 1)},
     "splitk3": {"TM": 4, "TN": 16, "VW": 8, "KSPLIT": 3, "LSIZE": (1, 1, 1)},
     "grouped-nt2": {"TM": 5, "TN": 16, "VW": 8, "GROUP_M": 3, "NT": 2, "LSIZE": (1, 1, 1)},
+    # a full group of row tiles, then a partial one, crossed by one work-item
+    "grouped-partial-nt4": {"TM": 4, "TN": 8, "VW": 8, "GROUP_M": 3, "NT": 4,
+                            "LSIZE": (1, 1, 1)},
     "nt3-mfirst": {"TM": 4, "TN": 8, "VW": 4, "M_FIRST": 1, "NT": 3},
     "gpu-splitk4": {"TM": 4, "TN": 8, "VW": 4, "KSPLIT": 4},
     "grouped-splitk2": {"TM": 4, "TN": 16, "VW": 8, "GROUP_M": 2, "KSPLIT": 2, "NT": 3,
