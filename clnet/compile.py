@@ -38,6 +38,12 @@ from .errors import KernelBuildError
 import pyopencl as cl
 
 BASE_OPTIONS = ("-cl-std=CL1.2", "-cl-mad-enable")
+# -w: no warnings in a user's terminal.  Clang-based CPU compilers warn about
+# every 16-wide vector argument on a CPU without AVX-512 (the 16-column
+# register tiles use them deliberately), and PoCL prints "N warnings
+# generated." itself on a model's first load.  CLNET_KERNEL_WARNINGS=1 shows
+# them, for whoever writes kernels.
+QUIET_OPTION = "-w"
 # Kernel files whose results must match the ONNX reference bit for bit: the
 # quantizers round x / scale to the nearest integer, ties to even, so the
 # quotient must be correctly rounded (OpenCL allows 2.5 ulp by default, and
@@ -87,6 +93,8 @@ def format_options(defines: Mapping, quirks: Mapping) -> list:
     merged = dict(quirks)
     merged.update(defines)
     opts = list(BASE_OPTIONS)
+    if os.environ.get("CLNET_KERNEL_WARNINGS", "").strip().lower() not in ("1", "yes", "on", "true"):
+        opts.append(QUIET_OPTION)
     for key in sorted(merged):
         value = merged[key]
         if value is None or value is False:
