@@ -22,6 +22,14 @@
   #endif
 #endif
 
+#ifndef COLD_CALL
+  #ifdef __clang__
+    #define COLD_CALL __attribute__((noinline))
+  #else
+    #define COLD_CALL
+  #endif
+#endif
+
 #ifdef STORE_HALF
   #define STORE_T half
   #define LOADF(p, i) vload_half((i), (p))

@@ -47,8 +47,11 @@ inline float8 act8(const float8 x, const int act, const float p0, const float p1
 #define EPI_VT CAT(float, EPI_VW)
 
 // 16-wide math builtins (fmax, clamp, exp on float16) crash or call out of
-// line on some CPU compilers without AVX-512: apply them in halves.
-inline EPI_VT act_vec_any(const EPI_VT x, const int act, const float p0, const float p1)
+// line on some CPU compilers without AVX-512: apply them in halves.  Out of
+// line (COLD_CALL) where the compiler takes the attribute: the activations
+// that need exp (Sigmoid, Tanh, GELU), inlined into every stored vector of a
+// tile, made a CPU compiler's first-run code generation seconds longer.
+COLD_CALL EPI_VT act_vec_any(const EPI_VT x, const int act, const float p0, const float p1)
 {
 #if EPI_VW == 16
     return (float16)(act8(x.lo, act, p0, p1), act8(x.hi, act, p0, p1));
@@ -59,10 +62,10 @@ inline EPI_VT act_vec_any(const EPI_VT x, const int act, const float p0, const f
 #endif
 }
 
-// No activation, Relu and Clip (the common cases) inline, as compares and
-// selects (Relu's NaN -> 0 as fmax's); the rest through act_vec_any, whose
-// switch a compiler may keep out of line: a call per vector stored was 2% of
-// ResNet-18's time on PoCL.
+// No activation and the cheap ones (Relu, Clip, LeakyRelu, HardSwish)
+// inline, as compares and selects (NaN as fmax/clamp give it: Relu's NaN ->
+// 0, Clip's -> p0); the rest through act_vec_any (a call per vector: 2% of
+// ResNet-18's time on PoCL when Relu went that way too).
 inline EPI_VT act_vec(const EPI_VT x, const int act, const float p0, const float p1)
 {
     if (act == 0)
@@ -72,6 +75,13 @@ inline EPI_VT act_vec(const EPI_VT x, const int act, const float p0, const float
     if (act == 2) {     // Clip (Relu6), as clamp: a NaN becomes p0
         const EPI_VT lo = x > (EPI_VT)(p0) ? x : (EPI_VT)(p0);
         return lo < (EPI_VT)(p1) ? lo : (EPI_VT)(p1);
+    }
+    if (act == 3)       // LeakyRelu
+        return x > (EPI_VT)(0.0f) ? x : x * p0;
+    if (act == 7) {     // HardSwish: x * clamp(x / 6 + 1/2, 0, 1)
+        EPI_VT t = x * (1.0f / 6.0f) + 0.5f;
+        t = t > (EPI_VT)(0.0f) ? t : (EPI_VT)(0.0f);
+        return x * (t < (EPI_VT)(1.0f) ? t : (EPI_VT)(1.0f));
     }
     return act_vec_any(x, act, p0, p1);
 }

@@ -175,7 +175,10 @@ inline int3 tile_row_block(const int gid0, const int rows_per_image, const int b
 }
 
 // Lanes [0, n) of v to p[0, n): one vector store, or runs of 8, 4, 2 and 1.
-inline void store_lanes(__global float *p, const TLV v, const int n)
+// Out of line (COLD_CALL): only the few vectors at a plane's or the
+// buffer's end take it, and each inlined copy of these edge paths had added
+// to the seconds a CPU compiler spends on a model's first run.
+COLD_CALL void store_lanes(__global float *p, const TLV v, const int n)
 {
     if (n == TL) {
         CAT(vstore, TL)(v, 0, p);
@@ -203,6 +206,18 @@ inline void store_lanes(__global float *p, const TLV v, const int n)
 }
 
 #ifndef WINO_OUT
+// TL elements p[0, TL) of an image row whose first is column ix0, zero
+// outside columns [0, W), each loaded on its own: the buffer's first and
+// last rows, where a vector load could leave the buffer (out of line, as
+// store_lanes).
+COLD_CALL TLV load_row_edge(__global const float *p, const int ix0, const int W)
+{
+    float t[TL];
+    for (int l = 0; l < TL; ++l)
+        t[l] = ix0 + l >= 0 && ix0 + l < W ? p[l] : 0.0f;
+    return CAT(vload, TL)(0, t);
+}
+
 __kernel void winograd_input_rows(__global const float *x, __global float *v,
                                   const int C, const int TS, const int4 geo, const int4 pad)
 {
@@ -242,10 +257,7 @@ __kernel void winograd_input_rows(__global const float *x, __global float *v,
                     seg[q] = select((TLV)(0.0f), CAT(vload, TL)(0, x + at),
                                     ix >= (TLI)(0) && ix < (TLI)(W));
                 } else {
-                    float t[TL];
-                    for (int l = 0; l < TL; ++l)
-                        t[l] = ix0 + l >= 0 && ix0 + l < W ? x[at + l] : 0.0f;
-                    seg[q] = CAT(vload, TL)(0, t);
+                    seg[q] = load_row_edge(x + at, ix0, W);
                 }
             }
             // column k of lane l's window is element WINO_M * l + k of the segment
@@ -357,15 +369,19 @@ __kernel void winograd_output(__global const STORE_T *m, __global STORE_T *y,
 // across, tiles per image); blocks: (tile rows per work-item, elements of
 // y); grid: (images x blocks of tile rows, M).
 
-// Lanes [0, n) of a vector from p[0, n), the rest zero (n >= TL: one load).
-inline TLV load_lanes(__global const float *p, const int n)
+// Lanes [0, n) of a vector from p[0, n), the rest zero (n >= TL: one load;
+// the rest out of line, as store_lanes).
+COLD_CALL TLV load_lanes_edge(__global const float *p, const int n)
 {
-    if (n >= TL)
-        return CAT(vload, TL)(0, p);
     float t[TL];
     for (int l = 0; l < TL; ++l)
         t[l] = l < n ? p[l] : 0.0f;
     return CAT(vload, TL)(0, t);
+}
+
+inline TLV load_lanes(__global const float *p, const int n)
+{
+    return n >= TL ? CAT(vload, TL)(0, p) : load_lanes_edge(p, n);
 }
 
 // The row's output vectors: element e of the row is lane e / WINO_M of
@@ -423,21 +439,27 @@ __kernel void winograd_output_rows(__global const float *m, __global float *y,
         }
         const int ox0 = tx0 * WINO_M;
         const int valid = min(WINO_M * TL, OW - ox0);     // outputs of each row in range
+        TLV out[WINO_M][WINO_M];        // output row i, vector q
         #pragma unroll
+        for (int i = 0; i < WINO_M; ++i) {
+            TLV o[WINO_M];
+            WINO_AT(u[i], o);
+            INTERLEAVE(o, out[i]);
+        }
+        // the epilogue in loops left rolled: one copy of it, not m x m (each
+        // copy had added to the time a CPU compiler takes on the first run)
+        #pragma unroll 1
         for (int i = 0; i < WINO_M; ++i) {
             const int oy = ty * WINO_M + i;
             if (oy >= OH)
                 break;
-            TLV o[WINO_M], row[WINO_M];
-            WINO_AT(u[i], o);
-            INTERLEAVE(o, row);
             const int row_at = out_at + oy * OW + ox0;
-            #pragma unroll
+            #pragma unroll 1
             for (int q = 0; q < WINO_M; ++q) {
                 const int n = valid - q * TL;
                 if (n <= 0)
                     break;
-                TLV val = row[q] + b;
+                TLV val = out[i][q] + b;
                 const int at = row_at + q * TL;
                 if (epi & EPI_RESIDUAL)
                     val += load_lanes(res + at, at + TL <= total ? TL : n);

@@ -109,12 +109,16 @@ def test_conv(device, precision, xs, ws, attrs, bias):
     check(device, precision, [node], {"x": _rand(*xs)}, inits)
 
 
-@pytest.mark.parametrize("act", ["Relu", "Clip", "HardSwish", "LeakyRelu", "Sigmoid"])
-def test_conv_fused_activation_and_residual(device, precision, act):
+@pytest.mark.parametrize("act", ["Relu", "Clip", "HardSwish", "LeakyRelu", "Sigmoid", "Tanh",
+                                 "HardSigmoid"])
+@pytest.mark.parametrize("k", [3, 1])
+def test_conv_fused_activation_and_residual(device, precision, act, k):
+    """Every fused activation, inline or out of line in the epilogue (3x3:
+    Winograd or direct; 1x1: the GEMM), on whole vectors and their tails."""
     x = _rand(1, 8, 13, 13)
-    inits = {"w": _rand(8, 8, 3, 3, scale=0.2), "b": _rand(8)}
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3],
-                              pads=[1, 1, 1, 1]),
+    inits = {"w": _rand(8, 8, k, k, scale=0.2), "b": _rand(8)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[k, k],
+                              pads=[k // 2] * 4),
              helper.make_node("Add", ["c", "x"], ["r"])]
     if act == "Clip":
         inits.update(lo=np.float32(0.0), hi=np.float32(6.0))
