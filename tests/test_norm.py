@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from test_elementwise import check
+from test_elementwise import _model, check
 
 RNG = np.random.default_rng(7)
 
@@ -51,6 +51,39 @@ def test_group_norm(device, precision):
     node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=groups)
     check(device, precision, node, {"x": _rand(*shape)}, {"s": _rand(6), "b": _rand(6)},
           opset=21)
+
+
+@pytest.mark.parametrize("row_items", [True, False])
+def test_norms_with_a_large_mean(device, monkeypatch, row_items):
+    """Rows far from zero with a small spread (|mean| / std = 1e4), against a
+    float64 truth: a float32 mean from a plain sum is off by 3e-3 here
+    (onnxruntime 5e-4), so the kernels correct it with the deviations' sum."""
+    import clnet
+    from clnet.ops import norm
+
+    monkeypatch.setattr(norm, "ROW_ITEMS_ON_CPU", row_items)
+    x = (1000.0 + 0.1 * RNG.standard_normal((8, 37))).astype(np.float32)
+    s, b = _rand(37), _rand(37)
+    node = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], epsilon=1e-5)
+    model = _model(node, {"x": x}, {"s": s, "b": b}, 17)
+    got = clnet.InferenceSession(model.SerializeToString(), device=device).run(None, {"x": x})[0]
+    xd = x.astype(np.float64)
+    want = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5) * s + b
+    assert np.abs(got - want).max() <= 2e-4 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("row_items", [True, False])
+def test_norm_kernels_on_any_device(device, precision, monkeypatch, row_items):
+    """Both rownorm kernels whatever the device (CPUs normally run the
+    work-item-per-row one, GPUs the work-group one)."""
+    from clnet.ops import norm
+    monkeypatch.setattr(norm, "ROW_ITEMS_ON_CPU", row_items)
+    if not row_items and device.type != "CPU":
+        monkeypatch.setattr(norm, "WGS", 16)
+    test_layer_norm(device, precision, (2, 3, 127), 1, True)
+    test_instance_norm(device, precision, (1, 5, 7, 11))
+    test_group_norm(device, precision)
+    test_rms_norm(device, precision, (3, 13), -1)
 
 
 @pytest.mark.parametrize("size", [1, 3, 5])   # onnxruntime takes odd sizes only

@@ -1,6 +1,7 @@
 """Normalisation ops: LayerNormalization, RMSNormalization,
 InstanceNormalization and GroupNormalization on kernels_cl/norm.cl's
-`rownorm` (a work-group per row); LRN on its `lrn`; LpNormalization and
+`rownorm` (a work-group per row; on CPUs `rownorm_items`, a work-item per
+row); LRN on its `lrn`; LpNormalization and
 MeanVarianceNormalization composed from reductions and elementwise maps.
 """
 from __future__ import annotations
@@ -16,9 +17,11 @@ from .reduce import emit_reduce
 from .registry import op
 
 WGS = 64
-# on a CPU a work-group's items run as one loop: wider groups only add
-# barrier rounds (BERT LayerNorm 128x256: 16 items 1.3 ms vs 64 items 2.4 ms)
+# CPUs run rownorm_items (a work-item per row, no barriers); the work-group
+# kernel there would use CPU_WGS items (a work-group's items run as one loop:
+# wider groups only add barrier rounds)
 CPU_WGS = 16
+ROW_ITEMS_ON_CPU = True     # tests turn it off to run the work-group kernel on a CPU
 
 
 def _float_only(ctx, node) -> None:
@@ -55,8 +58,11 @@ def emit_rownorm(ctx, node, x, scale, bias, rows: int, length: int, eps: float,
                  param_map: tuple, rms: bool = False, stats=(None, None)) -> None:
     """y = normalise each of `rows` contiguous rows of `length` elements."""
     out = node.outputs[0]
+    items = ctx.dev.type == "CPU" and ROW_ITEMS_ON_CPU
     wgs = CPU_WGS if ctx.dev.type == "CPU" else WGS
-    defines = {"WGS": wgs}
+    defines = {"ROW_ITEM": True} if items else {"WGS": wgs}
+    if items and param_map[2] == 1 and param_map[3] >= length:
+        defines["PARAM_CONTIG"] = True     # LayerNorm: scale[j], bias[j]
     if rms:
         defines["RMS"] = True
     if bias is not None:
@@ -69,7 +75,11 @@ def emit_rownorm(ctx, node, x, scale, bias, rows: int, length: int, eps: float,
             mean_out if mean_out is not None else (inv_out or placeholder),
             inv_out if inv_out is not None else (mean_out or placeholder),
             np.int32(length), np.float32(eps), int_vec(param_map)]
-    if rows and length:
+    if not (rows and length):
+        return
+    if items:
+        ctx.launch("norm", (rows,), args + [np.int32(rows)], defines, entry="rownorm_items")
+    else:
         ctx.launch("norm", (rows * wgs,), args, defines, entry="rownorm", lsize=(wgs,))
 
 
