@@ -459,3 +459,24 @@ def test_depthwise_small_planes_and_rows(device, case):
         plane = (sy, sx) == (1, 1) and ow == w and oh * ow <= 784
         assert launch.entry == ("depthwise_plane" if plane else "depthwise")
     assert_close(got[0], reference(model, feeds)[0])
+
+
+@pytest.mark.parametrize("x_shape,m", [((1, 256, 7, 7), 40), ((2, 300, 5, 9), 13)])
+def test_pointwise_conv_small_n_tiles(device, precision, monkeypatch, x_shape, m):
+    """1x1 convs on few pixels through 12 x 8 tiles (chosen on 8-wide CPUs,
+    forced here on any device): rows past M, a last column tile shifted left
+    onto its neighbour, batch > 1, bias, residual and activation."""
+    monkeypatch.setattr(gemm_ops, "small_n_tile", lambda *args: True)
+    monkeypatch.setattr(gemm_ops, "has_tuning", lambda *args: False)
+    rng = np.random.default_rng(m)
+    model = _conv_model(x_shape, (m, x_shape[1], 1, 1), {}, rng, act="Relu", residual=True)
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32),
+             "r": rng.standard_normal((x_shape[0], m) + x_shape[2:]).astype(np.float32)}
+    got, want = run_both(model, feeds, device, precision)
+    assert_close(got[0], want[0], precision)
+    import clnet
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    session.run(None, feeds)
+    tiles = [(dict(l.defines)["TM"], dict(l.defines)["TN"]) for l in session.last_plan.launches
+             if l.entry == "gemm"]
+    assert tiles == [(12, 8)]
