@@ -676,7 +676,9 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
         # whole small planes in vectors of 16 (depthwise.cl depthwise_plane),
         # each work-item running its share of the channels
         per_item = max(1, N * M // per_core)
-        defines.update(PLANE=True, PLANE_VECS=-(-OH * OW // 16))
+        # (one PLANE_VECS for every plane size: one program, not one per map
+        # size, to compile at the first run; the masks use only nvec rows)
+        defines.update(PLANE=True, PLANE_VECS=PLANE_VECS)
         ctx.launch("depthwise", (-(-N * M // per_item),), args + [np.int32(per_item)],
                    defines, entry="depthwise_plane", lsize=(1,))
         return
