@@ -30,6 +30,24 @@
   #endif
 #endif
 
+// VLOADG(n, p, i) / VSTOREG(n, p, i, v): n floats at the __global float
+// pointer p + i (any element alignment) as a float vector.  Where the compiler is clang-based,
+// a dereference of an under-aligned vector type: one unaligned load, where
+// PyPI's PoCL 3.0 keeps vload8 an out-of-line call whose every use spilled a
+// GEMM tile's accumulators around it (45 GFLOP/s at n=1024).  -DNO_VLOAD_U
+// (a device quirk) falls back to vloadn.
+#if defined(__clang__) && !defined(NO_VLOAD_U)
+  typedef float clnet_float2_u __attribute__((ext_vector_type(2), aligned(4)));
+  typedef float clnet_float4_u __attribute__((ext_vector_type(4), aligned(4)));
+  typedef float clnet_float8_u __attribute__((ext_vector_type(8), aligned(4)));
+  typedef float clnet_float16_u __attribute__((ext_vector_type(16), aligned(4)));
+  #define VLOADG(n, p, i) (*(const __global CAT(CAT(clnet_float, n), _u) *)((p) + (i)))
+  #define VSTOREG(n, p, i, v) (*(__global CAT(CAT(clnet_float, n), _u) *)((p) + (i)) = (v))
+#else
+  #define VLOADG(n, p, i) CAT(vload, n)(0, (p) + (i))
+  #define VSTOREG(n, p, i, v) CAT(vstore, n)((v), 0, (p) + (i))
+#endif
+
 #ifdef STORE_HALF
   #define STORE_T half
   #define LOADF(p, i) vload_half((i), (p))
@@ -41,8 +59,9 @@
   #define STORE_T float
   #define LOADF(p, i) ((p)[i])
   #define STOREF(p, i, v) ((p)[i] = (v))
-  #define LOADFN(n, p, i) CAT(vload, n)(0, (p) + (i))
-  #define STOREFN(n, p, i, v) CAT(vstore, n)((v), 0, (p) + (i))
+  // (p a __global pointer: tensors)
+  #define LOADFN(n, p, i) VLOADG(n, p, i)
+  #define STOREFN(n, p, i, v) VSTOREG(n, p, i, v)
 #endif
 
 // Native half arithmetic (--precision fp16-compute): only where the device

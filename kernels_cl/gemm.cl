@@ -71,9 +71,9 @@
 // -DB_FLOAT: B is float whatever the storage (a half B converted once before
 // a large GEMM: F16C conversions of B in the inner loop cost 20-25% of fp32
 // speed at n=1024).
-#ifdef B_FLOAT
+#if defined(B_FLOAT) || !defined(STORE_HALF)
   #define B_T float
-  #define LOADB(n, p, i) CAT(vload, n)(0, (p) + (i))
+  #define LOADB(n, p, i) VLOADG(n, p, i)
 #else
   #define B_T STORE_T
   #define LOADB(n, p, i) LOADFN(n, p, i)

@@ -181,7 +181,7 @@ inline int3 tile_row_block(const int gid0, const int rows_per_image, const int b
 COLD_CALL void store_lanes(__global float *p, const TLV v, const int n)
 {
     if (n == TL) {
-        CAT(vstore, TL)(v, 0, p);
+        VSTOREG(TL, p, 0, v);
         return;
     }
     float t[TL];
@@ -249,12 +249,12 @@ __kernel void winograd_input_rows(__global const float *x, __global float *v,
                 if (y < 0 || y >= H || q * TL >= need) {
                     seg[q] = (TLV)(0.0f);
                 } else if (ix0 >= 0 && ix0 + TL <= W) {
-                    seg[q] = CAT(vload, TL)(0, x + at);
+                    seg[q] = VLOADG(TL, x, at);
                 } else if (at >= 0 && at + TL <= total) {
                     // across the row's ends: the neighbouring elements of
                     // the buffer, zeroed
                     const TLI ix = (TLI)(ix0) + IOTA_INT;
-                    seg[q] = select((TLV)(0.0f), CAT(vload, TL)(0, x + at),
+                    seg[q] = select((TLV)(0.0f), VLOADG(TL, x, at),
                                     ix >= (TLI)(0) && ix < (TLI)(W));
                 } else {
                     seg[q] = load_row_edge(x + at, ix0, W);
@@ -281,7 +281,7 @@ __kernel void winograd_input_rows(__global const float *x, __global float *v,
             #pragma unroll
             for (int i = 0; i < WINO_A; ++i) {
                 if (whole)
-                    CAT(vstore, TL)(r[i], 0, dst + (WINO_A * i + j) * plane_size);
+                    VSTOREG(TL, dst, (WINO_A * i + j) * plane_size, r[i]);
                 else
                     store_lanes(dst + (WINO_A * i + j) * plane_size, r[i], lanes);
             }
@@ -381,7 +381,7 @@ COLD_CALL TLV load_lanes_edge(__global const float *p, const int n)
 
 inline TLV load_lanes(__global const float *p, const int n)
 {
-    return n >= TL ? CAT(vload, TL)(0, p) : load_lanes_edge(p, n);
+    return n >= TL ? VLOADG(TL, p, 0) : load_lanes_edge(p, n);
 }
 
 // The row's output vectors: element e of the row is lane e / WINO_M of
@@ -465,7 +465,7 @@ __kernel void winograd_output_rows(__global const float *m, __global float *y,
                     val += load_lanes(res + at, at + TL <= total ? TL : n);
                 val = act_vec(val, act, epf.s1, epf.s2);
                 if (n >= TL)
-                    CAT(vstore, TL)(val, 0, y + row_at + q * TL);
+                    VSTOREG(TL, y, row_at + q * TL, val);
                 else
                     store_lanes(y + row_at + q * TL, val, n);
             }
