@@ -48,6 +48,11 @@
   #define VSTOREG(n, p, i, v) CAT(vstore, n)((v), 0, (p) + (i))
 #endif
 
+// fmax(a, b) (scalars or float vectors) as compares and a select: a NaN
+// operand yields the other one.  PyPI's PoCL 3.0 calls the fmax builtin out
+// of line, in pooling's and softmax's inner loops.
+#define FMAX(a, b) ((a) >= (b) || (b) != (b) ? (a) : (b))
+
 #ifdef STORE_HALF
   #define STORE_T half
   #define LOADF(p, i) vload_half((i), (p))

@@ -126,7 +126,7 @@ __kernel void depthwise(__global const STORE_T *x, __global const STORE_T *w,
 #endif
                     if (!in_row) {
                         const VI ix = ix0 + kx * DX + LANE_IDS * SX;
-                        xv = select((VT)(0.0f), xv, ix >= 0 && ix < W);
+                        xv = ix >= 0 && ix < W ? xv : (VT)(0.0f);
                     }
                     acc = wv[ky * KW + kx] * xv + acc;
                 }

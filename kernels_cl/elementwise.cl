@@ -19,6 +19,23 @@
 #ifndef CT
   #define CT float         // compute type
 #endif
+// CT_VLOAD(n, p, i) / CT_VSTORE(n, p, i, v): n elements of CT at the __global
+// pointer p + i, for the raw copies (n = VEC, or 8: copy_tiles); see
+// VLOADG in common.h (PyPI's PoCL calls vload8 out of line)
+#if defined(__clang__) && !defined(NO_VLOAD_U)
+  #ifdef VEC
+    typedef CT clnet_ct_vec_u __attribute__((ext_vector_type(VEC), aligned(sizeof(CT))));
+  #endif
+  typedef CT clnet_ct8_u __attribute__((ext_vector_type(8), aligned(sizeof(CT))));
+  #define CT_U_TYPE(n) CT_U_TYPE_##n
+  #define CT_U_TYPE_8 clnet_ct8_u
+  #define CT_U_TYPE_VEC clnet_ct_vec_u
+  #define CT_VLOAD(n, p, i) (*(const __global CT_U_TYPE(n) *)((p) + (i)))
+  #define CT_VSTORE(n, p, i, v) (*(__global CT_U_TYPE(n) *)((p) + (i)) = (v))
+#else
+  #define CT_VLOAD(n, p, i) CAT(vload, n)(0, (p) + (i))
+  #define CT_VSTORE(n, p, i, v) CAT(vstore, n)((v), 0, (p) + (i))
+#endif
 // Per-operand storage.  By default an operand is a float tensor in the
 // session's storage type (STORE_T).  -DA_RAW -DA_T=long (likewise B_, C_,
 // OUT_) makes it a plain array of that C type, converted to/from CT.
@@ -215,7 +232,7 @@ __kernel void elementwise(__global T_OUT *out, __global const T_A *in_a,
 #ifdef VEC
     #pragma unroll
     for (int r = 0; r < VREPS; ++r)
-        CAT(vstore, VEC)(CAT(vload, VEC)(0, in_a + o_a + r * VEC), 0, out + o_out + r * VEC);
+        CT_VSTORE(VEC, out, o_out + r * VEC, CT_VLOAD(VEC, in_a, o_a + r * VEC));
     return;
 #endif
     const CT a = LD_A(in_a, o_a);
@@ -265,16 +282,16 @@ __kernel void copy_tiles(__global CT *out, __global const CT *in, const int tile
     TVT v[8];       // v[t]: the 8 inputs along the input's contiguous dim, at output offset t
     #pragma unroll
     for (int t = 0; t < 8; ++t)
-        v[t] = vload8(0, in + o_in + t * tile_strides.s1);
+        v[t] = CT_VLOAD(8, in, o_in + t * tile_strides.s1);
     __global CT *o = out + o_out;
     const int q = tile_strides.s0;
-    vstore8(TCOL(0), 0, o);
-    vstore8(TCOL(1), 0, o + q);
-    vstore8(TCOL(2), 0, o + 2 * q);
-    vstore8(TCOL(3), 0, o + 3 * q);
-    vstore8(TCOL(4), 0, o + 4 * q);
-    vstore8(TCOL(5), 0, o + 5 * q);
-    vstore8(TCOL(6), 0, o + 6 * q);
-    vstore8(TCOL(7), 0, o + 7 * q);
+    CT_VSTORE(8, o, 0, TCOL(0));
+    CT_VSTORE(8, o, q, TCOL(1));
+    CT_VSTORE(8, o, 2 * q, TCOL(2));
+    CT_VSTORE(8, o, 3 * q, TCOL(3));
+    CT_VSTORE(8, o, 4 * q, TCOL(4));
+    CT_VSTORE(8, o, 5 * q, TCOL(5));
+    CT_VSTORE(8, o, 6 * q, TCOL(6));
+    CT_VSTORE(8, o, 7 * q, TCOL(7));
 }
 #endif

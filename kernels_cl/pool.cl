@@ -134,7 +134,7 @@ inline float pool_at(__global const STORE_T *plane, const int H, const int W, co
             const bool in = row_in && iw >= 0 && iw < W;
             const float v = LOADF(plane, row + clamp(iw, 0, W - 1));
   #ifdef POOL_MAX
-            acc = in ? fmax(acc, v) : acc;
+            acc = in ? FMAX(acc, v) : acc;
   #else
             acc += in ? v : 0.0f;
             inside += in;
@@ -309,7 +309,7 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
             for (int kw = 0; kw < KW; ++kw) {
                 const float v = LOADF(rows[kh], ow * SW - pads.s1 + kw * DW);
   #ifdef POOL_MAX
-                acc = row_in[kh] ? fmax(acc, v) : acc;
+                acc = row_in[kh] ? FMAX(acc, v) : acc;
   #else
                 acc += row_in[kh] ? v : 0.0f;
   #endif
@@ -334,8 +334,10 @@ __kernel void global_pool(__global const ET *x, __global ET *y, const int rows, 
     const int base = r * L;
 #ifdef POOL_MAX
     float acc = -INFINITY;
-    for (int i = 0; i < L; ++i)
-        acc = fmax(acc, LD(x, base + i));
+    for (int i = 0; i < L; ++i) {
+        const float v = LD(x, base + i);
+        acc = FMAX(acc, v);
+    }
 #elif defined(POOL_LP)
     float acc = 0.0f;
     for (int i = 0; i < L; ++i)

@@ -10,8 +10,10 @@ __kernel void softmax(__global const STORE_T *x, __global STORE_T *y,
         return;
     const int base = (r / inner) * L * inner + r % inner;
     float mx = -INFINITY;
-    for (int i = 0; i < L; ++i)
-        mx = fmax(mx, LOADF(x, base + i * inner));
+    for (int i = 0; i < L; ++i) {
+        const float v = LOADF(x, base + i * inner);
+        mx = FMAX(mx, v);
+    }
     float sum = 0.0f;
 #ifdef LOG_SOFTMAX
     for (int i = 0; i < L; ++i)
@@ -46,8 +48,9 @@ __kernel void softmax(__global const STORE_T *x, __global STORE_T *y,
 
 inline float max8(const float8 v)
 {
-    const float4 m = fmax(v.lo, v.hi);
-    return fmax(fmax(m.s0, m.s1), fmax(m.s2, m.s3));
+    const float4 m = FMAX(v.lo, v.hi);
+    const float m0 = FMAX(m.s0, m.s1), m1 = FMAX(m.s2, m.s3);
+    return FMAX(m0, m1);
 }
 
 inline float sum8(const float8 v)
@@ -66,11 +69,15 @@ __kernel void softmax_rows(__global const STORE_T *x, __global STORE_T *y,
     __global STORE_T *q = y + (size_t)r * L;
     const int L8 = L & ~7;
     float8 m8 = (float8)(-INFINITY);
-    for (int i = 0; i < L8; i += 8)
-        m8 = fmax(m8, LOAD8(p, i));
+    for (int i = 0; i < L8; i += 8) {
+        const float8 v = LOAD8(p, i);
+        m8 = FMAX(m8, v);
+    }
     float mx = max8(m8);
-    for (int i = L8; i < L; ++i)
-        mx = fmax(mx, LOADF(p, i));
+    for (int i = L8; i < L; ++i) {
+        const float v = LOADF(p, i);
+        mx = FMAX(mx, v);
+    }
     float8 s8 = (float8)(0.0f);
     float sum = 0.0f;
 #ifdef LOG_SOFTMAX

@@ -254,8 +254,7 @@ __kernel void winograd_input_rows(__global const float *x, __global float *v,
                     // across the row's ends: the neighbouring elements of
                     // the buffer, zeroed
                     const TLI ix = (TLI)(ix0) + IOTA_INT;
-                    seg[q] = select((TLV)(0.0f), VLOADG(TL, x, at),
-                                    ix >= (TLI)(0) && ix < (TLI)(W));
+                    seg[q] = ix >= (TLI)(0) && ix < (TLI)(W) ? VLOADG(TL, x, at) : (TLV)(0.0f);
                 } else {
                     seg[q] = load_row_edge(x + at, ix0, W);
                 }
