@@ -115,11 +115,12 @@ BLOCKS = 5      # alternating clnet / numpy blocks per shape
 
 
 def reps_for(flops: float) -> int:
-    """Runs per side: about a second's worth at 160 GFLOP/s, 15 to 100.
+    """Runs per side: about a second's worth at 160 GFLOP/s, 20 to 100
+    (n=2048: 20 runs, 2 s).
 
     (19 runs of n=1024 over 0.2 s had let one burst of the machine's noise
     move the median ratio from 0.98 to 0.94.)"""
-    return int(min(100, max(15, 1.6e11 / max(flops, 1.0))))
+    return int(min(100, max(20, 1.6e11 / max(flops, 1.0))))
 
 
 def bench_shape(dev, queue, M, N, K, half, rng, params=None) -> dict:
