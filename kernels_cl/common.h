@@ -31,11 +31,12 @@
 #endif
 
 // VLOADG(n, p, i) / VSTOREG(n, p, i, v): n floats at the __global float
-// pointer p + i (any element alignment) as a float vector.  Where the compiler is clang-based,
-// a dereference of an under-aligned vector type: one unaligned load, where
-// PyPI's PoCL 3.0 keeps vload8 an out-of-line call whose every use spilled a
-// GEMM tile's accumulators around it (45 GFLOP/s at n=1024).  -DNO_VLOAD_U
-// (a device quirk) falls back to vloadn.
+// pointer p + i (any element alignment) as a float vector.  Where the
+// compiler is clang-based, a dereference of an under-aligned vector type:
+// one unaligned load or store, where PyPI's PoCL 3.0 keeps vload8 an
+// out-of-line call whose every use spilled a GEMM tile's accumulators
+// around it (45 GFLOP/s at n=1024).  -DNO_VLOAD_U falls back to vloadn (for
+// a compiler that mishandles the attribute: none is known).
 #if defined(__clang__) && !defined(NO_VLOAD_U)
   typedef float clnet_float2_u __attribute__((ext_vector_type(2), aligned(4)));
   typedef float clnet_float4_u __attribute__((ext_vector_type(4), aligned(4)));

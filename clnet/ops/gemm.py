@@ -721,9 +721,6 @@ def _unit_stride_no_pad(geometry) -> bool:
         all(int(pad_dil[f]) == 0 for f in ("s0", "s1"))
 
 
-SMALL_N_TILE = True
-
-
 def small_n_tile(dev, params: dict, M: int, P: int, K: int) -> bool:
     """Whether an untuned 1x1 conv (packed weights, the input read in place)
     with few output pixels takes 12 x 8 tiles: 8-wide vectors, its 16-column
@@ -733,7 +730,7 @@ def small_n_tile(dev, params: dict, M: int, P: int, K: int) -> bool:
     kernels -1.4% (Zen 3, PoCL 3.1); with K = 160 it measured slower (0.134
     -> 0.143 ms), and so did a 3x3 stride-2 conv through im2col (packed B,
     K = 2304: 0.96 -> 1.05 ms)."""
-    return (SMALL_N_TILE and dev.type == "CPU" and params.get("VW") == 8
+    return (dev.type == "CPU" and params.get("VW") == 8
             and params.get("TN") == 16 and K >= 256 and M >= 12
             and -(-P // 8) * 8 < 0.9 * -(-P // 16) * 16)
 
