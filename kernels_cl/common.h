@@ -38,10 +38,15 @@
 // around it (45 GFLOP/s at n=1024).  -DNO_VLOAD_U falls back to vloadn (for
 // a compiler that mishandles the attribute: none is known).
 #if defined(__clang__) && !defined(NO_VLOAD_U)
-  typedef float clnet_float2_u __attribute__((ext_vector_type(2), aligned(4)));
-  typedef float clnet_float4_u __attribute__((ext_vector_type(4), aligned(4)));
-  typedef float clnet_float8_u __attribute__((ext_vector_type(8), aligned(4)));
-  typedef float clnet_float16_u __attribute__((ext_vector_type(16), aligned(4)));
+  // VLOAD_U: UNALIGNED_VEC(T, n, name) declares an n-vector of T aligned
+  // like one T (elementwise.cl's raw copies use it for their element types)
+  #define VLOAD_U 1
+  #define UNALIGNED_VEC(T, n, name) \
+      typedef T name __attribute__((ext_vector_type(n), aligned(sizeof(T))));
+  UNALIGNED_VEC(float, 2, clnet_float2_u)
+  UNALIGNED_VEC(float, 4, clnet_float4_u)
+  UNALIGNED_VEC(float, 8, clnet_float8_u)
+  UNALIGNED_VEC(float, 16, clnet_float16_u)
   #define VLOADG(n, p, i) (*(const __global CAT(CAT(clnet_float, n), _u) *)((p) + (i)))
   #define VSTOREG(n, p, i, v) (*(__global CAT(CAT(clnet_float, n), _u) *)((p) + (i)) = (v))
 #else

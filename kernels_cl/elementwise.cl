@@ -22,11 +22,11 @@
 // CT_VLOAD(n, p, i) / CT_VSTORE(n, p, i, v): n elements of CT at the __global
 // pointer p + i, for the raw copies (n = VEC, or 8: copy_tiles); see
 // VLOADG in common.h (PyPI's PoCL calls vload8 out of line)
-#if defined(__clang__) && !defined(NO_VLOAD_U)
+#ifdef VLOAD_U
   #ifdef VEC
-    typedef CT clnet_ct_vec_u __attribute__((ext_vector_type(VEC), aligned(sizeof(CT))));
+    UNALIGNED_VEC(CT, VEC, clnet_ct_vec_u)
   #endif
-  typedef CT clnet_ct8_u __attribute__((ext_vector_type(8), aligned(sizeof(CT))));
+  UNALIGNED_VEC(CT, 8, clnet_ct8_u)
   #define CT_U_TYPE(n) CT_U_TYPE_##n
   #define CT_U_TYPE_8 clnet_ct8_u
   #define CT_U_TYPE_VEC clnet_ct_vec_u
