@@ -22,6 +22,7 @@ from .errors import ClnetError, DeviceMemoryError, ModelError, UnsupportedOpErro
 from .graph import Graph, Value
 from .ops.registry import lookup
 from .passes.fold import NEVER_FOLD, evaluate
+from .policy import KernelPolicy
 from .schedule import launch_dependencies
 
 FLOAT_KINDS = (np.float16, np.float32, np.float64)
@@ -72,8 +73,9 @@ class LowerCtx:
 
     def __init__(self, dev, store_half: bool, opset: int, weights: dict,
                  storage: Optional[dict] = None, weight_int8: bool = False,
-                 extra_defines: Optional[dict] = None):
+                 extra_defines: Optional[dict] = None, policy: Optional[dict] = None):
         self.dev = dev
+        self.policy = KernelPolicy(dev, policy)   # every variant choice goes through it
         self._default_half = store_half
         self._storage = storage          # mixed precision: value name -> stored as half
         self._value_half: dict = {}      # Value -> half storage, as lowered
@@ -423,7 +425,8 @@ def _assign_offsets(regions: list, align: int) -> tuple:
 def build_plan(graph: Graph, dev, store_half: bool, weights: dict, **options) -> Plan:
     """Lower a graph whose inputs have concrete shapes into a runnable Plan.
 
-    options go to LowerCtx: storage (mixed precision), weight_int8, extra_defines.
+    options go to LowerCtx: storage (mixed precision), weight_int8, extra_defines,
+    policy (KernelPolicy override).
     """
     start = time.perf_counter()
     ctx = LowerCtx(dev, store_half, graph.opset, weights, **options)

@@ -18,6 +18,7 @@ from .errors import ClnetError, DeviceMemoryError, InputError
 from .frontend import load_model
 from .passes import optimize
 from .plan import Plan, build_plan
+from .policy import KernelPolicy
 from .executor import Finished, make_runner
 from .schedule import STRATEGIES, resolve_devices
 
@@ -130,12 +131,14 @@ class InferenceSession:
     out_of_order: one out-of-order queue instead, where the device allows it.
     profile: keep OpenCL profiling events of each run (see ``last_records``
     and ``end_profiling``).
+    policy: kernel variants forced on any device (clnet.policy.VARIANTS),
+    for tests and A/B measurements.
     """
 
     def __init__(self, model, device=None, precision: str = "fp32", providers=None,
                  devices=None, strategy: str = "auto", queues: int = 1,
                  profile: bool = False, out_of_order: bool = False, calibration=None,
-                 weight_int8: bool = False, **_ignored):
+                 weight_int8: bool = False, policy: Optional[dict] = None, **_ignored):
         start = time.perf_counter()
         if precision not in PRECISIONS:
             raise ClnetError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -157,6 +160,9 @@ class InferenceSession:
         self.last_runner = None
         self._keyed = value_keyed_inputs(self.graph)
         self._setup_precision(calibration, weight_int8)
+        if policy:
+            KernelPolicy(self.device, policy)    # unknown switches fail here, at once
+            self._plan_options["policy"] = dict(policy)
         static = all(v.is_static for v in self.graph.inputs) and not self._keyed
         if static:
             self._plan_for(tuple(tuple(v.shape) for v in self.graph.inputs))
