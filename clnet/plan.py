@@ -93,9 +93,14 @@ class LowerCtx:
     def shape(value: Value) -> tuple:
         return tuple(value.shape)
 
-    @staticmethod
-    def const(value: Optional[Value]) -> Optional[np.ndarray]:
-        return None if value is None else value.data
+    @property
+    def node(self):
+        """The node being lowered (None between nodes)."""
+        return self._node
+
+    def cached_weight(self, key: tuple) -> Optional[Weight]:
+        """The weight uploaded under `key` in this storage type, if any."""
+        return self._weights.get((key, self.store_half))
 
     @property
     def store_half(self) -> bool:
