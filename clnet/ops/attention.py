@@ -15,7 +15,8 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .elementwise import broadcast_strides, emit_strided, int_vec
+from ._util import broadcast_strides, int_vec
+from .strided import emit_strided
 from .registry import op
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .elementwise import emit_typed
+from .strided import emit_typed
 from .registry import op
 
 COMPARE = {"Equal": "a==b", "Less": "a<b", "LessOrEqual": "a<=b", "Greater": "a>b",

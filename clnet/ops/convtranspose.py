@@ -12,9 +12,10 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
-from .elementwise import contiguous_strides, emit_strided, int_vec
+from ._util import contiguous_strides, int_vec
+from .strided import emit_strided
 from .gemm import gemm_general
-from .movement import const_input
+from ._util import const_input
 from .registry import op
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
-from .elementwise import contiguous_strides, emit_strided
+from ._util import contiguous_strides
+from .strided import emit_strided
 from .gemm import gemm_general
 from .registry import op
 

@@ -9,228 +9,13 @@ integers, whose bits travel as uchar/ushort.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
-from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
+from ._util import (C_TYPES, broadcast_strides, contiguous_strides, present_inputs,
+                    require_float)
 from .registry import op
-
-MAX_RANK = 8
-RAW_TYPES = {1: "uchar", 2: "ushort", 4: "uint", 8: "ulong"}
-C_TYPES = {np.dtype(np.int64): "long", np.dtype(np.int32): "int", np.dtype(np.int8): "char",
-           np.dtype(np.uint8): "uchar", np.dtype(np.bool_): "uchar", np.dtype(np.int16): "short",
-           np.dtype(np.uint16): "ushort", np.dtype(np.uint32): "uint", np.dtype(np.uint64): "ulong"}
-_SAFE_EXPR = re.compile(r"^[A-Za-z0-9_.+\-*/%<>=!?:&|^(),~]+$")
-
-
-def contiguous_strides(shape) -> tuple:
-    strides, step = [], 1
-    for dim in reversed(shape):
-        strides.append(step)
-        step *= dim
-    return tuple(reversed(strides))
-
-
-def broadcast_strides(in_shape, out_shape) -> tuple:
-    """Strides (in elements) reading a tensor of in_shape broadcast to out_shape."""
-    pad = len(out_shape) - len(in_shape)
-    own = contiguous_strides(in_shape)
-    strides = [0] * pad
-    for dim, stride in zip(in_shape, own):
-        strides.append(0 if dim == 1 else stride)
-    return tuple(strides)
-
-
-def merge_dims(shape, stride_sets) -> tuple:
-    """Drop size-1 dims and merge neighbours that are contiguous in every operand."""
-    dims = [(d, [s[i] for s in stride_sets]) for i, d in enumerate(shape) if d != 1]
-    merged: list = []
-    for dim, strides in dims:
-        if merged:
-            prev_dim, prev_strides = merged[-1]
-            if all(ps == s * dim for ps, s in zip(prev_strides, strides)):
-                merged[-1] = (prev_dim * dim, strides)
-                continue
-        merged.append((dim, strides))
-    if not merged:
-        merged = [(1, [0] * len(stride_sets))]
-    shape = tuple(d for d, _ in merged)
-    return shape, [tuple(s[i] for _, s in merged) for i in range(len(stride_sets))]
-
-
-def int_vec(values, width: int = 4) -> np.ndarray:
-    """An OpenCL intN kernel argument (zero-padded)."""
-    vals = [int(v) for v in values] + [0] * (width - len(values))
-    return getattr(cltypes, f"make_int{width}")(*vals)
-
-
-def _int8(values) -> np.ndarray:
-    return int_vec(values, 8)
-
-
-COPY_VEC = 8   # elements per work-item of a raw copy with contiguous inner runs
-COPY_REPS = 8  # on a CPU up to this many vectors of a run per work-item
-
-
-def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
-                 params=(), raw=False, compute=None, types=None) -> None:
-    """One launch of the elementwise kernel.
-
-    operands: up to three (value, strides, base) triples read at
-    ``base + sum(coord * stride)``; the output is written likewise.
-    raw: copy bits (any dtype) instead of doing float arithmetic.
-    types: optional C types per operand name ('OUT', 'A', 'B', 'C') for
-    non-float operands; compute: the compute type (default float).
-    """
-    total = int(np.prod(shape, dtype=np.int64))
-    if total == 0:
-        return
-    if total >= 2 ** 31:
-        raise UnsupportedOpError(f"{ctx._node.label()}: tensors of {total} elements exceed "
-                                 f"32-bit indexing")
-    stride_sets = [out_strides] + [s for _, s, _ in operands]
-    mshape, mstrides = merge_dims(shape, stride_sets)
-    if len(mshape) > MAX_RANK:
-        raise UnsupportedOpError(f"{ctx._node.label()}: broadcasting over {len(mshape)} "
-                                 f"non-mergeable dims (at most {MAX_RANK})")
-    defines = {"NIN": len(operands), "RANK": len(mshape)}
-    if raw:
-        ctype = RAW_TYPES[ctx.itemsize(out)]
-        defines.update(CT=ctype, OUT_RAW=True, OUT_T=ctype, A_RAW=True, A_T=ctype)
-    else:
-        clean = expr.replace(" ", "")
-        if not _SAFE_EXPR.match(clean) or "--" in clean or "++" in clean:
-            raise ValueError(f"unsafe kernel expression {expr!r}")
-        defines["EXPR"] = f"({clean})"
-        if compute:
-            defines["CT"] = compute
-        for name, ctype in (types or {}).items():
-            defines[f"{name}_RAW"] = True
-            defines[f"{name}_T"] = ctype
-    for i, value in enumerate(params[:2]):
-        defines[f"P{i}"] = _float_literal(value)
-    pad = [(operands[0][0] if operands else out)] * (3 - len(operands))
-    buffers = [v for v, _, _ in operands] + pad
-    strides = list(mstrides[1:]) + [(0,) * len(mshape)] * (3 - len(operands))
-    bases = [out_base] + [b for _, _, b in operands] + [0] * (3 - len(operands))
-    args = [out] + buffers + [np.int32(total), _int8(mshape), _int8(mstrides[0])]
-    args += [_int8(s) for s in strides] + [int_vec(bases)]
-    items = total
-    if raw and len(operands) == 1 and mshape[-1] % COPY_VEC == 0 \
-            and mstrides[0][-1] == 1 and mstrides[1][-1] == 1:
-        defines["VEC"] = COPY_VEC     # contiguous runs copied a vector at a time
-        reps = 1
-        while ctx.dev.type == "CPU" and reps < COPY_REPS \
-                and mshape[-1] % (COPY_VEC * reps * 2) == 0:
-            reps *= 2
-        if reps > 1:
-            defines["VREPS"] = reps
-        items = total // (COPY_VEC * reps)
-    elif raw and len(operands) == 1:
-        axis = _tile_axis(mshape, mstrides)
-        if axis is not None:          # a transpose: 8 x 8 tiles (elementwise.cl copy_tiles)
-            scale = [COPY_TILE if d in (axis, len(mshape) - 1) else 1
-                     for d in range(len(mshape))]
-            grid = tuple(n // k for n, k in zip(mshape, scale))
-            tiles = total // COPY_TILE ** 2
-            ctx.launch("elementwise", (tiles,),
-                       [out, operands[0][0], np.int32(tiles), _int8(grid)]
-                       + [_int8([st * k for st, k in zip(mstrides[j], scale)]) for j in (0, 1)]
-                       + [cltypes.make_int2(out_base, operands[0][2]),
-                          cltypes.make_int2(mstrides[0][axis], mstrides[1][-1])],
-                       dict(defines, TILE=COPY_TILE), entry="copy_tiles")
-            return
-    ctx.launch("elementwise", (items,), args, defines)
-
-
-COPY_TILE = 8  # side of the tiles of a raw copy that transposes (copy_tiles)
-
-
-def _tile_axis(mshape, mstrides):
-    """The dim along which the input of a raw copy is contiguous where the
-    output is contiguous along its innermost dim and the input is not, both
-    a multiple of COPY_TILE long (then copy_tiles moves 8 x 8 tiles), or None."""
-    out_s, in_s = mstrides
-    if len(mshape) < 2 or out_s[-1] != 1 or in_s[-1] == 1 or mshape[-1] % COPY_TILE:
-        return None
-    for d in range(len(mshape) - 1):
-        if in_s[d] == 1 and mshape[d] % COPY_TILE == 0:
-            return d
-    return None
-
-
-def _float_literal(value: float) -> str:
-    value = float(value)
-    if np.isnan(value):
-        return "NAN"
-    if np.isinf(value):
-        return "INFINITY" if value > 0 else "(-INFINITY)"
-    return f"{value!r}f" if "e" in repr(value) or "." in repr(value) else f"{value!r}.0f"
-
-
-def emit_map(ctx, out, inputs, expr, params=(), out_dtype=None, types=None, compute=None):
-    """out = expr(inputs...) with ONNX multidirectional broadcasting."""
-    shapes = [ctx.shape(v) for v in inputs]
-    out_shape = tuple(np.broadcast_shapes(*shapes))
-    ctx.output(out, out_shape, out_dtype or inputs[0].dtype)
-    operands = [(v, broadcast_strides(s, out_shape), 0) for v, s in zip(inputs, shapes)]
-    emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0, operands, expr,
-                 params, types=types, compute=compute)
-
-
-def _require_float(ctx, node) -> None:
-    for value in node.inputs:
-        if value is not None and value.dtype is not None and value.dtype.kind != "f":
-            raise UnsupportedOpError(
-                f"{node.label()}: input {value.name!r} has dtype {value.dtype}; only float "
-                f"tensors are computed on the device for {node.op} (opset {ctx.opset})")
-
-
-
-def c_type(ctx, value) -> "str | None":
-    """C type of a non-float operand (None: a float tensor in storage type)."""
-    dtype = value.dtype
-    if dtype is None or dtype.kind == "f":
-        return None
-    ctype = C_TYPES.get(np.dtype(dtype))
-    if ctype is None:
-        raise UnsupportedOpError(f"{ctx._node.label()}: {value.name!r} has dtype {dtype}, "
-                                 f"which clnet cannot compute on the device")
-    return ctype
-
-
-def emit_typed(ctx, out, inputs, fexpr, iexpr=None, params=(), out_dtype=None,
-               compute_from: int = 0, float_compute: bool = False) -> None:
-    """emit_map for tensors of any dtype.
-
-    Float operands (any storage) make the compute type float and use fexpr;
-    integer/bool operands are read as their C type, and when no operand is
-    float the expression is iexpr computed in the C type of
-    inputs[compute_from].  float_compute: compute fexpr in float anyway.
-    """
-    node = ctx._node
-    out_dtype = np.dtype(out_dtype if out_dtype is not None else inputs[compute_from].dtype)
-    ctypes = [c_type(ctx, v) for v in inputs]
-    types = {name: t for name, t in zip("ABC", ctypes) if t}
-    if any(t is None for t in ctypes) or float_compute:
-        compute, expr = "float", fexpr
-    elif iexpr is None:
-        raise UnsupportedOpError(f"{node.label()}: {node.op} (opset {ctx.opset}) on "
-                                 f"{inputs[compute_from].dtype} tensors is not supported")
-    else:
-        compute, expr = ctypes[compute_from], iexpr
-    if out_dtype.kind != "f":
-        if out_dtype not in C_TYPES:
-            raise UnsupportedOpError(f"{node.label()}: {node.op} producing {out_dtype} "
-                                     f"tensors is not supported")
-        types["OUT"] = C_TYPES[out_dtype]
-    emit_map(ctx, out, inputs, expr, params, out_dtype, types, compute)
-
-
-def present_inputs(node) -> list:
-    return [v for v in node.inputs if v is not None and v.name != ""]
+from .strided import emit_map, emit_strided, emit_typed
 
 
 # ---------------------------------------------------------------- unary --
@@ -281,7 +66,7 @@ for _name, (_fexpr, _iexpr) in UNARY.items():
 
 
 def _act(ctx, node, expr: str, *params: float) -> None:
-    _require_float(ctx, node)
+    require_float(ctx, node)
     emit_map(ctx, node.outputs[0], [node.inputs[0]], expr, params)
 
 
@@ -380,7 +165,7 @@ def clip(ctx, node):
         emit_map(ctx, node.outputs[0], [x], "fmin(fmax(a,P0),P1)", (lo, hi))
         return
     if ctx.opset < 11:
-        _require_float(ctx, node)
+        require_float(ctx, node)
     inputs, fexpr, iexpr = [x], "a", "a"
     for bound, fn in ((bounds[0], "max"), (bounds[1], "min")):
         if bound is None:
@@ -614,7 +399,7 @@ def batch_norm(ctx, node, epsilon: float = 1e-5):
     """Inference form: y = x * scale' + shift' with per-channel constants;
     run-time parameters or training mode compute scale' and shift' on the
     device first (training mode from the batch's own mean and variance)."""
-    _require_float(ctx, node)
+    require_float(ctx, node)
     x = node.inputs[0]
     params = node.inputs[1:5]
     shape = ctx.shape(x)

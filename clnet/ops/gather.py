@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .elementwise import C_TYPES, RAW_TYPES, contiguous_strides, emit_strided, int_vec
-from .movement import norm_axis
+from ._util import C_TYPES, RAW_TYPES, contiguous_strides, int_vec
+from .strided import emit_strided
+from ._util import norm_axis
 from .registry import op
 
 INDEX_TYPES = {np.dtype(np.int64): "long", np.dtype(np.int32): "int"}

@@ -13,8 +13,8 @@ from pyopencl import cltypes
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
 from ..tuning import conv_algorithm, forced_algorithm, gemm_params, has_tuning, vector_width
-from .elementwise import (broadcast_strides, contiguous_strides, emit_map, emit_strided,
-                          int_vec)
+from ._util import broadcast_strides, contiguous_strides, int_vec
+from .strided import emit_map, emit_strided
 from .registry import op
 
 ACT_MACROS = {"Relu": "ACT_RELU", "Clip": "ACT_CLIP", "LeakyRelu": "ACT_LEAKYRELU",
@@ -34,8 +34,8 @@ def act_defines(node) -> dict:
     if not act:
         return {}
     name, p0, p1 = act
-    from .elementwise import _float_literal
-    return {"ACT": ACT_MACROS[name], "P0": _float_literal(p0), "P1": _float_literal(p1)}
+    from ._util import float_literal
+    return {"ACT": ACT_MACROS[name], "P0": float_literal(p0), "P1": float_literal(p1)}
 
 
 def residual_of(node):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .elementwise import int_vec
+from ._util import int_vec
 from .registry import op
 
 ACTIVATIONS = {"none": 0, "silu": 1, "swish": 1}

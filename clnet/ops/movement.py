@@ -11,27 +11,10 @@ import numpy as np
 from onnx import helper
 
 from ..errors import UnsupportedOpError
-from .elementwise import (C_TYPES, RAW_TYPES, broadcast_strides, contiguous_strides,
-                          emit_strided)
+from ._util import C_TYPES, RAW_TYPES, broadcast_strides, contiguous_strides
+from .strided import emit_strided
+from ._util import const_input, norm_axis
 from .registry import op
-
-
-def const_input(ctx, node, index: int, what: str):
-    """A constant input's data, or a clear error if it is computed at run time."""
-    value = node.input(index)
-    if value is None or value.name == "":
-        return None
-    if not value.is_const:
-        raise UnsupportedOpError(f"{node.label()}: {what} ({value.name!r}) must be known at load "
-                                 f"time; data-dependent {what} is not supported "
-                                 f"(opset {ctx.opset})")
-    return np.asarray(value.data)
-
-
-def norm_axis(axis: int, rank: int, node) -> int:
-    if not -rank <= axis < max(rank, 1):
-        raise ValueError(f"axis {axis} out of range for rank {rank}")
-    return axis % rank if rank else 0
 
 
 def shape_of(ctx, node, out_shape) -> None:

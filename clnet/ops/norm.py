@@ -10,9 +10,9 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..graph import Value
-from .elementwise import (broadcast_strides, contiguous_strides, emit_map, emit_strided,
-                          int_vec)
-from .movement import norm_axis
+from ._util import broadcast_strides, contiguous_strides, int_vec
+from .strided import emit_map, emit_strided
+from ._util import norm_axis
 from .reduce import emit_reduce
 from .registry import op
 

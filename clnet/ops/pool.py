@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .elementwise import C_TYPES, RAW_TYPES, _float_literal, int_vec
+from ._util import C_TYPES, RAW_TYPES, float_literal, int_vec
 from .gather import emit_fill, index_type
 from .gemm import conv_geometry
-from .movement import const_input
+from ._util import const_input
 from .registry import op
 
 
@@ -72,7 +72,7 @@ def _pool(ctx, node, kind: str, p: float = 2.0) -> None:
     if nd < 3:
         defines["NO_DEPTH"] = True
     if kind == "LP":
-        defines["LP_P"] = _float_literal(p)
+        defines["LP_P"] = float_literal(p)
     if indices is not None:
         ctx.output(indices, out.shape, np.int64)
         defines["WITH_INDICES"] = True
@@ -111,7 +111,7 @@ def _global(ctx, node, kind: str, p: float = 2.0) -> None:
     out = ctx.output(node.outputs[0], shape[:2] + (1,) * (len(shape) - 2), x.dtype)
     defines = {f"POOL_{kind}": True}
     if kind == "LP":
-        defines["LP_P"] = _float_literal(p)
+        defines["LP_P"] = float_literal(p)
     ctx.launch("pool", (rows,), [x, out, np.int32(rows), np.int32(length)], defines,
                entry="global_pool")
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
-from .elementwise import NARROW, _cast, int_vec
+from ._util import int_vec
+from .elementwise import NARROW, _cast
 from .gemm import batch_map, conv_dims, matmul_shapes
 from .registry import op
 
@@ -338,7 +339,7 @@ def int8_weight(ctx, array: np.ndarray, key: tuple):
     as it is.  A weight laid out [..., K, T] (GEMM panels) gets one scale per
     (..., t) lane, i.e. per output channel; a 2-D weight one per row.
     """
-    node = ctx._node
+    node = ctx.node
     if node.op not in GEMM_OPS or array.ndim not in (2, 4) or array.size < INT8_MIN_ELEMENTS:
         return None
     k, t = (array.shape[-2], array.shape[-1]) if array.ndim == 4 else (array.shape[-1], 1)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .elementwise import (C_TYPES, contiguous_strides, emit_map, emit_typed, int_vec,
-                          merge_dims)
-from .movement import const_input, norm_axis
+from ._util import C_TYPES, contiguous_strides, int_vec, merge_dims
+from .strided import emit_map, emit_typed
+from ._util import const_input, norm_axis
 from .registry import op
 
 MAX_RANK = 8
@@ -82,7 +82,7 @@ def _types(ctx, x, out_dtype) -> tuple:
     if x.dtype.kind != "f":
         ctype = C_TYPES.get(x.dtype)
         if ctype is None:
-            raise UnsupportedOpError(f"{ctx._node.label()}: {ctx._node.op} on {x.dtype}")
+            raise UnsupportedOpError(f"{ctx.node.label()}: {ctx.node.op} on {x.dtype}")
         defines.update(IN_RAW=True, IN_T=ctype)
     if np.dtype(out_dtype).kind != "f":
         defines.update(OUT_RAW=True, OUT_T=C_TYPES[np.dtype(out_dtype)])
@@ -102,7 +102,7 @@ def emit_reduce(ctx, out, x, axes, keepdims: bool, name: str) -> None:
     kshape, (kstride,) = merge_dims([d for d, _ in kept], [[s for _, s in kept]])
     rshape, (rstride,) = merge_dims([d for d, _ in red], [[s for _, s in red]])
     if len(kshape) > MAX_RANK or len(rshape) > MAX_RANK:
-        raise UnsupportedOpError(f"{ctx._node.label()}: more than {MAX_RANK} dims")
+        raise UnsupportedOpError(f"{ctx.node.label()}: more than {MAX_RANK} dims")
     nout = int(np.prod(out_shape, dtype=np.int64))
     length = int(np.prod([d for d, _ in red], dtype=np.int64))
     if length == 0:

@@ -15,8 +15,9 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .elementwise import RAW_TYPES, contiguous_strides, emit_strided
-from .movement import const_input, norm_axis
+from ._util import RAW_TYPES, contiguous_strides
+from .strided import emit_strided
+from ._util import const_input, norm_axis
 from .registry import op
 
 MODES = ("nearest", "linear", "cubic")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..graph import Value
-from .elementwise import int_vec
+from ._util import int_vec
 from .gemm import gemm_general
 from .registry import op
 
@@ -211,7 +211,7 @@ def _y_strides(y_shape: tuple, layout: int) -> tuple:
 
 def _transposed_state(ctx, node, value, state_shape):
     """initial_h/c in layout 1 ([batch, dirs, H]) copied to [dirs, batch, H]."""
-    from .elementwise import emit_strided
+    from .strided import emit_strided
     n_dirs, batch, hidden = state_shape
     nbytes = n_dirs * batch * hidden * ctx.itemsize(value)
     scratch = ctx.scratch(nbytes)

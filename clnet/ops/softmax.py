@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .movement import norm_axis
+from ._util import norm_axis
 from .registry import op
 
 

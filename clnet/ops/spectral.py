@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from .movement import const_input, norm_axis
+from ._util import const_input, norm_axis
 from .registry import op
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tuning import gemm_params, has_tuning, vector_width
-from .elementwise import int_vec
+from ._util import int_vec
 from .gemm import act_defines, emit_gemm, epilogue_args
 
 # G of F(m x m, 3x3) per output tile size m; interpolation points 0, +-1,
