@@ -1,7 +1,7 @@
 """Normalisation ops: LayerNormalization, RMSNormalization,
 InstanceNormalization and GroupNormalization on kernels_cl/norm.cl's
-`rownorm` (a work-group per row; on CPUs `rownorm_items`, a work-item per
-row); LRN on its `lrn`; LpNormalization and
+`rownorm` (a work-group per row) or `rownorm_items` (a work-item per row),
+as ``ctx.policy`` chooses; LRN on its `lrn`; LpNormalization and
 MeanVarianceNormalization composed from reductions and elementwise maps.
 """
 from __future__ import annotations
@@ -15,13 +15,6 @@ from .strided import emit_map, emit_strided
 from ._util import norm_axis
 from .reduce import emit_reduce
 from .registry import op
-
-WGS = 64
-# CPUs run rownorm_items (a work-item per row, no barriers); the work-group
-# kernel there would use CPU_WGS items (a work-group's items run as one loop:
-# wider groups only add barrier rounds)
-CPU_WGS = 16
-ROW_ITEMS_ON_CPU = True     # tests turn it off to run the work-group kernel on a CPU
 
 
 def _float_only(ctx, node) -> None:
@@ -58,8 +51,8 @@ def emit_rownorm(ctx, node, x, scale, bias, rows: int, length: int, eps: float,
                  param_map: tuple, rms: bool = False, stats=(None, None)) -> None:
     """y = normalise each of `rows` contiguous rows of `length` elements."""
     out = node.outputs[0]
-    items = ctx.dev.type == "CPU" and ROW_ITEMS_ON_CPU
-    wgs = CPU_WGS if ctx.dev.type == "CPU" else WGS
+    items = ctx.policy.norm_row_items()
+    wgs = ctx.policy.norm_wgs()
     defines = {"ROW_ITEM": True} if items else {"WGS": wgs}
     if items and param_map[2] == 1 and param_map[3] >= length:
         defines["PARAM_CONTIG"] = True     # LayerNorm: scale[j], bias[j]

@@ -53,13 +53,12 @@ def _extreme(ctype: str, dtype, highest: bool) -> str:
     return f"(({ctype}){value}{suffix})"
 
 
-def _use_group(dev, nout: int, length: int) -> bool:
-    """A work-group per output for long rows on GPUs, or when there are too
-    few outputs to keep a CPU's cores busy (one item per output is faster
-    there: measured 8.4 vs 14.9 ms for 1024 rows of 4096 on PoCL)."""
+def _use_group(policy, nout: int, length: int) -> bool:
+    """A work-group per output for long rows, unless the policy keeps a
+    work-item per output (CPUs with enough outputs to fill their cores)."""
     if length < GROUP_MIN_ROW or nout > GROUP_MAX_OUTPUTS:
         return False
-    return dev.type != "CPU" or nout < 4 * dev.compute_units
+    return not policy.reduce_items(nout)
 
 
 def reduce_axes(ctx, node, rank: int):
@@ -121,7 +120,7 @@ def emit_reduce(ctx, out, x, axes, keepdims: bool, name: str) -> None:
     defines["POST(acc,n)"] = post
     args = [x, out, np.int32(nout), np.int32(length), int_vec(kshape, 8), int_vec(kstride, 8),
             int_vec(rshape, 8), int_vec(rstride, 8)]
-    if _use_group(ctx.dev, nout, length):
+    if _use_group(ctx.policy, nout, length):
         defines.update(GROUP=True, WGS=WGS)
         ctx.launch("reduce", (nout * WGS,), args, defines, lsize=(WGS,))
     else:

@@ -26,9 +26,6 @@ def _int8(values) -> np.ndarray:
 COPY_VEC = 8   # elements per work-item of a raw copy with contiguous inner runs
 
 
-COPY_REPS = 8  # on a CPU up to this many vectors of a run per work-item
-
-
 def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
                  params=(), raw=False, compute=None, types=None) -> None:
     """One launch of the elementwise kernel.
@@ -76,9 +73,8 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
     if raw and len(operands) == 1 and mshape[-1] % COPY_VEC == 0 \
             and mstrides[0][-1] == 1 and mstrides[1][-1] == 1:
         defines["VEC"] = COPY_VEC     # contiguous runs copied a vector at a time
-        reps = 1
-        while ctx.dev.type == "CPU" and reps < COPY_REPS \
-                and mshape[-1] % (COPY_VEC * reps * 2) == 0:
+        reps, most = 1, ctx.policy.copy_reps
+        while reps * 2 <= most and mshape[-1] % (COPY_VEC * reps * 2) == 0:
             reps *= 2
         if reps > 1:
             defines["VREPS"] = reps
