@@ -16,8 +16,8 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ._util import broadcast_strides, int_vec
-from .strided import emit_strided
 from .registry import op
+from .strided import emit_strided
 
 
 def _heads_view(shape: tuple, heads: "int | None", what: str) -> tuple:

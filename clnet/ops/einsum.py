@@ -19,9 +19,9 @@ import numpy as np
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
 from ._util import contiguous_strides
-from .strided import emit_strided
 from .gemm import gemm_general
 from .registry import op
+from .strided import emit_strided
 
 
 class _Ones:

@@ -9,9 +9,12 @@ integers, whose bits travel as uchar/ushort.
 """
 from __future__ import annotations
 
+import ml_dtypes as md
 import numpy as np
+from onnx import helper
 
 from ..errors import UnsupportedOpError
+from ..graph import Value
 from ._util import C_TYPES, contiguous_strides, present_inputs, require_float
 from .registry import op
 from .strided import emit_map, emit_strided, emit_typed
@@ -235,8 +238,6 @@ VARIADIC = {"Sum": ("a+b", "a+b"), "Mean": ("a+b", "a+b"),
 
 def _variadic(fexpr, iexpr):
     def lower(ctx, node):
-        from ..graph import Value
-
         inputs = present_inputs(node)
         out = node.outputs[0]
         mean = node.op == "Mean" and len(inputs) > 1
@@ -262,8 +263,6 @@ for _name, (_fexpr, _iexpr) in VARIADIC.items():
 def _narrow_types() -> dict:
     """dtype -> (raw C type, decode(bits) expression, encode(x) expression with
     SAT for the saturate flag) of the narrow types Cast converts on the device."""
-    import ml_dtypes as md
-
     def minifloat(e, m, bias, kind, maxbits):
         return (f"mf_decode(B,{e},{m},{bias},{kind})",
                 f"mf_encode(X,{e},{m},{bias},{kind},{maxbits}u,SAT)")
@@ -347,8 +346,6 @@ FLOAT_BITS = {
 @op("BitCast")
 def bit_cast(ctx, node):
     """Reinterpret the bits as another type of the same width."""
-    from onnx import helper
-
     x = node.inputs[0]
     to_dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(node.attrs["to"])))
     if to_dtype.itemsize != x.dtype.itemsize or "O" in (x.dtype.kind, to_dtype.kind):
@@ -379,7 +376,6 @@ def bit_cast(ctx, node):
 
 @op("Cast")
 def cast(ctx, node):
-    from onnx import helper
     try:
         to_dtype = helper.tensor_dtype_to_np_dtype(int(node.attrs["to"]))
     except (KeyError, TypeError, ValueError):

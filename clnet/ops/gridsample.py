@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import int_vec
-from ._util import const_input
+from ._util import const_input, int_vec
 from .registry import op
 
 MODES = {"nearest": 0, "linear": 1, "bilinear": 1, "cubic": 2, "bicubic": 2}

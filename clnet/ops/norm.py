@@ -10,11 +10,10 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..graph import Value
-from ._util import broadcast_strides, contiguous_strides, int_vec
-from .strided import emit_map, emit_strided
-from ._util import norm_axis
+from ._util import broadcast_strides, contiguous_strides, int_vec, norm_axis
 from .reduce import emit_reduce
 from .registry import op
+from .strided import emit_map, emit_strided
 
 
 def _float_only(ctx, node) -> None:

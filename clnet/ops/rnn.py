@@ -10,12 +10,14 @@ direction and no host work.
 from __future__ import annotations
 
 import numpy as np
+from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
 from ..graph import Value
 from ._util import int_vec
 from .gemm import gemm_general
 from .registry import op
+from .strided import emit_strided
 
 # name -> (kind in rnn.cl, default alpha, default beta, uses alpha, uses beta)
 ACTIVATIONS = {
@@ -62,7 +64,6 @@ def activation_args(node, per_dir: tuple, n_dirs: int) -> list:
 
 
 def _float4(values) -> np.ndarray:
-    from pyopencl import cltypes
     return cltypes.make_float4(*[float(v) for v in values])
 
 
@@ -211,7 +212,6 @@ def _y_strides(y_shape: tuple, layout: int) -> tuple:
 
 def _transposed_state(ctx, node, value, state_shape):
     """initial_h/c in layout 1 ([batch, dirs, H]) copied to [dirs, batch, H]."""
-    from .strided import emit_strided
     n_dirs, batch, hidden = state_shape
     nbytes = n_dirs * batch * hidden * ctx.itemsize(value)
     scratch = ctx.scratch(nbytes)
