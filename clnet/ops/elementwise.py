@@ -284,6 +284,7 @@ def _narrow_types() -> dict:
 
 
 NARROW = _narrow_types()
+MINIFLOAT = {"MINIFLOAT": True}   # compiles elementwise.cl's codecs (mf_decode, ...)
 
 
 def _cast(ctx, node, x, to_dtype) -> None:
@@ -328,10 +329,8 @@ def _cast_narrow(ctx, node, x, to_dtype) -> None:
         types["OUT"] = C_TYPES[to_dtype]
         if to_dtype == np.bool_:
             expr = f"({expr})!=0"
-    out = node.outputs[0]
-    emit_map(ctx, out, [x], expr, out_dtype=to_dtype, types=types, compute=compute)
-    ctx.launches[-1].defines = tuple(sorted(dict(ctx.launches[-1].defines,
-                                                 MINIFLOAT=True).items()))
+    emit_map(ctx, node.outputs[0], [x], expr, out_dtype=to_dtype, types=types,
+             compute=compute, extra_defines=MINIFLOAT)
 
 
 # BitCast between float storage and raw bits: (C type of the integer side,
@@ -366,12 +365,11 @@ def bit_cast(ctx, node):
                                  f"needs the bits of a float64, which clnet stores as "
                                  f"float32")
     if src_float:
-        emit_map(ctx, out, [x], encode, out_dtype=to_dtype, types={"OUT": ctype})
+        emit_map(ctx, out, [x], encode, out_dtype=to_dtype, types={"OUT": ctype},
+                 extra_defines=MINIFLOAT)
     else:
         emit_map(ctx, out, [x], decode, out_dtype=to_dtype, types={"A": ctype},
-                 compute=ctype)
-    ctx.launches[-1].defines = tuple(sorted(dict(ctx.launches[-1].defines,
-                                                 MINIFLOAT=True).items()))
+                 compute=ctype, extra_defines=MINIFLOAT)
 
 
 @op("Cast")

@@ -27,7 +27,8 @@ COPY_VEC = 8   # elements per work-item of a raw copy with contiguous inner runs
 
 
 def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
-                 params=(), raw=False, compute=None, types=None) -> None:
+                 params=(), raw=False, compute=None, types=None,
+                 extra_defines=None) -> None:
     """One launch of the elementwise kernel.
 
     operands: up to three (value, strides, base) triples read at
@@ -35,6 +36,7 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
     raw: copy bits (any dtype) instead of doing float arithmetic.
     types: optional C types per operand name ('OUT', 'A', 'B', 'C') for
     non-float operands; compute: the compute type (default float).
+    extra_defines: more -D macros for the launch (e.g. MINIFLOAT).
     """
     total = int(np.prod(shape, dtype=np.int64))
     if total == 0:
@@ -63,6 +65,7 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
             defines[f"{name}_T"] = ctype
     for i, value in enumerate(params[:2]):
         defines[f"P{i}"] = float_literal(value)
+    defines.update(extra_defines or {})
     pad = [(operands[0][0] if operands else out)] * (3 - len(operands))
     buffers = [v for v, _, _ in operands] + pad
     strides = list(mstrides[1:]) + [(0,) * len(mshape)] * (3 - len(operands))
@@ -112,14 +115,15 @@ def _tile_axis(mshape, mstrides):
     return None
 
 
-def emit_map(ctx, out, inputs, expr, params=(), out_dtype=None, types=None, compute=None):
+def emit_map(ctx, out, inputs, expr, params=(), out_dtype=None, types=None, compute=None,
+             extra_defines=None):
     """out = expr(inputs...) with ONNX multidirectional broadcasting."""
     shapes = [ctx.shape(v) for v in inputs]
     out_shape = tuple(np.broadcast_shapes(*shapes))
     ctx.output(out, out_shape, out_dtype or inputs[0].dtype)
     operands = [(v, broadcast_strides(s, out_shape), 0) for v, s in zip(inputs, shapes)]
     emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0, operands, expr,
-                 params, types=types, compute=compute)
+                 params, types=types, compute=compute, extra_defines=extra_defines)
 
 
 def emit_typed(ctx, out, inputs, fexpr, iexpr=None, params=(), out_dtype=None,
