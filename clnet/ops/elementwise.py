@@ -287,7 +287,8 @@ NARROW = _narrow_types()
 MINIFLOAT = {"MINIFLOAT": True}   # compiles elementwise.cl's codecs (mf_decode, ...)
 
 
-def _cast(ctx, node, x, to_dtype) -> None:
+def emit_cast(ctx, node, x, to_dtype) -> None:
+    """node.outputs[0] = x converted to to_dtype (Cast's lowering, reused by quant.py)."""
     to_dtype = np.dtype(to_dtype)
     for dtype in (x.dtype, to_dtype):
         if dtype not in NARROW and (dtype.kind != "f" and dtype not in C_TYPES
@@ -379,9 +380,9 @@ def cast(ctx, node):
     except (KeyError, TypeError, ValueError):
         raise UnsupportedOpError(f"{node.label()}: Cast to ONNX type {node.attrs.get('to')} "
                                  f"is not supported") from None
-    _cast(ctx, node, node.inputs[0], to_dtype)
+    emit_cast(ctx, node, node.inputs[0], to_dtype)
 
 
 @op("CastLike")
 def cast_like(ctx, node):
-    _cast(ctx, node, node.inputs[0], node.inputs[1].dtype)
+    emit_cast(ctx, node, node.inputs[0], node.inputs[1].dtype)
