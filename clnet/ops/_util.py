@@ -66,9 +66,11 @@ def float_literal(value: float) -> str:
     return f"{value!r}f" if "e" in repr(value) or "." in repr(value) else f"{value!r}.0f"
 
 
-def require_float(ctx, node) -> None:
-    for value in node.inputs:
-        if value is not None and value.dtype is not None and value.dtype.kind != "f":
+def require_float(ctx, node, *values) -> None:
+    """Raise unless `values` (default: every present input) are float tensors."""
+    for value in values or node.inputs:
+        if value is not None and value.name and value.dtype is not None \
+                and value.dtype.kind != "f":
             raise UnsupportedOpError(
                 f"{node.label()}: input {value.name!r} has dtype {value.dtype}; only float "
                 f"tensors are computed on the device for {node.op} (opset {ctx.opset})")

@@ -14,7 +14,7 @@ from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
 from ..graph import Value
-from ._util import int_vec
+from ._util import int_vec, require_float
 from .gemm import gemm_general
 from .registry import op
 from .strided import emit_strided
@@ -98,11 +98,7 @@ def _input_projection(ctx, node, x, w, rows: int, n_in: int, cols: int) -> Value
 def lower_recurrent(ctx, node) -> None:
     gates, per_dir, kernel = CELLS[node.op]
     x, w, r = node.inputs[0], node.inputs[1], node.inputs[2]
-    for value in (x, w, r):
-        if value.dtype not in (np.dtype(np.float32), np.dtype(np.float16),
-                               np.dtype(np.float64)):
-            raise UnsupportedOpError(f"{node.label()}: input {value.name!r} has dtype "
-                                     f"{value.dtype}; only float16/32/64 are supported")
+    require_float(ctx, node, x, w, r)
     direction = node.attrs.get("direction", "forward")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} is not forward, reverse or bidirectional")
