@@ -2,7 +2,8 @@
 depthwise 1-D conv carrying its last k-1 inputs, optional bias, past_state
 and SiLU), SwiGLU (opset 28), LinearAttention (opset 27: linear, gated,
 delta and gated-delta rules, GQA), RoiAlign (avg/max, both coordinate
-modes) and 2-D DeformConv (groups, offset groups, mask, bias)."""
+modes), 2-D DeformConv (groups, offset groups, mask, bias) and Det
+(Gaussian elimination with partial pivoting, a work-item per matrix)."""
 from __future__ import annotations
 
 import numpy as np
