@@ -27,6 +27,7 @@ VARIANTS = {
     "softmax_rows": "True/False: softmax_rows (a row per work-item) on any device",
     "reduce_items": "True/False: a work-item per output in reductions",
     "copy_reps": "vectors of a contiguous run per work-item of a raw copy",
+    "dft_double": "True/False: DFT/STFT twiddles and sums in double (needs cl_khr_fp64)",
 }
 
 
@@ -108,3 +109,7 @@ class KernelPolicy:
         """Most vectors of a contiguous run one work-item of a raw copy moves
         (a power of two; several per item amortise a CPU's per-item cost)."""
         return int(self.forced("copy_reps", 8 if self.is_cpu else 1))
+
+    def dft_double(self) -> bool:
+        """DFT and STFT accumulate in double wherever the device has fp64."""
+        return bool(self.forced("dft_double", self.dev.fp64))
