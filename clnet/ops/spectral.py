@@ -66,7 +66,7 @@ def dft(ctx, node, inverse: int = 0, onesided: int = 0):
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     inner = int(np.prod(shape[axis + 1:-1], dtype=np.int64))
     defines = {"C_IN": shape[-1], "C_OUT": c_out, "INVERSE": int(inverse),
-               "HERMITIAN": int(hermitian), "ACC_DOUBLE": int(ctx.dev.fp64)}
+               "HERMITIAN": int(hermitian), "ACC_DOUBLE": int(ctx.policy.dft_double())}
     ctx.launch("dft", (inner, len_out, outer),
                [x, out, np.int32(length), np.int32(terms), np.int32(shape[axis]),
                 np.int32(len_out), np.int32(inner)], defines)
@@ -96,7 +96,7 @@ def stft(ctx, node, onesided: int = 1):
     bins = length // 2 + 1 if onesided else length
     out = ctx.output(node.outputs[0], (shape[0], frames, bins, 2), x.dtype)
     defines = {"C_IN": shape[-1], "HAS_WINDOW": int(window is not None),
-               "ACC_DOUBLE": int(ctx.dev.fp64)}
+               "ACC_DOUBLE": int(ctx.policy.dft_double())}
     spare = ctx.scratch(4)
     ctx.launch("dft", (bins, frames, shape[0]),
                [x, spare if window is None else window, out, np.int32(length),
