@@ -27,6 +27,7 @@ VARIANTS = {
     "softmax_rows": "True/False: softmax_rows (a row per work-item) on any device",
     "reduce_items": "True/False: a work-item per output in reductions",
     "copy_reps": "vectors of a contiguous run per work-item of a raw copy",
+    "dft_double": "True/False: DFT/STFT twiddles and sums in double (needs cl_khr_fp64)",
 }
 
 
@@ -81,3 +82,34 @@ class KernelPolicy:
         if forced is not None:
             return forced
         return tuning.conv_algorithm(self.dev, shape)
+
+    # -- row, reduction and copy kernels --------------------------------------
+    def norm_row_items(self) -> bool:
+        """norm.cl's rownorm_items (a work-item per row, no barriers), the CPU
+        choice, rather than rownorm (a work-group per row)."""
+        return bool(self.forced("norm_row_items", self.is_cpu))
+
+    def norm_wgs(self) -> int:
+        """Work-group size of rownorm; a CPU runs a group's items as one loop,
+        so wider groups there only add barrier rounds."""
+        return int(self.forced("norm_wgs", 16 if self.is_cpu else 64))
+
+    def softmax_rows(self, inner: int) -> bool:
+        """softmax_rows (a contiguous row per work-item, in vectors) on CPUs."""
+        return inner == 1 and bool(self.forced("softmax_rows", self.is_cpu))
+
+    def reduce_items(self, nout: int) -> bool:
+        """A work-item per output even for long rows: on a CPU once `nout`
+        outputs keep every core busy (see docs/BENCHMARKS.md, 'reductions')."""
+        default = self.is_cpu and nout >= 4 * self.dev.compute_units
+        return bool(self.forced("reduce_items", default))
+
+    @property
+    def copy_reps(self) -> int:
+        """Most vectors of a contiguous run one work-item of a raw copy moves
+        (a power of two; several per item amortise a CPU's per-item cost)."""
+        return int(self.forced("copy_reps", 8 if self.is_cpu else 1))
+
+    def dft_double(self) -> bool:
+        """DFT and STFT accumulate in double wherever the device has fp64."""
+        return bool(self.forced("dft_double", self.dev.fp64))

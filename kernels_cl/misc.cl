@@ -1,5 +1,7 @@
-// Small fused ops: CausalConvWithState (a causal depthwise 1-D convolution
-// that carries its last k-1 inputs as state) and SwiGLU.
+// The kernels of ops/misc.py, one per op: causal_conv (CausalConvWithState,
+// a causal depthwise 1-D convolution that carries its last k-1 inputs as
+// state), swiglu (SwiGLU), linear_attention (LinearAttention), roi_align
+// (RoiAlign), deform_conv (DeformConv) and det (Det).
 #include "common.h"
 
 #ifndef HAS_BIAS

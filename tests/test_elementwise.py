@@ -8,7 +8,8 @@ import pytest
 import onnx
 from onnx import helper, numpy_helper
 
-from conftest import assert_close, run_both
+import clnet
+from conftest import assert_close, reference, run_both
 
 RNG = np.random.default_rng(4321)
 
@@ -28,8 +29,15 @@ def _model(node, inputs: dict, inits: dict = None, opset: int = 18):
     return model
 
 
-def check(device, precision, node, inputs, inits=None, opset=18, rtol=None):
-    got, want = run_both(_model(node, inputs, inits, opset), inputs, device, precision)
+def check(device, precision, node, inputs, inits=None, opset=18, rtol=None, policy=None):
+    """One node against the reference; policy forces kernel variants."""
+    model = _model(node, inputs, inits, opset)
+    if policy is None:
+        got, want = run_both(model, inputs, device, precision)
+    else:
+        session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                         precision=precision, policy=policy)
+        got, want = session.run(None, inputs), reference(model, inputs)
     for g, w in zip(got, want):
         assert g.dtype == np.asarray(w).dtype, f"dtype {g.dtype} != reference {w.dtype}"
     assert_close(got, want, precision, rtol)

@@ -18,12 +18,13 @@ def _rand(*shape):
 
 @pytest.mark.parametrize("shape,axis", [((3, 13), -1), ((2, 3, 127), 1), ((1, 5, 300), -1)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_layer_norm(device, precision, shape, axis, with_bias):
+def test_layer_norm(device, precision, shape, axis, with_bias, policy=None):
     inputs = ["x", "s", "b"] if with_bias else ["x", "s"]
     inits = {"s": _rand(*shape[axis:]), "b": _rand(*shape[axis:])}
     node = helper.make_node("LayerNormalization", inputs, ["y", "mean", "inv"], axis=axis,
                             epsilon=1e-3)
-    check(device, precision, node, {"x": _rand(*shape) * 3 + 1}, inits, opset=17)
+    check(device, precision, node, {"x": _rand(*shape) * 3 + 1}, inits, opset=17,
+          policy=policy)
 
 
 def test_layer_norm_broadcast_scale_runtime(device, precision):
@@ -33,57 +34,56 @@ def test_layer_norm_broadcast_scale_runtime(device, precision):
 
 
 @pytest.mark.parametrize("shape,axis", [((3, 13), -1), ((2, 3, 127), 1)])
-def test_rms_norm(device, precision, shape, axis):
+def test_rms_norm(device, precision, shape, axis, policy=None):
     node = helper.make_node("RMSNormalization", ["x", "s"], ["y"], axis=axis)
     check(device, precision, node, {"x": _rand(*shape)}, {"s": _rand(*shape[axis:])},
-          opset=23)
+          opset=23, policy=policy)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 13), (1, 5, 7, 11)])
-def test_instance_norm(device, precision, shape):
+def test_instance_norm(device, precision, shape, policy=None):
     node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-4)
     check(device, precision, node, {"x": _rand(*shape)},
-          {"s": _rand(shape[1]), "b": _rand(shape[1])})
+          {"s": _rand(shape[1]), "b": _rand(shape[1])}, policy=policy)
 
 
-def test_group_norm(device, precision):
+def test_group_norm(device, precision, policy=None):
     shape, groups = (2, 6, 5, 13), 3
     node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=groups)
     check(device, precision, node, {"x": _rand(*shape)}, {"s": _rand(6), "b": _rand(6)},
-          opset=21)
+          opset=21, policy=policy)
 
 
 @pytest.mark.parametrize("row_items", [True, False])
-def test_norms_with_a_large_mean(device, monkeypatch, row_items):
+def test_norms_with_a_large_mean(device, row_items):
     """Rows far from zero with a small spread (|mean| / std = 1e4), against a
     float64 truth: a float32 mean from a plain sum is off by 3e-3 here
     (onnxruntime 5e-4), so the kernels correct it with the deviations' sum."""
     import clnet
-    from clnet.ops import norm
 
-    monkeypatch.setattr(norm, "ROW_ITEMS_ON_CPU", row_items)
     x = (1000.0 + 0.1 * RNG.standard_normal((8, 37))).astype(np.float32)
     s, b = _rand(37), _rand(37)
     node = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], epsilon=1e-5)
     model = _model(node, {"x": x}, {"s": s, "b": b}, 17)
-    got = clnet.InferenceSession(model.SerializeToString(), device=device).run(None, {"x": x})[0]
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     policy={"norm_row_items": row_items})
+    got = session.run(None, {"x": x})[0]
     xd = x.astype(np.float64)
     want = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5) * s + b
     assert np.abs(got - want).max() <= 2e-4 * np.abs(want).max()
 
 
 @pytest.mark.parametrize("row_items", [True, False])
-def test_norm_kernels_on_any_device(device, precision, monkeypatch, row_items):
+def test_norm_kernels_on_any_device(device, precision, row_items):
     """Both rownorm kernels whatever the device (CPUs normally run the
     work-item-per-row one, GPUs the work-group one)."""
-    from clnet.ops import norm
-    monkeypatch.setattr(norm, "ROW_ITEMS_ON_CPU", row_items)
-    if not row_items and device.type != "CPU":
-        monkeypatch.setattr(norm, "WGS", 16)
-    test_layer_norm(device, precision, (2, 3, 127), 1, True)
-    test_instance_norm(device, precision, (1, 5, 7, 11))
-    test_group_norm(device, precision)
-    test_rms_norm(device, precision, (3, 13), -1)
+    policy = {"norm_row_items": row_items}
+    if not row_items:
+        policy["norm_wgs"] = 16
+    test_layer_norm(device, precision, (2, 3, 127), 1, True, policy)
+    test_instance_norm(device, precision, (1, 5, 7, 11), policy)
+    test_group_norm(device, precision, policy)
+    test_rms_norm(device, precision, (3, 13), -1, policy)
 
 
 @pytest.mark.parametrize("size", [1, 3, 5])   # onnxruntime takes odd sizes only

@@ -15,9 +15,9 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import broadcast_strides, int_vec
-from .strided import emit_strided
+from ._util import broadcast_strides, int_vec, require_float
 from .registry import op
+from .strided import emit_strided
 
 
 def _heads_view(shape: tuple, heads: "int | None", what: str) -> tuple:
@@ -82,14 +82,6 @@ def _mask_args(ctx, mask, dims: tuple) -> tuple:
     return mask, int_vec(strides), length, defines
 
 
-def _require_float(node, *values) -> None:
-    for value in values:
-        if value.dtype not in (np.dtype(np.float32), np.dtype(np.float16),
-                               np.dtype(np.float64)):
-            raise UnsupportedOpError(f"{node.label()}: input {value.name!r} has dtype "
-                                     f"{value.dtype}; only float16/32/64 are supported")
-
-
 @op("Attention", since=23)
 def attention(ctx, node) -> None:
     q, k, v = node.inputs[:3]
@@ -98,7 +90,7 @@ def attention(ctx, node) -> None:
                             for x in (mask, past_k, past_v))
     nonpad = node.input(6)
     nonpad = nonpad if nonpad is not None and nonpad.name else None
-    _require_float(node, q, k, v)
+    require_float(ctx, node, q, k, v)
     attrs = node.attrs
     q_dims, q_strides = _heads_view(ctx.shape(q), attrs.get("q_num_heads"), "Q")
     k_dims, k_strides = _heads_view(ctx.shape(k), attrs.get("kv_num_heads"), "K")
@@ -153,7 +145,7 @@ def attention(ctx, node) -> None:
 @op("RotaryEmbedding", since=23)
 def rotary_embedding(ctx, node) -> None:
     x, cos, sin = node.inputs[:3]
-    _require_float(node, x, cos, sin)
+    require_float(ctx, node, x, cos, sin)
     pos = node.input(3)
     pos = pos if pos is not None and pos.name else None
     attrs = node.attrs

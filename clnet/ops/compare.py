@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .strided import emit_typed
 from .registry import op
+from .strided import emit_typed
 
 COMPARE = {"Equal": "a==b", "Less": "a<b", "LessOrEqual": "a<=b", "Greater": "a>b",
            "GreaterOrEqual": "a>=b"}

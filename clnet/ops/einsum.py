@@ -16,12 +16,11 @@ import string
 
 import numpy as np
 
-from ..errors import UnsupportedOpError
 from ..graph import Node, Value
-from ._util import contiguous_strides
-from .strided import emit_strided
+from ._util import contiguous_strides, require_float
 from .gemm import gemm_general
 from .registry import op
+from .strided import emit_strided
 
 
 class _Ones:
@@ -116,10 +115,7 @@ def _contract(ctx, node, a, a_view, b, b_view, keep: set, sizes: dict, tag: str,
 @op("Einsum")
 def einsum(ctx, node):
     operands = [v for v in node.inputs if v is not None]
-    for value in operands:
-        if value.dtype.kind != "f":
-            raise UnsupportedOpError(f"{node.label()}: Einsum on {value.dtype} tensors "
-                                     f"(opset {ctx.opset})")
+    require_float(ctx, node, *operands)
     shapes = [ctx.shape(v) for v in operands]
     inputs, output = parse(node.attrs["equation"], [len(s) for s in shapes])
     sizes: dict = {}

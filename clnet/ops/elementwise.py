@@ -9,11 +9,13 @@ integers, whose bits travel as uchar/ushort.
 """
 from __future__ import annotations
 
+import ml_dtypes as md
 import numpy as np
+from onnx import helper
 
 from ..errors import UnsupportedOpError
-from ._util import (C_TYPES, broadcast_strides, contiguous_strides, present_inputs,
-                    require_float)
+from ..graph import Value
+from ._util import C_TYPES, contiguous_strides, present_inputs, require_float
 from .registry import op
 from .strided import emit_map, emit_strided, emit_typed
 
@@ -236,8 +238,6 @@ VARIADIC = {"Sum": ("a+b", "a+b"), "Mean": ("a+b", "a+b"),
 
 def _variadic(fexpr, iexpr):
     def lower(ctx, node):
-        from ..graph import Value
-
         inputs = present_inputs(node)
         out = node.outputs[0]
         mean = node.op == "Mean" and len(inputs) > 1
@@ -263,8 +263,6 @@ for _name, (_fexpr, _iexpr) in VARIADIC.items():
 def _narrow_types() -> dict:
     """dtype -> (raw C type, decode(bits) expression, encode(x) expression with
     SAT for the saturate flag) of the narrow types Cast converts on the device."""
-    import ml_dtypes as md
-
     def minifloat(e, m, bias, kind, maxbits):
         return (f"mf_decode(B,{e},{m},{bias},{kind})",
                 f"mf_encode(X,{e},{m},{bias},{kind},{maxbits}u,SAT)")
@@ -286,9 +284,11 @@ def _narrow_types() -> dict:
 
 
 NARROW = _narrow_types()
+MINIFLOAT = {"MINIFLOAT": True}   # compiles elementwise.cl's codecs (mf_decode, ...)
 
 
-def _cast(ctx, node, x, to_dtype) -> None:
+def emit_cast(ctx, node, x, to_dtype) -> None:
+    """node.outputs[0] = x converted to to_dtype (Cast's lowering, reused by quant.py)."""
     to_dtype = np.dtype(to_dtype)
     for dtype in (x.dtype, to_dtype):
         if dtype not in NARROW and (dtype.kind != "f" and dtype not in C_TYPES
@@ -330,10 +330,8 @@ def _cast_narrow(ctx, node, x, to_dtype) -> None:
         types["OUT"] = C_TYPES[to_dtype]
         if to_dtype == np.bool_:
             expr = f"({expr})!=0"
-    out = node.outputs[0]
-    emit_map(ctx, out, [x], expr, out_dtype=to_dtype, types=types, compute=compute)
-    ctx.launches[-1].defines = tuple(sorted(dict(ctx.launches[-1].defines,
-                                                 MINIFLOAT=True).items()))
+    emit_map(ctx, node.outputs[0], [x], expr, out_dtype=to_dtype, types=types,
+             compute=compute, extra_defines=MINIFLOAT)
 
 
 # BitCast between float storage and raw bits: (C type of the integer side,
@@ -348,8 +346,6 @@ FLOAT_BITS = {
 @op("BitCast")
 def bit_cast(ctx, node):
     """Reinterpret the bits as another type of the same width."""
-    from onnx import helper
-
     x = node.inputs[0]
     to_dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(node.attrs["to"])))
     if to_dtype.itemsize != x.dtype.itemsize or "O" in (x.dtype.kind, to_dtype.kind):
@@ -370,85 +366,23 @@ def bit_cast(ctx, node):
                                  f"needs the bits of a float64, which clnet stores as "
                                  f"float32")
     if src_float:
-        emit_map(ctx, out, [x], encode, out_dtype=to_dtype, types={"OUT": ctype})
+        emit_map(ctx, out, [x], encode, out_dtype=to_dtype, types={"OUT": ctype},
+                 extra_defines=MINIFLOAT)
     else:
         emit_map(ctx, out, [x], decode, out_dtype=to_dtype, types={"A": ctype},
-                 compute=ctype)
-    ctx.launches[-1].defines = tuple(sorted(dict(ctx.launches[-1].defines,
-                                                 MINIFLOAT=True).items()))
+                 compute=ctype, extra_defines=MINIFLOAT)
 
 
 @op("Cast")
 def cast(ctx, node):
-    from onnx import helper
     try:
         to_dtype = helper.tensor_dtype_to_np_dtype(int(node.attrs["to"]))
     except (KeyError, TypeError, ValueError):
         raise UnsupportedOpError(f"{node.label()}: Cast to ONNX type {node.attrs.get('to')} "
                                  f"is not supported") from None
-    _cast(ctx, node, node.inputs[0], to_dtype)
+    emit_cast(ctx, node, node.inputs[0], to_dtype)
 
 
 @op("CastLike")
 def cast_like(ctx, node):
-    _cast(ctx, node, node.inputs[0], node.inputs[1].dtype)
-
-
-@op("BatchNormalization")
-def batch_norm(ctx, node, epsilon: float = 1e-5):
-    """Inference form: y = x * scale' + shift' with per-channel constants;
-    run-time parameters or training mode compute scale' and shift' on the
-    device first (training mode from the batch's own mean and variance)."""
-    require_float(ctx, node)
-    x = node.inputs[0]
-    params = node.inputs[1:5]
-    shape = ctx.shape(x)
-    channel_shape = (shape[1],) + (1,) * max(len(shape) - 2, 0)
-    out = node.outputs[0]
-    ctx.output(out, shape, x.dtype)
-    training = bool(node.attrs.get("training_mode", 0))
-    if all(p is not None and p.is_const for p in params) and not training:
-        scale, shift = batchnorm_affine(node, epsilon)
-        s_w = ctx.weight(scale.reshape(channel_shape), (node.inputs[1].name, "bn_scale"))
-        b_w = ctx.weight(shift.reshape(channel_shape), (node.inputs[1].name, "bn_shift"))
-    else:
-        s_w, b_w = _batchnorm_device_affine(ctx, node, training,
-                                            node.attrs.get("epsilon", epsilon))
-    strides_c = broadcast_strides(channel_shape, shape)
-    emit_strided(ctx, out, shape, contiguous_strides(shape), 0,
-                 [(x, contiguous_strides(shape), 0), (s_w, strides_c, 0), (b_w, strides_c, 0)],
-                 "a*b+c")
-
-
-def _batchnorm_device_affine(ctx, node, training: bool, eps: float) -> tuple:
-    """Per-channel (scale', shift') computed on the device."""
-    from ..graph import Value
-    from .reduce import emit_reduce
-
-    x, gamma, beta, mean, var = node.inputs[:5]
-    name = node.outputs[0].name
-    temp = {k: Value(f"{name}#{k}") for k in ("mean", "square", "meansq", "var", "s", "b")}
-    if training:
-        axes = [i for i in range(len(ctx.shape(x))) if i != 1]
-        emit_reduce(ctx, temp["mean"], x, axes, False, "ReduceMean")
-        emit_map(ctx, temp["square"], [x], "a*a")
-        emit_reduce(ctx, temp["meansq"], temp["square"], axes, False, "ReduceMean")
-        emit_map(ctx, temp["var"], [temp["meansq"], temp["mean"]], "fmax(a-b*b,0.0f)")
-        momentum = node.attrs.get("momentum", 0.9)
-        for index, (running, batch) in enumerate(((mean, temp["mean"]), (var, temp["var"])),
-                                                 start=1):
-            if len(node.outputs) > index and node.outputs[index].name:
-                emit_map(ctx, node.outputs[index], [running, batch], "a*P0+b*(1.0f-P0)",
-                         (momentum,))
-        mean, var = temp["mean"], temp["var"]
-    emit_map(ctx, temp["s"], [gamma, var], "a/sqrt(b+P0)", (eps,))
-    emit_map(ctx, temp["b"], [beta, mean, temp["s"]], "a-b*c")
-    return temp["s"], temp["b"]
-
-
-def batchnorm_affine(node, epsilon: float = 1e-5) -> tuple:
-    gamma, beta, mean, var = (np.asarray(v.data, dtype=np.float64) for v in node.inputs[1:5])
-    eps = node.attrs.get("epsilon", epsilon)
-    scale = gamma / np.sqrt(var + eps)
-    shift = beta - mean * scale
-    return scale.astype(np.float32), shift.astype(np.float32)
+    emit_cast(ctx, node, node.inputs[0], node.inputs[1].dtype)

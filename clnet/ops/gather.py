@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import C_TYPES, RAW_TYPES, contiguous_strides, int_vec
-from .strided import emit_strided
-from ._util import norm_axis
+from ._util import C_TYPES, RAW_TYPES, contiguous_strides, int_vec, norm_axis
 from .registry import op
+from .strided import emit_strided
 
 INDEX_TYPES = {np.dtype(np.int64): "long", np.dtype(np.int32): "int"}
 REDUCTIONS = {"none": None, "add": "R_ADD", "mul": "R_MUL", "max": "R_MAX", "min": "R_MIN"}

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import int_vec
-from ._util import const_input
+from ._util import const_input, int_vec, require_float
 from .registry import op
 
 MODES = {"nearest": 0, "linear": 1, "bilinear": 1, "cubic": 2, "bicubic": 2}
@@ -25,8 +24,7 @@ def grid_sample(ctx, node, mode: str = "linear", padding_mode: str = "zeros"):
             or (MODES[mode] == 2 and nd != 2):
         raise UnsupportedOpError(f"{node.label()}: GridSample mode {mode!r}, padding "
                                  f"{padding!r} on a {nd}-D input (opset {ctx.opset})")
-    if x.dtype.kind != "f" or grid.dtype.kind != "f":
-        raise UnsupportedOpError(f"{node.label()}: GridSample on {x.dtype}/{grid.dtype}")
+    require_float(ctx, node, x, grid)
     if len(g_shape) != nd + 2 or g_shape[0] != shape[0] or g_shape[-1] != nd:
         raise ValueError(f"GridSample grid {g_shape} does not fit input {shape}")
     n, channels = shape[:2]

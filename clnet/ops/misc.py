@@ -2,24 +2,17 @@
 depthwise 1-D conv carrying its last k-1 inputs, optional bias, past_state
 and SiLU), SwiGLU (opset 28), LinearAttention (opset 27: linear, gated,
 delta and gated-delta rules, GQA), RoiAlign (avg/max, both coordinate
-modes) and 2-D DeformConv (groups, offset groups, mask, bias)."""
+modes), 2-D DeformConv (groups, offset groups, mask, bias) and Det
+(Gaussian elimination with partial pivoting, a work-item per matrix)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import int_vec
+from ._util import int_vec, require_float
 from .registry import op
 
 ACTIVATIONS = {"none": 0, "silu": 1, "swish": 1}
-
-
-def _float_inputs(ctx, node) -> None:
-    for value in node.inputs:
-        if value is not None and value.dtype is not None and value.dtype.kind != "f":
-            raise UnsupportedOpError(f"{node.label()}: {node.op} input {value.name!r} is "
-                                     f"{value.dtype}; only float tensors are supported "
-                                     f"(opset {ctx.opset})")
 
 
 def _or(value, fallback):
@@ -28,7 +21,7 @@ def _or(value, fallback):
 
 @op("CausalConvWithState", since=27)
 def causal_conv_with_state(ctx, node, activation: str = "none"):
-    _float_inputs(ctx, node)
+    require_float(ctx, node)
     x, weight = node.inputs[0], node.inputs[1]
     bias, past = node.input(2), node.input(3)
     activation = node.attrs.get("activation", activation)
@@ -66,7 +59,7 @@ def causal_conv_with_state(ctx, node, activation: str = "none"):
 
 @op("SwiGLU", since=28)
 def swiglu(ctx, node, alpha: float = 1.0):
-    _float_inputs(ctx, node)
+    require_float(ctx, node)
     a, b = node.inputs[0], node.inputs[1]
     if ctx.shape(a) != ctx.shape(b):
         raise ValueError(f"SwiGLU inputs must have one shape (no broadcasting), got "
@@ -101,7 +94,7 @@ def _linear_attention_shapes(ctx, node, heads_q: int, heads_kv: int) -> tuple:
 
 @op("LinearAttention", since=27)
 def linear_attention(ctx, node, update_rule: str = "gated_delta", scale: float = 0.0):
-    _float_inputs(ctx, node)
+    require_float(ctx, node)
     rule = node.attrs.get("update_rule", update_rule)
     rule = rule.decode() if isinstance(rule, bytes) else rule
     if rule not in RULES:
@@ -202,7 +195,7 @@ def _deform_geometry(ctx, node, shape, w_shape, groups: int, offset_groups: int)
 
 @op("DeformConv", since=19)
 def deform_conv(ctx, node, group: int = 1, offset_group: int = 1):
-    _float_inputs(ctx, node)
+    require_float(ctx, node)
     x, weight, offset = node.inputs[:3]
     bias, mask = node.input(3), node.input(4)
     shape, w_shape = ctx.shape(x), ctx.shape(weight)
@@ -229,7 +222,7 @@ def deform_conv(ctx, node, group: int = 1, offset_group: int = 1):
 
 @op("Det", since=11)
 def det(ctx, node):
-    _float_inputs(ctx, node)
+    require_float(ctx, node)
     x = node.inputs[0]
     shape = ctx.shape(x)
     if len(shape) < 2 or shape[-1] != shape[-2]:

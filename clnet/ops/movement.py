@@ -11,10 +11,10 @@ import numpy as np
 from onnx import helper
 
 from ..errors import UnsupportedOpError
-from ._util import C_TYPES, RAW_TYPES, broadcast_strides, contiguous_strides
-from .strided import emit_strided
-from ._util import const_input, norm_axis
+from ._util import (C_TYPES, RAW_TYPES, broadcast_strides, const_input, contiguous_strides,
+                    norm_axis)
 from .registry import op
+from .strided import emit_strided
 
 
 def shape_of(ctx, node, out_shape) -> None:

@@ -1,7 +1,7 @@
 """Normalisation ops: LayerNormalization, RMSNormalization,
 InstanceNormalization and GroupNormalization on kernels_cl/norm.cl's
-`rownorm` (a work-group per row; on CPUs `rownorm_items`, a work-item per
-row); LRN on its `lrn`; LpNormalization and
+`rownorm` (a work-group per row) or `rownorm_items` (a work-item per row),
+as ``ctx.policy`` chooses; LRN on its `lrn`; LpNormalization and
 MeanVarianceNormalization composed from reductions and elementwise maps.
 """
 from __future__ import annotations
@@ -10,27 +10,10 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..graph import Value
-from ._util import broadcast_strides, contiguous_strides, int_vec
-from .strided import emit_map, emit_strided
-from ._util import norm_axis
+from ._util import broadcast_strides, contiguous_strides, int_vec, norm_axis, require_float
 from .reduce import emit_reduce
 from .registry import op
-
-WGS = 64
-# CPUs run rownorm_items (a work-item per row, no barriers); the work-group
-# kernel there would use CPU_WGS items (a work-group's items run as one loop:
-# wider groups only add barrier rounds)
-CPU_WGS = 16
-ROW_ITEMS_ON_CPU = True     # tests turn it off to run the work-group kernel on a CPU
-
-
-def _float_only(ctx, node) -> None:
-    for value in node.inputs:
-        if value is not None and value.name and value.dtype is not None \
-                and value.dtype.kind != "f":
-            raise UnsupportedOpError(f"{node.label()}: input {value.name!r} has dtype "
-                                     f"{value.dtype}; {node.op} (opset {ctx.opset}) needs "
-                                     f"float tensors")
+from .strided import emit_map, emit_strided
 
 
 def _expanded(ctx, node, value: Value, shape: tuple, what: str) -> Value:
@@ -58,8 +41,8 @@ def emit_rownorm(ctx, node, x, scale, bias, rows: int, length: int, eps: float,
                  param_map: tuple, rms: bool = False, stats=(None, None)) -> None:
     """y = normalise each of `rows` contiguous rows of `length` elements."""
     out = node.outputs[0]
-    items = ctx.dev.type == "CPU" and ROW_ITEMS_ON_CPU
-    wgs = CPU_WGS if ctx.dev.type == "CPU" else WGS
+    items = ctx.policy.norm_row_items()
+    wgs = ctx.policy.norm_wgs()
     defines = {"ROW_ITEM": True} if items else {"WGS": wgs}
     if items and param_map[2] == 1 and param_map[3] >= length:
         defines["PARAM_CONTIG"] = True     # LayerNorm: scale[j], bias[j]
@@ -90,7 +73,7 @@ def _stat_output(ctx, node, index: int, shape) -> "Value | None":
 
 
 def _layer_norm(ctx, node, rms: bool) -> None:
-    _float_only(ctx, node)
+    require_float(ctx, node)
     x = node.inputs[0]
     shape = ctx.shape(x)
     axis = norm_axis(node.attrs.get("axis", -1), len(shape), node)
@@ -121,7 +104,7 @@ def rms_norm(ctx, node):
 
 @op("InstanceNormalization")
 def instance_norm(ctx, node, epsilon: float = 1e-5):
-    _float_only(ctx, node)
+    require_float(ctx, node)
     x, scale, bias = node.inputs[:3]
     shape = ctx.shape(x)
     n, c = shape[0], shape[1]
@@ -133,7 +116,7 @@ def instance_norm(ctx, node, epsilon: float = 1e-5):
 
 @op("GroupNormalization")
 def group_norm(ctx, node, epsilon: float = 1e-5):
-    _float_only(ctx, node)
+    require_float(ctx, node)
     x, scale, bias = node.inputs[:3]
     shape = ctx.shape(x)
     groups = int(node.attrs["num_groups"])
@@ -155,7 +138,7 @@ def group_norm(ctx, node, epsilon: float = 1e-5):
 
 @op("LRN")
 def lrn(ctx, node, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0):
-    _float_only(ctx, node)
+    require_float(ctx, node)
     x = node.inputs[0]
     shape = ctx.shape(x)
     size = int(node.attrs["size"])
@@ -171,7 +154,7 @@ def lrn(ctx, node, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0):
 
 @op("LpNormalization")
 def lp_norm(ctx, node, axis: int = -1, p: int = 2):
-    _float_only(ctx, node)
+    require_float(ctx, node)
     x = node.inputs[0]
     shape = ctx.shape(x)
     axis = norm_axis(node.attrs.get("axis", axis), len(shape), node)
@@ -186,7 +169,7 @@ def lp_norm(ctx, node, axis: int = -1, p: int = 2):
 @op("MeanVarianceNormalization")
 def mean_variance_norm(ctx, node, axes=(0, 2, 3)):
     """(x - mean) / (sqrt(E[x^2] - mean^2) + 1e-9) over `axes`, as ONNX defines it."""
-    _float_only(ctx, node)
+    require_float(ctx, node)
     x = node.inputs[0]
     shape = ctx.shape(x)
     axes = sorted({norm_axis(int(a), len(shape), node) for a in node.attrs.get("axes", axes)})

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import RAW_TYPES, contiguous_strides, int_vec
-from ._util import const_input, norm_axis
+from ._util import RAW_TYPES, const_input, contiguous_strides, int_vec, norm_axis
 from .registry import op
 
 MODES = {"constant": 0, "reflect": 1, "edge": 2, "wrap": 3}

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
 from ._util import int_vec
-from .elementwise import NARROW, _cast
+from .elementwise import NARROW, emit_cast
 from .gemm import batch_map, conv_dims, matmul_shapes
 from .registry import op
 
@@ -131,7 +131,8 @@ def _as_float(ctx, node, value, tag: str):
     if value is None:
         return None
     tmp = Value(f"{node.outputs[0].name}#{tag}")
-    _cast(ctx, Node("Cast", [value], [tmp], {}, f"{node.name}#{tag}"), value, np.float32)
+    emit_cast(ctx, Node("Cast", [value], [tmp], {}, f"{node.name}#{tag}"), value,
+              np.float32)
     return tmp
 
 
@@ -168,7 +169,7 @@ def _quantize_float(ctx, node, inputs, qtype, geo, strides) -> None:
     ctx.launch("quant", (tmp.size,), [x, scale, zero_f, ctx.scratch(8), tmp,
                                       np.int32(tmp.size), geo, strides],
                defines, entry="quantize_linear")
-    _cast(ctx, node, tmp, qtype)
+    emit_cast(ctx, node, tmp, qtype)
 
 
 @op("DequantizeLinear")

@@ -1,5 +1,4 @@
-"""Reductions, ArgMax/ArgMin, CumSum/CumProd, TopK and the NLL and softmax
-cross-entropy losses on kernels_cl/reduce.cl.
+"""Reductions, ArgMax/ArgMin, CumSum/CumProd and TopK on kernels_cl/reduce.cl.
 
 Reduce* ops take their axes from an attribute (older opsets) or from a
 constant second input (ReduceSum from opset 13, the others from 18), with
@@ -11,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import C_TYPES, contiguous_strides, int_vec, merge_dims
-from .strided import emit_map, emit_typed
-from ._util import const_input, norm_axis
+from ._util import C_TYPES, const_input, contiguous_strides, int_vec, merge_dims, norm_axis
 from .registry import op
+from .strided import emit_typed
 
 MAX_RANK = 8
 GROUP_MIN_ROW = 256        # rows at least this long get a work-group each
@@ -53,13 +51,12 @@ def _extreme(ctype: str, dtype, highest: bool) -> str:
     return f"(({ctype}){value}{suffix})"
 
 
-def _use_group(dev, nout: int, length: int) -> bool:
-    """A work-group per output for long rows on GPUs, or when there are too
-    few outputs to keep a CPU's cores busy (one item per output is faster
-    there: measured 8.4 vs 14.9 ms for 1024 rows of 4096 on PoCL)."""
+def _use_group(policy, nout: int, length: int) -> bool:
+    """A work-group per output for long rows, unless the policy keeps a
+    work-item per output (CPUs with enough outputs to fill their cores)."""
     if length < GROUP_MIN_ROW or nout > GROUP_MAX_OUTPUTS:
         return False
-    return dev.type != "CPU" or nout < 4 * dev.compute_units
+    return not policy.reduce_items(nout)
 
 
 def reduce_axes(ctx, node, rank: int):
@@ -121,7 +118,7 @@ def emit_reduce(ctx, out, x, axes, keepdims: bool, name: str) -> None:
     defines["POST(acc,n)"] = post
     args = [x, out, np.int32(nout), np.int32(length), int_vec(kshape, 8), int_vec(kstride, 8),
             int_vec(rshape, 8), int_vec(rstride, 8)]
-    if _use_group(ctx.dev, nout, length):
+    if _use_group(ctx.policy, nout, length):
         defines.update(GROUP=True, WGS=WGS)
         ctx.launch("reduce", (nout * WGS,), args, defines, lsize=(WGS,))
     else:
@@ -220,66 +217,3 @@ def top_k(ctx, node):
     rows = outer * inner
     ctx.launch("reduce", (rows,), [x, values, indices, np.int32(rows), np.int32(length),
                                    np.int32(inner), np.int32(k)], defines, entry="topk")
-
-
-def emit_nll(ctx, node, log_prob, target, weight, out) -> None:
-    """NegativeLogLikelihoodLoss of log-probabilities (N, C, d...) -> out."""
-    from ..graph import Value
-
-    shape = ctx.shape(log_prob)
-    n, c = shape[0], shape[1]
-    d = int(np.prod(shape[2:], dtype=np.int64))
-    if target.dtype.kind not in "iu":
-        raise UnsupportedOpError(f"{node.label()}: target {target.name!r} must be integer")
-    if target.dtype != np.int64:
-        as_long = Value(f"{out.name}#target")
-        emit_typed(ctx, as_long, [target], "a", "a", out_dtype=np.int64)
-        target = as_long
-    name = out.name
-    loss, wsum = Value(f"{name}#loss"), Value(f"{name}#wsum")
-    reduction = node.attrs.get("reduction", "mean")
-    per_item = (n,) + tuple(shape[2:])
-    ctx.output(loss if reduction != "none" else out, per_item, log_prob.dtype)
-    ctx.output(wsum, per_item, log_prob.dtype)
-    defines = {}
-    if weight is not None:
-        defines["HAS_WEIGHT"] = True
-    if "ignore_index" in node.attrs:
-        defines["IGNORE_INDEX"] = f"({int(node.attrs['ignore_index'])}L)"
-    target_out = out if reduction == "none" else loss
-    ctx.launch("reduce", (n * d,), [log_prob, target, weight if weight is not None else log_prob,
-                                    target_out, wsum, np.int32(n * d), np.int32(c),
-                                    np.int32(d)], defines, entry="nll")
-    if reduction == "none":
-        return
-    axes = list(range(len(per_item)))
-    if reduction == "sum":
-        emit_reduce(ctx, out, loss, axes, False, "ReduceSum")
-        return
-    total, weights = Value(f"{name}#total"), Value(f"{name}#weights")
-    emit_reduce(ctx, total, loss, axes, False, "ReduceSum")
-    emit_reduce(ctx, weights, wsum, axes, False, "ReduceSum")
-    emit_map(ctx, out, [total, weights], "a/b")
-
-
-@op("NegativeLogLikelihoodLoss")
-def nll_loss(ctx, node):
-    weight = node.input(2)
-    weight = weight if weight is not None and weight.name else None
-    emit_nll(ctx, node, node.inputs[0], node.inputs[1], weight, node.outputs[0])
-
-
-@op("SoftmaxCrossEntropyLoss")
-def softmax_cross_entropy(ctx, node):
-    from ..graph import Value
-    from .softmax import emit_softmax
-
-    scores, labels = node.inputs[:2]
-    weight = node.input(2)
-    weight = weight if weight is not None and weight.name else None
-    if len(node.outputs) > 1 and node.outputs[1].name:
-        log_prob = node.outputs[1]
-    else:
-        log_prob = Value(f"{node.outputs[0].name}#log_prob")
-    emit_softmax(ctx, scores, log_prob, 1, log=True, node=node)
-    emit_nll(ctx, node, log_prob, labels, weight, node.outputs[0])

@@ -15,10 +15,9 @@ import math
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import RAW_TYPES, contiguous_strides
-from .strided import emit_strided
-from ._util import const_input, norm_axis
+from ._util import RAW_TYPES, const_input, contiguous_strides, norm_axis
 from .registry import op
+from .strided import emit_strided
 
 MODES = ("nearest", "linear", "cubic")
 TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",

@@ -10,12 +10,14 @@ direction and no host work.
 from __future__ import annotations
 
 import numpy as np
+from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
 from ..graph import Value
-from ._util import int_vec
+from ._util import int_vec, require_float
 from .gemm import gemm_general
 from .registry import op
+from .strided import emit_strided
 
 # name -> (kind in rnn.cl, default alpha, default beta, uses alpha, uses beta)
 ACTIVATIONS = {
@@ -62,7 +64,6 @@ def activation_args(node, per_dir: tuple, n_dirs: int) -> list:
 
 
 def _float4(values) -> np.ndarray:
-    from pyopencl import cltypes
     return cltypes.make_float4(*[float(v) for v in values])
 
 
@@ -97,11 +98,7 @@ def _input_projection(ctx, node, x, w, rows: int, n_in: int, cols: int) -> Value
 def lower_recurrent(ctx, node) -> None:
     gates, per_dir, kernel = CELLS[node.op]
     x, w, r = node.inputs[0], node.inputs[1], node.inputs[2]
-    for value in (x, w, r):
-        if value.dtype not in (np.dtype(np.float32), np.dtype(np.float16),
-                               np.dtype(np.float64)):
-            raise UnsupportedOpError(f"{node.label()}: input {value.name!r} has dtype "
-                                     f"{value.dtype}; only float16/32/64 are supported")
+    require_float(ctx, node, x, w, r)
     direction = node.attrs.get("direction", "forward")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} is not forward, reverse or bidirectional")
@@ -211,7 +208,6 @@ def _y_strides(y_shape: tuple, layout: int) -> tuple:
 
 def _transposed_state(ctx, node, value, state_shape):
     """initial_h/c in layout 1 ([batch, dirs, H]) copied to [dirs, batch, H]."""
-    from .strided import emit_strided
     n_dirs, batch, hidden = state_shape
     nbytes = n_dirs * batch * hidden * ctx.itemsize(value)
     scratch = ctx.scratch(nbytes)

@@ -30,7 +30,7 @@ def emit_softmax(ctx, x, out, axis: int, coerce_2d: bool = False, log: bool = Fa
         inner = 1
     rows = outer * inner
     defines = {"LOG_SOFTMAX": True} if log else {}
-    if entry == "softmax" and inner == 1 and ctx.dev.type == "CPU":
+    if entry == "softmax" and ctx.policy.softmax_rows(inner):
         # contiguous rows: a row per work-item in vectors (softmax.cl)
         ctx.launch("softmax", (rows,), [x, out, np.int32(rows), np.int32(length)], defines,
                    entry="softmax_rows", lsize=(1,))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import const_input, norm_axis
+from ._util import const_input, norm_axis, require_float
 from .registry import op
 
 
@@ -46,8 +46,7 @@ def dft(ctx, node, inverse: int = 0, onesided: int = 0):
     if len(shape) < 2 or shape[-1] not in (1, 2):
         raise ValueError(f"DFT input {x.name!r} must end in a dimension of 1 (real) or 2 "
                          f"(complex), got shape {shape}")
-    if x.dtype.kind != "f":
-        raise UnsupportedOpError(f"{node.label()}: DFT of {x.dtype} input {x.name!r}")
+    require_float(ctx, node, x)
     inverse = bool(node.attrs.get("inverse", inverse))
     onesided = bool(node.attrs.get("onesided", onesided))
     axis = _dft_axis(ctx, node, len(shape))
@@ -67,7 +66,7 @@ def dft(ctx, node, inverse: int = 0, onesided: int = 0):
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     inner = int(np.prod(shape[axis + 1:-1], dtype=np.int64))
     defines = {"C_IN": shape[-1], "C_OUT": c_out, "INVERSE": int(inverse),
-               "HERMITIAN": int(hermitian), "ACC_DOUBLE": int(ctx.dev.fp64)}
+               "HERMITIAN": int(hermitian), "ACC_DOUBLE": int(ctx.policy.dft_double())}
     ctx.launch("dft", (inner, len_out, outer),
                [x, out, np.int32(length), np.int32(terms), np.int32(shape[axis]),
                 np.int32(len_out), np.int32(inner)], defines)
@@ -80,8 +79,7 @@ def stft(ctx, node, onesided: int = 1):
     if len(shape) != 3 or shape[-1] not in (1, 2):
         raise ValueError(f"STFT signal {x.name!r} must be (batch, length, 1 or 2), got "
                          f"{shape}")
-    if x.dtype.kind != "f":
-        raise UnsupportedOpError(f"{node.label()}: STFT of {x.dtype} signal {x.name!r}")
+    require_float(ctx, node, x)
     step = _scalar(ctx, node, 1, "the STFT frame_step")
     length = _scalar(ctx, node, 3, "the STFT frame_length")
     if window is not None and len(ctx.shape(window)) != 1:
@@ -98,7 +96,7 @@ def stft(ctx, node, onesided: int = 1):
     bins = length // 2 + 1 if onesided else length
     out = ctx.output(node.outputs[0], (shape[0], frames, bins, 2), x.dtype)
     defines = {"C_IN": shape[-1], "HAS_WINDOW": int(window is not None),
-               "ACC_DOUBLE": int(ctx.dev.fp64)}
+               "ACC_DOUBLE": int(ctx.policy.dft_double())}
     spare = ctx.scratch(4)
     ctx.launch("dft", (bins, frames, shape[0]),
                [x, spare if window is None else window, out, np.int32(length),

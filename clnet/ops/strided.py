@@ -26,11 +26,9 @@ def _int8(values) -> np.ndarray:
 COPY_VEC = 8   # elements per work-item of a raw copy with contiguous inner runs
 
 
-COPY_REPS = 8  # on a CPU up to this many vectors of a run per work-item
-
-
 def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
-                 params=(), raw=False, compute=None, types=None) -> None:
+                 params=(), raw=False, compute=None, types=None,
+                 extra_defines=None) -> None:
     """One launch of the elementwise kernel.
 
     operands: up to three (value, strides, base) triples read at
@@ -38,6 +36,7 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
     raw: copy bits (any dtype) instead of doing float arithmetic.
     types: optional C types per operand name ('OUT', 'A', 'B', 'C') for
     non-float operands; compute: the compute type (default float).
+    extra_defines: more -D macros for the launch (e.g. MINIFLOAT).
     """
     total = int(np.prod(shape, dtype=np.int64))
     if total == 0:
@@ -66,6 +65,7 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
             defines[f"{name}_T"] = ctype
     for i, value in enumerate(params[:2]):
         defines[f"P{i}"] = float_literal(value)
+    defines.update(extra_defines or {})
     pad = [(operands[0][0] if operands else out)] * (3 - len(operands))
     buffers = [v for v, _, _ in operands] + pad
     strides = list(mstrides[1:]) + [(0,) * len(mshape)] * (3 - len(operands))
@@ -76,9 +76,8 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
     if raw and len(operands) == 1 and mshape[-1] % COPY_VEC == 0 \
             and mstrides[0][-1] == 1 and mstrides[1][-1] == 1:
         defines["VEC"] = COPY_VEC     # contiguous runs copied a vector at a time
-        reps = 1
-        while ctx.dev.type == "CPU" and reps < COPY_REPS \
-                and mshape[-1] % (COPY_VEC * reps * 2) == 0:
+        reps, most = 1, ctx.policy.copy_reps
+        while reps * 2 <= most and mshape[-1] % (COPY_VEC * reps * 2) == 0:
             reps *= 2
         if reps > 1:
             defines["VREPS"] = reps
@@ -116,14 +115,15 @@ def _tile_axis(mshape, mstrides):
     return None
 
 
-def emit_map(ctx, out, inputs, expr, params=(), out_dtype=None, types=None, compute=None):
+def emit_map(ctx, out, inputs, expr, params=(), out_dtype=None, types=None, compute=None,
+             extra_defines=None):
     """out = expr(inputs...) with ONNX multidirectional broadcasting."""
     shapes = [ctx.shape(v) for v in inputs]
     out_shape = tuple(np.broadcast_shapes(*shapes))
     ctx.output(out, out_shape, out_dtype or inputs[0].dtype)
     operands = [(v, broadcast_strides(s, out_shape), 0) for v, s in zip(inputs, shapes)]
     emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0, operands, expr,
-                 params, types=types, compute=compute)
+                 params, types=types, compute=compute, extra_defines=extra_defines)
 
 
 def emit_typed(ctx, out, inputs, fexpr, iexpr=None, params=(), out_dtype=None,

@@ -45,7 +45,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
             continue
         if node.input(2) is not None and node.input(2).name and not _is_const(node.input(2)):
             continue
-        from ..ops.elementwise import batchnorm_affine
+        from ..ops._util import batchnorm_affine
         scale, shift = batchnorm_affine(bn, bn.attrs.get("epsilon", 1e-5))
         weight = np.asarray(node.inputs[1].data, np.float32)
         if weight.shape[0] != scale.shape[0]:
