@@ -344,8 +344,7 @@ def int8_weight(ctx, array: np.ndarray, key: tuple):
         return None
     k, t = (array.shape[-2], array.shape[-1]) if array.ndim == 4 else (array.shape[-1], 1)
     q_key, s_key = key + ("int8",), key + ("int8_scale",)
-    q_weight = ctx._weights.get((q_key, ctx.store_half))
-    s_weight = ctx._weights.get((s_key, ctx.store_half))
+    q_weight, s_weight = ctx.cached_weight(q_key), ctx.cached_weight(s_key)
     if q_weight is None or s_weight is None:
         q, scale = quantize_per_lane(np.asarray(array, np.float32), k, t)
         q_weight, s_weight = ctx.weight(q, q_key), ctx.weight(scale, s_key)
