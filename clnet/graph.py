@@ -8,7 +8,7 @@ folded constants, its data.  A ``Node`` is one operator application.  A
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -87,5 +87,3 @@ class Graph:
         graph.values = {v.name: v for v in mapping.values()}
         return graph
 
-
-Attr = Any
