@@ -169,7 +169,8 @@ def test_matmul_bias_add_becomes_epilogue():
     model = _dense_residual_model((13, 127), w, np.ones(33, np.float32), (13, 33))
     nodes = optimize(to_graph(model)).nodes
     assert [node.op for node in nodes] == ["MatMul"]
-    assert {"_bias", "_residual", "_act"} <= set(nodes[0].attrs)
+    epilogue = nodes[0].epilogue
+    assert epilogue.bias and epilogue.residual and epilogue.act
 
 
 @pytest.mark.parametrize("form", ["div", "mul", "mul_left", "divisor", "shape_1"])
@@ -199,7 +200,7 @@ def test_matmul_scale_becomes_alpha(device, precision, form):
         assert [n.op for n in fused] == ["MatMul", op, "MatMul"]
     else:
         assert [n.op for n in fused] == ["MatMul", "MatMul"]
-        assert fused[0].attrs["_alpha"] == pytest.approx(0.125)
+        assert fused[0].epilogue.alpha == pytest.approx(0.125)
     feeds = {"x": rng.standard_normal((2, 13, 16)).astype(np.float32),
              "kt": rng.standard_normal((2, 16, 21)).astype(np.float32)}
     if form == "divisor":

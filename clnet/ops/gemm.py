@@ -2,10 +2,12 @@
 
 Constant operands (weights) are packed once at load into the panel layouts
 the GEMM streams; activations are packed by a kernel (im2col for convs).
-Fused activations and residual adds (set by passes/fusion.py as the node
-attributes ``_act`` and ``_residual``) run in the GEMM's epilogue.
+A fused activation, bias, residual Add or scale (the node's ``epilogue``,
+set by passes/fusion.py) runs in the GEMM's epilogue.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 from pyopencl import cltypes
@@ -13,7 +15,7 @@ from pyopencl import cltypes
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
 from ..tuning import conv_algorithm, forced_algorithm, gemm_params, has_tuning, vector_width
-from ._util import broadcast_strides, contiguous_strides, int_vec
+from ._util import broadcast_strides, contiguous_strides, float_literal, int_vec
 from .strided import emit_map, emit_strided
 from .registry import op
 
@@ -28,18 +30,23 @@ HALF_A_CONVERT_MIN = 1 << 25
 HALF_B_CONVERT_ROWS = 64   # rows of A (M) from which a half B is converted likewise
 
 
+def fused_act(node):
+    """The activation (name, p0, p1) fused into `node`, or None."""
+    return node.epilogue.act if node.epilogue is not None else None
+
+
 def act_defines(node) -> dict:
-    """-D defines for the fused activation recorded on `node`, if any."""
-    act = node.attrs.get("_act")
+    """-D defines for the fused activation of `node`, if any."""
+    act = fused_act(node)
     if not act:
         return {}
     name, p0, p1 = act
-    from ._util import float_literal
     return {"ACT": ACT_MACROS[name], "P0": float_literal(p0), "P1": float_literal(p1)}
 
 
 def residual_of(node):
-    return node.inputs[3] if node.attrs.get("_residual") else None
+    """The residual fused into `node` (its input 3), or None."""
+    return node.inputs[3] if node.epilogue is not None and node.epilogue.residual else None
 
 
 def pack_b(b: np.ndarray, tn: int) -> np.ndarray:
@@ -210,8 +217,10 @@ def matmul(ctx, node):
     _require_float(node, a, b)
     a2, b2, full, (M, N, K), out_shape = matmul_shapes(node, ctx.shape(a), ctx.shape(b))
     out = ctx.output(node.outputs[0], out_shape, a.dtype)
-    bias, residual = node.input(2) if node.attrs.get("_bias") else None, residual_of(node)
-    alpha = float(node.attrs.get("_alpha", 1.0))    # a fused scalar Mul/Div
+    epilogue = node.epilogue
+    bias = node.input(2) if epilogue is not None and epilogue.bias else None
+    residual = residual_of(node)
+    alpha = float(epilogue.alpha) if epilogue is not None else 1.0   # a fused scalar Mul/Div
     if bias is None and residual is None:
         gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=alpha)
         return
@@ -233,10 +242,10 @@ def _bias_col(ctx, bias, tn: int, N: int):
 
 def _matmul_post_adds(ctx, node, out, dims, bias, residual) -> None:
     """The fused bias/residual as separate adds (shapes that do not allow the epilogue)."""
-    act = node.attrs.get("_act")
-    attrs = {k: v for k, v in node.attrs.items() if k not in ("_act", "_bias", "_residual")}
-    plain = Node(node.op, node.inputs[:2], node.outputs, attrs, node.name, node.domain)
-    gemm_general(ctx, plain, out, *dims, alpha=float(node.attrs.get("_alpha", 1.0)))
+    act = fused_act(node)
+    plain = Node(node.op, node.inputs[:2], node.outputs, dict(node.attrs), node.name,
+                 node.domain)
+    gemm_general(ctx, plain, out, *dims, alpha=float(node.epilogue.alpha))
     for addend in (bias, residual):
         if addend is not None:
             emit_map(ctx, out, [out, addend], "a+b", ())
@@ -315,7 +324,7 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
                    entry="convert_storage")
     emit_gemm(ctx, out, a_arg, b_arg, Mz, N, K, Z, a_packed=a_packed, params=p, za=za,
               zb=zb, zc=(Mz * N, 0, N), lda=K, bias=bias, bias_mode=bias_mode,
-              residual=residual, act=node.attrs.get("_act"), alpha=alpha_k, ldb=ldb,
+              residual=residual, act=fused_act(node), alpha=alpha_k, ldb=ldb,
               a_float=a_float, b_float=b_float)
 
 
@@ -374,11 +383,11 @@ def gemm(ctx, node):
             residual = c
         else:
             post_add = c
-    act = node.attrs.get("_act")
+    act = fused_act(node)
     if post_add is not None and act:
         # the bias broadcasts oddly: add it (and then activate) after the GEMM
-        attrs = {k: v for k, v in node.attrs.items() if k != "_act"}
-        node = Node(node.op, node.inputs, node.outputs, attrs, node.name, node.domain)
+        node = Node(node.op, node.inputs, node.outputs, dict(node.attrs), node.name,
+                    node.domain, replace(node.epilogue, act=None))
     gemm_general(ctx, node, out, a, (M, K), b, (K, N), (), M, N, K, alpha=alpha, bias=bias,
                  bias_mode=bias_mode, residual=residual, b_strides=b_strides)
     if post_add is not None:
@@ -470,10 +479,10 @@ def conv(ctx, node):
     residual = residual_of(node)
     if residual is not None and ctx.shape(residual) != out.shape:
         # the fused Add broadcasts: run the Conv alone, then add (+ activation)
-        act = node.attrs.get("_act")
-        attrs = {k: v for k, v in node.attrs.items() if k not in ("_act", "_residual")}
+        act = fused_act(node)
         conv_out = Value(out.name + "/conv")
-        conv(ctx, Node(node.op, node.inputs[:3], [conv_out], attrs, node.name, node.domain))
+        conv(ctx, Node(node.op, node.inputs[:3], [conv_out], dict(node.attrs), node.name,
+                       node.domain))
         macro = ACT_MACROS[act[0]] if act else "ACT_NONE"
         emit_map(ctx, node.outputs[0], [conv_out, residual], f"{macro}(a+b)", act[1:] if act else ())
         return
@@ -654,7 +663,7 @@ def _bias_arg(ctx, node, bias):
 
 
 def _conv_epilogue(node, bias, residual) -> tuple:
-    return epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
+    return epilogue_args(fused_act(node), "row" if bias is not None else None,
                          residual is not None)
 
 
@@ -774,7 +783,7 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
         emit_gemm(ctx, out, a_arg, x, Mg, P, K, N * group, a_packed=a_packed, params=p,
                   za=za, lda=lda, zb=(1, N * group, K * P, 0),
                   zc=(Mg * P, 0, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
-                  residual=residual, act=node.attrs.get("_act"), ldb=P)
+                  residual=residual, act=fused_act(node), ldb=P)
         return
     panels = -(-P // tn)
     per_image = group * panels * K * tn * ctx.itemsize(x)
@@ -790,4 +799,4 @@ def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geomet
         emit_gemm(ctx, out, a_arg, scratch, Mg, P, K, Z, a_packed=a_packed, params=p,
                   za=za, lda=lda, zb=(1, Z, panels * K * tn, 0),
                   zc=(Mg * P, n0 * M * P, P), bias=b_arg, bias_mode="row", bias_zstride=Mg,
-                  residual=residual, act=node.attrs.get("_act"))
+                  residual=residual, act=fused_act(node))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..tuning import gemm_params, has_tuning, vector_width
 from ._util import int_vec
-from .gemm import act_defines, emit_gemm, epilogue_args
+from .gemm import act_defines, emit_gemm, epilogue_args, fused_act
 
 # G of F(m x m, 3x3) per output tile size m; interpolation points 0, +-1,
 # (+-2,) and infinity, as in Lavin and Gray (2016).
@@ -122,7 +122,7 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
         # vectors of 8 tiles (16: no faster, and a program more), the
         # epilogue chosen at run time (gemm.cl's: one program per variant)
         out_grid, out_block = _row_blocks(ctx, N, M, per_image // across)
-        epi = epilogue_args(node.attrs.get("_act"), "row" if bias is not None else None,
+        epi = epilogue_args(fused_act(node), "row" if bias is not None else None,
                             residual is not None)
         ctx.launch("winograd", out_grid,
                    [m, out, b_arg, residual, np.int32(M), np.int32(TS), out_geo,
