@@ -14,7 +14,6 @@ from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
-from ..tuning import conv_algorithm, forced_algorithm, gemm_params, has_tuning, vector_width
 from ._util import broadcast_strides, contiguous_strides, float_literal, int_vec
 from .strided import emit_map, emit_strided
 from .registry import op
@@ -228,7 +227,7 @@ def matmul(ctx, node):
                                   and tuple(ctx.shape(residual)) != out_shape):
         _matmul_post_adds(ctx, node, out, (a, a2, b, b2, full, M, N, K), bias, residual)
         return
-    bias_buf = _bias_col(ctx, bias, gemm_params(ctx.dev, M, N, K, _kind(ctx, a))["TN"], N)
+    bias_buf = _bias_col(ctx, bias, ctx.policy.gemm_params(M, N, K, _kind(ctx, a))["TN"], N)
     gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=alpha, bias=bias_buf,
                  bias_mode="col", residual=residual)
 
@@ -264,7 +263,7 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
     a may be a Value, a constant view, or a Scratch holding a row-major A;
     b_strides: element strides (batch, k, n) of a run-time B if not contiguous.
     """
-    p = gemm_params(ctx.dev, M, N, K, _kind(ctx, a))
+    p = ctx.policy.gemm_params(M, N, K, _kind(ctx, a))
     tm, tn = p["TM"], p["TN"]
     b_batch = int(np.prod(b2[:-2], dtype=np.int64))
     a_batch = int(np.prod(a2[:-2], dtype=np.int64))
@@ -371,7 +370,7 @@ def gemm(ctx, node):
         c_shape = ctx.shape(c)
         if c.is_const and int(np.prod(c_shape)) in (1, N) and (len(c_shape) < 2 or c_shape[0] == 1):
             vec = np.broadcast_to(np.asarray(c.data, np.float32).reshape(-1) * beta, (N,))
-            tn = gemm_params(ctx.dev, M, N, K, _kind(ctx, a))["TN"]
+            tn = ctx.policy.gemm_params(M, N, K, _kind(ctx, a))["TN"]
             padded = np.zeros(-(-N // tn) * tn, np.float32)
             padded[:N] = vec
             bias, bias_mode = ctx.weight(padded, (c.name, "bias_col", beta, tn)), "col"
@@ -513,7 +512,7 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
     or a GEMM alone for 1x1 convs).
 
     3x3 stride-1 convs run what `clnet tune` measured fastest for their
-    shape on this device (or the algorithm forced by forced_conv_algorithm);
+    shape on this device (or the algorithm the kernel policy forces);
     untuned, a rule from ResNet-18's convs on an AVX-512 CPU with PoCL
     (tools/bench_conv.py, tools/bench_plan.py; docs/BENCHMARKS.md):
     F(4x4) from 16 channels and 3x3 tiles per image up (1.7-3.8x faster than
@@ -531,9 +530,9 @@ def choose_conv(ctx, weights, group, dims, geo) -> str:
 
     N, C, H, W, M, OH, OW = dims
     direct = _direct_kernel(ctx, weights, group, dims, geo)
-    wide_cpu = ctx.dev.type == "CPU" and vector_width(ctx.dev) == 16
+    wide_cpu = ctx.policy.wide_cpu
     if winograd_ok(ctx, weights, group, dims, geo):
-        chosen = conv_algorithm(ctx.dev, (M, OH * OW * N, C * 9))
+        chosen = ctx.policy.conv_algorithm((M, OH * OW * N, C * 9))
         if chosen == "direct":
             chosen = _direct_kernel(ctx, weights, group, dims, geo, any_device=True)
         if chosen is not None:
@@ -581,29 +580,25 @@ def _direct_kernel(ctx, weights, group, dims, geo, any_device=False):
     (AVX-512: ResNet-18's strided convs 4-12% faster than im2col + GEMM, its
     7x7-map convs within 10% of F(2x2) either way with 9.4 instead of 16.8 MB
     of weights each; where PoCL 3.0 reports 8-wide vectors on the same CPU
-    they took 12 ms against 6 for F(2x2)); any_device, or
-    forced_conv_algorithm("direct"): on any device, as where `clnet tune`
-    measured it faster)."""
+    they took 12 ms against 6 for F(2x2)); any_device, or the policy's
+    conv_algorithm "direct": on any device, as where `clnet tune` measured
+    it faster)."""
     (kh, kw, sy, sx), (_, _, dy, dx) = geo
     N, C, H, W, M, OH, OW = dims
     if not (isinstance(weights, np.ndarray) and group == 1 and (dy, dx) == (1, 1)
             and kh * kw > 1 and max(sy, sx) <= 4 and not ctx.store_half
-            and not ctx.weight_int8 and not FORCE_IM2COL):
+            and not ctx.weight_int8):
         return None
     if C <= DIRECT_MAX_C:
-        return "conv_direct" if M >= direct_tile(ctx.dev)[0] else None
-    if any_device or forced_algorithm() == "direct":
+        return "conv_direct" if M >= direct_tile(ctx.policy)[0] else None
+    if any_device or ctx.policy.forced("conv_algorithm") == "direct":
         return "conv_oc"
-    return "conv_oc" if ctx.dev.type == "CPU" and vector_width(ctx.dev) == 16 and M >= 16 \
-        else None
+    return "conv_oc" if ctx.policy.wide_cpu and M >= 16 else None
 
 
-def direct_tile(dev) -> tuple:
-    """conv_direct's (TM, RY, TN) on this device (DIRECT_TILE)."""
-    return DIRECT_TILE[vector_width(dev) if dev.type == "CPU" else 16]
-
-
-FORCE_IM2COL = False     # set by A/B measurements to time im2col + GEMM instead
+def direct_tile(policy) -> tuple:
+    """conv_direct's (TM, RY, TN) under this kernel policy (DIRECT_TILE)."""
+    return DIRECT_TILE[policy.direct_tile_width]
 
 
 def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
@@ -611,7 +606,7 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
     N, C, H, W, M, OH, OW = dims
     defines = {"KH": kh, "KW": kw, "SY": sy, "SX": sx}
     if kernel == "conv_direct":
-        tm, ry, tn = direct_tile(ctx.dev)
+        tm, ry, tn = direct_tile(ctx.policy)
         tn = tn if OW > 8 else 8
         defines.update(TM=tm, TN=tn, RY=ry)
         blocks = -(-OW // tn)
@@ -620,7 +615,7 @@ def _direct_conv(ctx, node, kernel, x, out, weights, bias, residual, dims, geo):
         groups = -(-OH // ry)
         grid, xgeo = (groups * blocks, -(-M // tm), N), (groups, blocks)
     else:
-        vw = vector_width(ctx.dev)
+        vw = ctx.policy.vector_width
         op_, ov = DIRECT_OC[vw]
         blocks = -(-OW // op_)
         # pixel blocks per work-item (see conv_direct.cl), fewer where the
@@ -691,13 +686,14 @@ def _depthwise(ctx, node, x, out, weights, bias, dims, geometry):
         ctx.launch("depthwise", (-(-N * M // per_item),), args + [np.int32(per_item)],
                    defines, entry="depthwise_plane", lsize=(1,))
         return
-    wx = 16 if sx <= 2 and vector_width(ctx.dev) == 16 and OW >= 16 else 8 if sx <= 2 else 4
+    wx = 16 if sx <= 2 and ctx.policy.vector_width == 16 and OW >= 16 \
+        else 8 if sx <= 2 else 4
     defines.update(SX=sx, DX=int(pad_dil["s3"]), WX=wx)
     # rows per work-item on a CPU: as many as leave ~16 work-items per core
     # (MobileNetV2's depthwise convs 3.44 -> 2.89 ms in all); one on a GPU.
     # One work-item per group on a CPU: PoCL would otherwise loop over the
     # already vectorised work-items and re-vectorise them (10-20% slower).
-    if ctx.dev.type == "CPU":
+    if ctx.policy.is_cpu:
         rows, lsize = max(1, min(OH, N * M * OH // per_core)), (1, 1)
     else:
         rows, lsize = 1, None
@@ -720,7 +716,7 @@ def _plane_depthwise(ctx, dims, geometry, kh, kw) -> bool:
     kern, pad_dil = geometry
     unit = all(int(kern[f]) == 1 for f in ("s2", "s3")) and \
         all(int(pad_dil[f]) == 1 for f in ("s2", "s3"))
-    return (ctx.dev.type == "CPU" and not ctx.store_half
+    return (ctx.policy.is_cpu and not ctx.store_half
             and unit and OW == W and 16 <= OH * OW <= 16 * PLANE_VECS and kh * kw <= 25)
 
 
@@ -730,31 +726,17 @@ def _unit_stride_no_pad(geometry) -> bool:
         all(int(pad_dil[f]) == 0 for f in ("s0", "s1"))
 
 
-def small_n_tile(dev, params: dict, M: int, P: int, K: int) -> bool:
-    """Whether an untuned 1x1 conv (packed weights, the input read in place)
-    with few output pixels takes 12 x 8 tiles: 8-wide vectors, its 16-column
-    tiles padding P by over 10% more than 8-column ones would (7x7 maps: 49
-    pixels fill 64 columns against 56), K >= 256 and M >= 12.  MobileNetV2's
-    320 -> 1280 and 960 -> 320 convs 0.43 -> 0.37 and 0.32 -> 0.29 ms, its
-    kernels -1.4% (Zen 3, PoCL 3.1); with K = 160 it measured slower (0.134
-    -> 0.143 ms), and so did a 3x3 stride-2 conv through im2col (packed B,
-    K = 2304: 0.96 -> 1.05 ms)."""
-    return (dev.type == "CPU" and params.get("VW") == 8
-            and params.get("TN") == 16 and K >= 256 and M >= 12
-            and -(-P // 8) * 8 < 0.9 * -(-P // 16) * 16)
-
-
 def _im2col_gemm(ctx, node, x, out, weights, bias, residual, group, dims, geometry, khw):
     N, C, H, W, M, OH, OW = dims
     Cg, Mg = C // group, M // group
     K, P = Cg * khw, OH * OW
     kind = "conv_fp16" if ctx.store_half else "conv"
-    p = gemm_params(ctx.dev, Mg, P, K, kind)
+    p = ctx.policy.gemm_params(Mg, P, K, kind)
     pointwise = khw == 1 and (OH, OW) == (H, W) and P >= p["TN"] \
-        and _unit_stride_no_pad(geometry)
-    if pointwise and not isinstance(weights, Value) and not has_tuning(ctx.dev, kind) \
-            and small_n_tile(ctx.dev, p, Mg, P, K):
-        # (VW 16 comes here only where a test forces these tiles)
+        and _unit_stride_no_pad(geometry) and ctx.policy.conv_in_place
+    if pointwise and not isinstance(weights, Value) \
+            and ctx.policy.small_n_tile(p, Mg, P, K, kind):
+        # (VW 16 comes here only where the policy forces these tiles)
         p.update(TM=12, TN=8, VW=min(p["VW"], 8))
     tm, tn = p["TM"], p["TN"]
     if isinstance(weights, Value):  # run-time weights: row-major A, [G][Mg][K]

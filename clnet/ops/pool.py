@@ -13,11 +13,6 @@ from ._util import const_input
 from .registry import op
 
 
-# Device types whose 2-D pooling runs a row per work-item (pool.cl
-# pool2d_rows, explicit vectors); others one output per work-item (pool2d).
-ROW_POOL_DEVICES = ("CPU",)
-
-
 def pool_geometry(node, shape) -> tuple:
     """(begin, end, strides, dilations, out spatial, kernel) incl. ceil_mode."""
     nd = len(shape) - 2
@@ -63,7 +58,7 @@ def _pool(ctx, node, kind: str, p: float = 2.0) -> None:
                        DH=dil[0], DW=dil[1])
         args = [x, out, int_vec((*shape[2:], *out_sp)), int_vec((*begin, *end)),
                 np.int32(node.attrs.get("count_include_pad", 0))]
-        if ctx.dev.type in ROW_POOL_DEVICES:   # a row per work-item (pool.cl pool2d_rows)
+        if ctx.policy.pool_rows:   # a row per work-item (pool.cl pool2d_rows)
             ctx.launch("pool", (out_sp[0], N * C), args, defines, entry="pool2d_rows",
                        lsize=(1, 1))
         else:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tuning import gemm_params, has_tuning, vector_width
 from ._util import int_vec
 from .gemm import act_defines, emit_gemm, epilogue_args, fused_act
 
@@ -90,18 +89,18 @@ def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, dims, geo
     isz = ctx.itemsize(x)
     v = ctx.scratch(positions * C * TS * isz)
     m = ctx.scratch(positions * M * TS * isz)
-    p = winograd_gemm_params(ctx.dev, M, TS, C)
+    p = winograd_gemm_params(ctx.policy, M, TS, C)
     tm = p["TM"]
     u = ctx.weight(filter_transform(weights, tile, tm), (node.inputs[1].name, variant, tm))
     defines = {"WINO_M": tile}
-    group = 16 if ctx.dev.type == "CPU" else max(1, min(64, ctx.dev.max_work_group_size))
+    group = 16 if ctx.policy.is_cpu else max(1, min(64, ctx.dev.max_work_group_size))
     geometry = (H, W, across, per_image)
-    rows = row_kernels(ctx.dev, across)
+    rows = ctx.policy.winograd_rows(across)
     if rows:
         # vectors of 16 tiles of a tile row where a row has more than 8
         # (ResNet-18's 56 x 56 input transforms 0.17-0.20 ms against
         # 0.22-0.25 with 8), else 8
-        tl = 16 if across > 8 and vector_width(ctx.dev) == 16 else 8
+        tl = 16 if across > 8 and ctx.policy.vector_width == 16 else 8
         in_grid, in_block = _row_blocks(ctx, N, C, per_image // across)
         ctx.launch("winograd", in_grid,
                    [x, v, np.int32(C), np.int32(TS), int_vec(geometry),
@@ -149,36 +148,16 @@ def _row_blocks(ctx, images: int, channels: int, rows: int) -> tuple:
     return (images * -(-rows // block), channels), block
 
 
-FORCE_ROWS = False     # the row kernels on any device (tests, so that Oclgrind checks them)
-
-
-def row_kernels(dev, across: int) -> bool:
-    """Whether the transforms run as winograd_input_rows/_output_rows: on a
-    CPU, rows of at least 5 tiles where vectors are 16 wide (AVX-512, where
-    the one-tile kernels do well enough on shorter rows), of at least 2
-    elsewhere.  On Zen 3 (AVX2, 8-wide vectors) the one-tile kernels took
-    3-4x the row kernels' time (ResNet-18's kernels 28.8 -> 20.2 ms with
-    PoCL 3.1, 54 -> 46 ms with PoCL 3.0, rows of 5 tiles and more; rows of 2
-    to 4 tiles, its 14x14 and 7x7 maps, 17.6 -> 15.8 ms more); on an AVX-512
-    Xeon PoCL 3.0, which reports 8-wide vectors there, ran an earlier 8-tile
-    input kernel (with shuffle2) at 1.5-2.5x the one-tile kernel's time."""
-    if across < 2:
-        return False
-    if FORCE_ROWS:
-        return True
-    return dev.type == "CPU" and across >= (5 if vector_width(dev) == 16 else 2)
-
-
-def winograd_gemm_params(dev, M: int, TS: int, C: int) -> dict:
+def winograd_gemm_params(policy, M: int, TS: int, C: int) -> dict:
     """gemm.cl parameters of the batched product M = U V: packed filters
     (M x C) times the transformed input read in place (C x TS)."""
-    p = dict(gemm_params(dev, M, TS, C, "conv"))
+    p = dict(policy.gemm_params(M, TS, C, "conv"))
     if p["TN"] > TS:
         p["TN"] = 16
         p["VW"] = min(p["VW"], 16)
     # B is read in place, not in packed panels: tiles in plain order
     p.pop("GROUP_M", None)
-    if dev.type == "CPU" and not has_tuning(dev, "conv"):
+    if policy.is_cpu and not policy.has_tuning("conv"):
         # four row tiles per work-item, down a column of tiles: the B rows
         # they share stay in the L1 cache (ResNet-18's 56 x 56 layers: 0.44
         # -> 0.38 ms per GEMM; the smaller maps measured alike either way,
