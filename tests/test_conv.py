@@ -178,7 +178,7 @@ def test_winograd_filter_transform_is_packed_g_w_gt(tile):
     """The load-time filter transform equals G w G^T per filter (float64),
     laid out as gemm.cl's packed A: [position][M panel][C][lane], zero lanes
     past M."""
-    from clnet.ops.winograd import G_MATRICES, filter_transform
+    from clnet.ops.conv.winograd import G_MATRICES, filter_transform
 
     m, c, tn = 21, 5, 8
     w = np.random.default_rng(3).standard_normal((m, c, 3, 3)).astype(np.float32)
@@ -223,7 +223,7 @@ def test_direct_conv_against_reference(device, case, epilogue):
     assert_close(got[0], reference(model, feeds)[0])
 
 
-@pytest.mark.parametrize("width", [4, 8, 16])   # the keys of gemm.DIRECT_TILE
+@pytest.mark.parametrize("width", [4, 8, 16])   # the keys of conv.direct.DIRECT_TILE
 @pytest.mark.parametrize("case", [0, 1, 3])
 def test_direct_conv_tile_of_every_vector_width(device, case, width):
     """conv_direct with each vector width's tile (DIRECT_TILE: 8 x 3 x 16
@@ -231,7 +231,7 @@ def test_direct_conv_tile_of_every_vector_width(device, case, width):
     would pick: partial channel tiles (16 or 12 channels in tiles of 6),
     one or three rows per work-item."""
     import clnet
-    from clnet.ops.gemm import DIRECT_TILE
+    from clnet.ops.conv.direct import DIRECT_TILE
 
     x_shape, w_shape, attrs = DIRECT_CASES[case]
     rng = np.random.default_rng(50 + case)
