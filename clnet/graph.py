@@ -8,7 +8,7 @@ folded constants, its data.  A ``Node`` is one operator application.  A
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -33,6 +33,16 @@ class Value:
         return int(np.prod(self.shape, dtype=np.int64)) if self.shape is not None else 0
 
 
+@dataclass(frozen=True)
+class Epilogue:
+    """What a Conv/Gemm/MatMul applies to its product before storing it:
+    the nodes that passes/fusion.py folded into it."""
+    act: Optional[tuple] = None   # the fused activation: (op name, p0, p1)
+    bias: bool = False            # MatMul: input 2 is a constant [N] bias
+    residual: bool = False        # input 3 is added (a fused residual Add)
+    alpha: float = 1.0            # MatMul: the product scaled (a fused Mul/Div)
+
+
 @dataclass(eq=False)
 class Node:
     op: str
@@ -41,6 +51,7 @@ class Node:
     attrs: dict = field(default_factory=dict)
     name: str = ""
     domain: str = ""
+    epilogue: Optional[Epilogue] = None   # set on fused nodes by passes/fusion.py
 
     def input(self, i: int) -> Optional[Value]:
         return self.inputs[i] if i < len(self.inputs) else None
@@ -81,11 +92,9 @@ class Graph:
             return mapping[value]
 
         nodes = [Node(n.op, [clone(v) for v in n.inputs], [clone(v) for v in n.outputs],
-                      dict(n.attrs), n.name, n.domain) for n in self.nodes]
+                      dict(n.attrs), n.name, n.domain, n.epilogue) for n in self.nodes]
         graph = Graph(nodes, [clone(v) for v in self.inputs], [clone(v) for v in self.outputs],
                       self.opset, self.name)
         graph.values = {v.name: v for v in mapping.values()}
         return graph
 
-
-Attr = Any

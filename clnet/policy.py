@@ -63,6 +63,51 @@ class KernelPolicy:
     def vector_width(self) -> int:
         return tuning.vector_width(self.dev)
 
+    # -- convolution and pooling variants (clnet/ops/conv/, ops/pool.py) --------
+    @property
+    def wide_cpu(self) -> bool:
+        """A CPU with 16-wide float vectors (AVX-512): its GEMM outruns memory,
+        so kernels with smaller filters win (conv_oc, F(2x2) on big filters;
+        see docs/BENCHMARKS.md, 'conv and GEMM')."""
+        return self.is_cpu and self.vector_width == 16
+
+    def winograd_rows(self, across: int) -> bool:
+        """Whether Winograd's transforms take a row of `across` tiles per
+        work-item (winograd_input_rows/_output_rows): on a CPU, rows of 5
+        tiles and more with 16-wide vectors, of 2 and more with narrower ones
+        (see docs/BENCHMARKS.md, 'conv and GEMM')."""
+        if across < 2:
+            return False
+        return self.forced("winograd_rows",
+                           self.is_cpu and across >= (5 if self.vector_width == 16 else 2))
+
+    @property
+    def pool_rows(self) -> bool:
+        """Whether 2-D pooling runs a row per work-item (pool.cl pool2d_rows)."""
+        return self.forced("pool_rows", self.is_cpu)
+
+    @property
+    def direct_tile_width(self) -> int:
+        """The vector width whose conv_direct tile runs (GPUs take the 16 one)."""
+        return self.forced("direct_tile", self.vector_width if self.is_cpu else 16)
+
+    @property
+    def conv_in_place(self) -> bool:
+        """Whether a 1x1 conv's GEMM may read its input in place (else im2col)."""
+        return not self.forced("im2col", False)
+
+    def small_n_tile(self, params: dict, M: int, P: int, K: int, kind: str) -> bool:
+        """Whether an untuned 1x1 conv on few pixels takes 12 x 8 tiles: on a
+        CPU with 8-wide vectors, where 16-column tiles would pad its P pixels
+        by over 10% more than 8-column ones, K >= 256 and M >= 12 (see
+        docs/BENCHMARKS.md, 'conv and GEMM')."""
+        forced = self.forced("small_n_tile")
+        if forced is not None:
+            return forced
+        return (self.is_cpu and not self.has_tuning(kind) and params.get("VW") == 8
+                and params.get("TN") == 16 and K >= 256 and M >= 12
+                and -(-P // 8) * 8 < 0.9 * -(-P // 16) * 16)
+
     # -- tuned parameters ----------------------------------------------------
     def has_tuning(self, kind: str) -> bool:
         """Whether the tuning database has entries of this GEMM kind."""

@@ -14,8 +14,6 @@ import json
 import math
 import re
 import warnings
-from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Optional
 
@@ -229,33 +227,10 @@ def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
     return params
 
 
-_FORCED_ALGORITHM: ContextVar = ContextVar("clnet_conv_algorithm", default=None)
-
-
-@contextmanager
-def forced_conv_algorithm(algorithm: Optional[str]):
-    """Plans lowered inside this block use `algorithm` for every convolution
-    it can run (the tuner and tools/bench_conv.py time each one this way)."""
-    if algorithm is not None and algorithm not in CONV_ALGORITHMS:
-        raise ValueError(f"unknown convolution algorithm {algorithm!r}")
-    token = _FORCED_ALGORITHM.set(algorithm)
-    try:
-        yield
-    finally:
-        _FORCED_ALGORITHM.reset(token)
-
-
-def forced_algorithm() -> Optional[str]:
-    """The algorithm forced by forced_conv_algorithm, or None."""
-    return _FORCED_ALGORITHM.get()
-
-
 def conv_algorithm(dev, shape: tuple) -> Optional[str]:
     """The algorithm `clnet tune` measured fastest for this 3x3 stride-1 conv
-    shape on this device, or None where it measured none (a rule decides)."""
-    forced = _FORCED_ALGORITHM.get()
-    if forced is not None:
-        return forced
+    shape on this device, or None where it measured none (a rule decides).
+    KernelPolicy.conv_algorithm puts its override before this."""
     for entry in load_tuning(dev).get(CONV_ALGORITHM_KEY, []):
         if entry["shape"] == tuple(shape):
             return entry["params"]["ALGO"]

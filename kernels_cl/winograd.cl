@@ -5,7 +5,7 @@
 // (gemm.cl, batch z = position in the input tile), with 4x (m = 4) or 2.25x
 // (m = 2) fewer multiply-adds than direct convolution:
 //   M[z][co][t] = sum_ci U[z][co][ci] * V[z][ci][t]
-// U = G g G^T is computed once at load (clnet/ops/winograd.py) and packed as
+// U = G g G^T is computed once at load (clnet/ops/conv/winograd.py) and packed as
 // gemm.cl's A panels; V and M are row-major, tiles t along their rows, which
 // are TS >= T elements long (T rounded up to 16: rows start 64-byte aligned;
 // columns past T are never written by the transforms nor read from M).  This

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import clnet.ops.gemm as gemm_ops
 from conftest import assert_close, reference, run_both
+from test_gemm import run_forced
 
 CASES = [
     # (N, C, H, W), (M, C/group, kh, kw), attrs
@@ -76,16 +76,15 @@ def test_conv_shapes(device, precision, case):
     assert_close(got[0], want[0], precision)
 
 
-def test_pointwise_conv_ignores_paired_panels(device, monkeypatch):
+def test_pointwise_conv_ignores_paired_panels(device):
     """A 1x1 conv's GEMM reads its input in place (row-major B): a tuning
     entry asking for paired packed panels (NP) must not apply there."""
-    monkeypatch.setattr(gemm_ops, "gemm_params", lambda dev, M, N, K, kind="gemm": {
-        "TM": min(2, M), "TN": 8, "VW": 8, "NP": 2})
+    policy = {"gemm": {"TM": 2, "TN": 8, "VW": 8, "NP": 2}}
     rng = np.random.default_rng(5)
     x_shape, w_shape = (1, 6, 9, 9), (2, 6, 1, 1)
     model = _conv_model(x_shape, w_shape, {}, rng, act="Relu")
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
-    got, want = run_both(model, feeds, device)
+    got, want = run_forced(model, feeds, device, policy)
     assert_close(got[0], want[0])
 
 
@@ -108,17 +107,15 @@ def test_pointwise_conv_large_input_walks_rows_first(device):
 
 @pytest.mark.parametrize("params", [{"TM": 4, "TN": 8, "VW": 8, "M_FIRST": 1},
                                     {"TM": 5, "TN": 16, "VW": 4, "KSPLIT": 2}])
-def test_conv_residual_other_params(device, monkeypatch, params):
+def test_conv_residual_other_params(device, params):
     """Conv + bias + residual Add + Relu in one epilogue, with forced tiles."""
-    monkeypatch.setattr(gemm_ops, "gemm_params",
-                        lambda dev, M, N, K, kind="gemm": dict(params, TM=min(params["TM"], M)))
     rng = np.random.default_rng(11)
     x_shape, w_shape = (1, 7, 13, 13), (7, 7, 3, 3)
     model = _conv_model(x_shape, w_shape, {"pads": [1, 1, 1, 1]}, rng, act="Relu",
                         residual=True)
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32),
              "r": rng.standard_normal((1, 7, 13, 13)).astype(np.float32)}
-    got, want = run_both(model, feeds, device)
+    got, want = run_forced(model, feeds, device, {"gemm": params})
     assert_close(got[0], want[0])
 
 
@@ -139,11 +136,9 @@ WINOGRAD_CASES = [
 @pytest.mark.parametrize("case", range(len(WINOGRAD_CASES)))
 @pytest.mark.parametrize("epilogue", ["relu", "residual", "none", "LeakyRelu", "Sigmoid"])
 @pytest.mark.parametrize("variant", ["winograd4x4", "winograd2x2"])
-def test_winograd_against_reference(device, case, epilogue, variant):
+def test_winograd_against_reference(device, case, epilogue, variant, rows=None):
     """Winograd F(4x4, 3x3) and F(2x2, 3x3) (forced) with bias, residual Add
     and activation."""
-    from clnet.tuning import forced_conv_algorithm
-
     x_shape, m, pads = WINOGRAD_CASES[case]
     rng = np.random.default_rng(20 + case)
     act = {"relu": "Relu", "residual": None, "none": None}.get(epilogue, epilogue)
@@ -154,16 +149,16 @@ def test_winograd_against_reference(device, case, epilogue, variant):
     if epilogue == "residual":
         feeds["r"] = rng.standard_normal((x_shape[0], m, oh, ow)).astype(np.float32)
     import clnet
-    with forced_conv_algorithm(variant):
-        session = clnet.InferenceSession(model.SerializeToString(), device=device)
-        got = session.run(None, feeds)
+    from clnet.policy import KernelPolicy
+    policy = {"conv_algorithm": variant, "winograd_rows": rows}
+    session = clnet.InferenceSession(model.SerializeToString(), device=device, policy=policy)
+    got = session.run(None, feeds)
     launches = session.last_plan.launches
     tiles = [dict(l.defines)["WINO_M"] for l in launches
              if l.entry.startswith("winograd_output")]
     assert tiles == [int(variant[-1])]
     across = -(-ow // tiles[0])
-    from clnet.ops.winograd import row_kernels
-    rows = "_rows" if row_kernels(session.device, across) else ""
+    rows = "_rows" if KernelPolicy(session.device, policy).winograd_rows(across) else ""
     assert [l.entry for l in launches if l.entry.startswith("winograd")] == \
         ["winograd_input" + rows, "winograd_output" + rows]
     assert_close(got[0], reference(model, feeds)[0])
@@ -171,13 +166,11 @@ def test_winograd_against_reference(device, case, epilogue, variant):
 
 @pytest.mark.parametrize("case", [0, 1, 3, 4, 5])
 @pytest.mark.parametrize("variant", ["winograd4x4", "winograd2x2"])
-def test_winograd_row_kernels_on_any_device(device, monkeypatch, case, variant):
+def test_winograd_row_kernels_on_any_device(device, case, variant):
     """The CPU transforms (vectors along tile rows) on whatever device runs
     the tests, so that Oclgrind checks their edge loads, stores and spills:
     rows of 2 to 35 tiles."""
-    from clnet.ops import winograd
-    monkeypatch.setattr(winograd, "FORCE_ROWS", True)
-    test_winograd_against_reference(device, case, "residual", variant)
+    test_winograd_against_reference(device, case, "residual", variant, rows=True)
 
 
 @pytest.mark.parametrize("tile", [4, 2])
@@ -185,7 +178,7 @@ def test_winograd_filter_transform_is_packed_g_w_gt(tile):
     """The load-time filter transform equals G w G^T per filter (float64),
     laid out as gemm.cl's packed A: [position][M panel][C][lane], zero lanes
     past M."""
-    from clnet.ops.winograd import G_MATRICES, filter_transform
+    from clnet.ops.conv.winograd import G_MATRICES, filter_transform
 
     m, c, tn = 21, 5, 8
     w = np.random.default_rng(3).standard_normal((m, c, 3, 3)).astype(np.float32)
@@ -230,25 +223,25 @@ def test_direct_conv_against_reference(device, case, epilogue):
     assert_close(got[0], reference(model, feeds)[0])
 
 
-@pytest.mark.parametrize("width", [4, 8, 16])   # the keys of gemm.DIRECT_TILE
+@pytest.mark.parametrize("width", [4, 8, 16])   # the keys of conv.direct.DIRECT_TILE
 @pytest.mark.parametrize("case", [0, 1, 3])
-def test_direct_conv_tile_of_every_vector_width(device, monkeypatch, case, width):
+def test_direct_conv_tile_of_every_vector_width(device, case, width):
     """conv_direct with each vector width's tile (DIRECT_TILE: 8 x 3 x 16
     for AVX-512, 6 x 1 x 16 for AVX2, 4 x 1 x 8), whichever this device
     would pick: partial channel tiles (16 or 12 channels in tiles of 6),
     one or three rows per work-item."""
     import clnet
-    from clnet.ops import gemm
+    from clnet.ops.conv.direct import DIRECT_TILE
 
-    monkeypatch.setattr(gemm, "direct_tile", lambda dev: gemm.DIRECT_TILE[width])
     x_shape, w_shape, attrs = DIRECT_CASES[case]
     rng = np.random.default_rng(50 + case)
     model = _conv_model(x_shape, w_shape, attrs, rng, act="Relu")
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
-    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     policy={"direct_tile": width})
     got = session.run(None, feeds)
     (launch,) = [l for l in session.last_plan.launches if l.entry == "conv_direct"]
-    assert dict(launch.defines)["TM"] == gemm.DIRECT_TILE[width][0]
+    assert dict(launch.defines)["TM"] == DIRECT_TILE[width][0]
     assert_close(got[0], reference(model, feeds)[0])
 
 
@@ -271,8 +264,6 @@ def test_direct_conv_oc_against_reference(device, case, epilogue):
     runs on any device): output channels not a multiple of the vector,
     partial pixel blocks, strides, uneven pads, batch 2, with bias, residual
     Add and activation fused."""
-    from clnet.tuning import forced_conv_algorithm
-
     x_shape, w_shape, attrs = OC_CASES[case]
     rng = np.random.default_rng(60 + case)
     act = {"relu": "Relu", "residual": None}.get(epilogue, epilogue)
@@ -282,9 +273,9 @@ def test_direct_conv_oc_against_reference(device, case, epilogue):
         plain = _conv_model(x_shape, w_shape, attrs, np.random.default_rng(0))
         feeds["r"] = rng.standard_normal(reference(plain, feeds)[0].shape).astype(np.float32)
     import clnet
-    with forced_conv_algorithm("direct"):   # run inside: a residual's shape replans
-        session = clnet.InferenceSession(model.SerializeToString(), device=device)
-        got = session.run(None, feeds)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     policy={"conv_algorithm": "direct"})
+    got = session.run(None, feeds)
     assert "conv_oc" in [l.entry for l in session.last_plan.launches]
     assert_close(got[0], reference(model, feeds)[0])
 
@@ -462,20 +453,19 @@ def test_depthwise_small_planes_and_rows(device, case):
 
 
 @pytest.mark.parametrize("x_shape,m", [((1, 256, 7, 7), 40), ((2, 300, 5, 9), 13)])
-def test_pointwise_conv_small_n_tiles(device, precision, monkeypatch, x_shape, m):
+def test_pointwise_conv_small_n_tiles(device, precision, x_shape, m):
     """1x1 convs on few pixels through 12 x 8 tiles (chosen on 8-wide CPUs,
     forced here on any device): rows past M, a last column tile shifted left
     onto its neighbour, batch > 1, bias, residual and activation."""
-    monkeypatch.setattr(gemm_ops, "small_n_tile", lambda *args: True)
-    monkeypatch.setattr(gemm_ops, "has_tuning", lambda *args: False)
+    policy = {"small_n_tile": True}
     rng = np.random.default_rng(m)
     model = _conv_model(x_shape, (m, x_shape[1], 1, 1), {}, rng, act="Relu", residual=True)
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32),
              "r": rng.standard_normal((x_shape[0], m) + x_shape[2:]).astype(np.float32)}
-    got, want = run_both(model, feeds, device, precision)
+    got, want = run_forced(model, feeds, device, policy, precision)
     assert_close(got[0], want[0], precision)
     import clnet
-    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device, policy=policy)
     session.run(None, feeds)
     tiles = [(dict(l.defines)["TM"], dict(l.defines)["TN"]) for l in session.last_plan.launches
              if l.entry == "gemm"]

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import clnet.ops.gemm as gemm_ops
 from clnet import tuning
-from conftest import assert_close, run_both
+from conftest import assert_close, reference, run_both
 
 CONFIGS = {
     "class-default": None,
@@ -35,16 +35,18 @@ CONFIGS = {
 
 
 @pytest.fixture(params=list(CONFIGS))
-def forced_params(request, monkeypatch, device):
-    params = CONFIGS[request.param] or tuning.class_defaults(device)
+def forced_params(request, device):
+    """The kernel policy forcing one parameter set on every GEMM (TM
+    clamped to M, as KernelPolicy.gemm_params does)."""
+    return {"gemm": CONFIGS[request.param] or tuning.class_defaults(device)}
 
-    def fake(dev, M, N, K, kind="gemm"):
-        p = dict(params)
-        p["TM"] = min(p["TM"], max(M, 1))
-        return p
 
-    monkeypatch.setattr(gemm_ops, "gemm_params", fake)
-    return params
+def run_forced(model, feeds: dict, device, policy, precision: str = "fp32"):
+    """(clnet outputs, reference outputs) with kernel variants forced by `policy`."""
+    import clnet
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     precision=precision, policy=policy)
+    return session.run(None, feeds), reference(model, feeds)
 
 
 def _model(nodes, inputs, outputs, inits=()):
@@ -65,7 +67,7 @@ def test_matmul_const_weights(device, precision, forced_params, m, k, n):
     model = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [_info("x", (m, k))],
                    [_info("y", (m, n))], [numpy_helper.from_array(w, "w")])
     feeds = {"x": rng.standard_normal((m, k)).astype(np.float32)}
-    got, want = run_both(model, feeds, device, precision)
+    got, want = run_forced(model, feeds, device, forced_params, precision)
     assert_close(got[0], want[0], precision)
 
 
@@ -77,7 +79,7 @@ def test_batched_matmul_runtime_operands(device, precision, forced_params):
                    [_info("y", (2, 3, 13, 13))])
     feeds = {"a": rng.standard_normal((2, 3, 13, 7)).astype(np.float32),
              "b": rng.standard_normal((3, 7, 13)).astype(np.float32)}
-    got, want = run_both(model, feeds, device, precision)
+    got, want = run_forced(model, feeds, device, forced_params, precision)
     assert_close(got[0], want[0], precision)
 
 
@@ -92,7 +94,7 @@ def test_gemm_bias_relu_epilogue(device, precision, forced_params):
     model = _model(nodes, [_info("x", (m, k))], [_info("y", (m, n))],
                    [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "c")])
     feeds = {"x": rng.standard_normal((m, k)).astype(np.float32)}
-    got, want = run_both(model, feeds, device, precision)
+    got, want = run_forced(model, feeds, device, forced_params, precision)
     assert_close(got[0], want[0], precision)
 
 
@@ -106,7 +108,7 @@ def test_gemm_residual_epilogue(device, forced_params):
                    [numpy_helper.from_array(w, "w")])
     feeds = {"x": rng.standard_normal((m, k)).astype(np.float32),
              "r": rng.standard_normal((m, n)).astype(np.float32)}
-    got, want = run_both(model, feeds, device)
+    got, want = run_forced(model, feeds, device, forced_params)
     assert_close(got[0], want[0])
 
 
@@ -157,7 +159,7 @@ def test_matmul_bias_residual_relu_fused(device, precision, forced_params, x_sha
     model = _dense_residual_model(x_shape, w, bias, res_shape)
     feeds = {"x": rng.standard_normal(x_shape).astype(np.float32),
              "r": rng.standard_normal(res_shape).astype(np.float32)}
-    got, want = run_both(model, feeds, device, precision)
+    got, want = run_forced(model, feeds, device, forced_params, precision)
     assert_close(got[0], want[0], precision)
 
 
@@ -169,7 +171,8 @@ def test_matmul_bias_add_becomes_epilogue():
     model = _dense_residual_model((13, 127), w, np.ones(33, np.float32), (13, 33))
     nodes = optimize(to_graph(model)).nodes
     assert [node.op for node in nodes] == ["MatMul"]
-    assert {"_bias", "_residual", "_act"} <= set(nodes[0].attrs)
+    epilogue = nodes[0].epilogue
+    assert epilogue.bias and epilogue.residual and epilogue.act
 
 
 @pytest.mark.parametrize("form", ["div", "mul", "mul_left", "divisor", "shape_1"])
@@ -199,7 +202,7 @@ def test_matmul_scale_becomes_alpha(device, precision, form):
         assert [n.op for n in fused] == ["MatMul", op, "MatMul"]
     else:
         assert [n.op for n in fused] == ["MatMul", "MatMul"]
-        assert fused[0].attrs["_alpha"] == pytest.approx(0.125)
+        assert fused[0].epilogue.alpha == pytest.approx(0.125)
     feeds = {"x": rng.standard_normal((2, 13, 16)).astype(np.float32),
              "kt": rng.standard_normal((2, 16, 21)).astype(np.float32)}
     if form == "divisor":

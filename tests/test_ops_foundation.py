@@ -213,14 +213,18 @@ def test_pool(device, precision, op, attrs, shape):
 
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
 @pytest.mark.parametrize("case", [0, 1, 5, 6, 7, 8, 9])
-def test_pool2d_rows_on_any_device(device, precision, monkeypatch, op, case):
+def test_pool2d_rows_on_any_device(device, precision, op, case):
     """pool.cl pool2d_rows (CPU devices' 2-D pooling) forced on any device,
     so that Oclgrind checks it too."""
-    from clnet.ops import pool
+    import clnet
+    from conftest import reference
 
-    monkeypatch.setattr(pool, "ROW_POOL_DEVICES", ("CPU", "GPU", "ACCELERATOR", "DEFAULT"))
     attrs, shape = POOL_CASES[case]
-    check(device, precision, [helper.make_node(op, ["x"], ["y"], **attrs)], {"x": _rand(*shape)})
+    inputs = {"x": _rand(*shape)}
+    model = _model([helper.make_node(op, ["x"], ["y"], **attrs)], inputs, None, ("y",), 13)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     precision=precision, policy={"pool_rows": True})
+    assert_close(session.run(None, inputs), reference(model, inputs), precision)
 
 
 @pytest.mark.parametrize("width,strides", [(13, [1, 1]), (41, [1, 1]), (41, [2, 2])])

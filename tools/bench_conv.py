@@ -15,27 +15,23 @@ from __future__ import annotations
 
 import argparse
 import time
-from unittest import mock
 
 import numpy as np
 
 import clnet
-import clnet.ops.gemm as gemm_ops
 from clnet import zoo
 from clnet.device import select_device
 from clnet.tune_cli import plan_kernel_seconds
-from clnet.tuning import CONV_ALGORITHMS, forced_conv_algorithm
+from clnet.tuning import CONV_ALGORITHMS
 
 
 def bench_shape(dev, x_shape, w_shape, attrs, runs: int, force_im2col: bool,
                 algorithm=None) -> dict:
     model = zoo.single_conv(x_shape, w_shape, attrs)
     x = np.random.default_rng(1).standard_normal(x_shape).astype(np.float32)
-    patch = mock.patch.object(gemm_ops, "_unit_stride_no_pad", lambda g: False) \
-        if force_im2col else mock.MagicMock()
-    with patch, forced_conv_algorithm(algorithm):
-        session = clnet.InferenceSession(model.SerializeToString(), device=dev)
-        session.run(None, {"x": x})
+    policy = {"im2col": force_im2col or None, "conv_algorithm": algorithm}
+    session = clnet.InferenceSession(model.SerializeToString(), device=dev, policy=policy)
+    session.run(None, {"x": x})
     seconds = plan_kernel_seconds(session.last_plan, runs)
     launches = session.last_plan.launches
     algo = "+".join(l.entry for l in launches)

@@ -22,7 +22,7 @@ from clnet.compile import build_program
 from clnet.device import select_device
 from clnet.ops.gemm import (HALF_A_CONVERT_MIN, HALF_B_CONVERT_ROWS, epilogue_args,
                             gemm_launch_config, pack_a, pack_b)
-from clnet.tuning import gemm_params
+from clnet.policy import KernelPolicy
 
 SQUARE = (256, 512, 1024, 2048, 4096)
 PAUSE_S = 0.3   # between blocks: longer than OpenBLAS's idle-thread spin
@@ -47,7 +47,7 @@ class ClGemm:
     def __init__(self, dev, queue, a, b, half: bool, params=None, a_packed=False):
         self.M, self.K = a.shape
         self.N = b.shape[1]
-        p = dict(params or gemm_params(dev, self.M, self.N, self.K))
+        p = dict(params or KernelPolicy(dev).gemm_params(self.M, self.N, self.K))
         sdt = np.float16 if half else np.float32
         mf = cl.mem_flags
         ctx = dev.context

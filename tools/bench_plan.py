@@ -23,7 +23,7 @@ import pyopencl as cl
 import clnet
 from clnet import zoo
 from clnet.device import select_device
-from clnet.tuning import CONV_ALGORITHMS, forced_conv_algorithm
+from clnet.tuning import CONV_ALGORITHMS
 
 from bench_models import feeds_for   # noqa: E402  (tools/ is on the path when run)
 
@@ -41,8 +41,8 @@ def main() -> None:
     dev = select_device(args.device)
     model = getattr(zoo, args.model)()
     feeds = feeds_for(model)
-    with forced_conv_algorithm(args.algorithm):
-        session = clnet.InferenceSession(model.SerializeToString(), device=dev)
+    session = clnet.InferenceSession(model.SerializeToString(), device=dev,
+                                     policy={"conv_algorithm": args.algorithm})
     session.run(None, feeds)
     plan = session.last_plan
     queue = dev.new_queue(profiling=True)

@@ -3,36 +3,33 @@ AveragePool, LpPool over 1 to 3 spatial dims, the global pools, and
 MaxUnpool (a zero fill and a scatter, kernels_cl/scatter.cl)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ._util import C_TYPES, RAW_TYPES, float_literal, int_vec
+from ._util import C_TYPES, RAW_TYPES, const_input, float_literal, int_vec
+from .conv.shape import Window
 from .gather import emit_fill, index_type
-from .gemm import conv_geometry
-from ._util import const_input
 from .registry import op
 
 
-# Device types whose 2-D pooling runs a row per work-item (pool.cl
-# pool2d_rows, explicit vectors); others one output per work-item (pool2d).
-ROW_POOL_DEVICES = ("CPU",)
-
-
-def pool_geometry(node, shape) -> tuple:
-    """(begin, end, strides, dilations, out spatial, kernel) incl. ceil_mode."""
+def pool_window(node, shape) -> Window:
+    """The pooling window over `shape`'s spatial dims, ceil_mode included."""
     nd = len(shape) - 2
-    kernel = list(node.attrs["kernel_shape"])
-    begin, end, strides, dil, out_sp, _ = conv_geometry(node, shape, (0, 0, *kernel))
-    if node.attrs.get("ceil_mode", 0):
-        out_sp = []
-        for i in range(nd):
-            eff = (kernel[i] - 1) * dil[i] + 1
-            o = -(-(shape[2 + i] + begin[i] + end[i] - eff) // strides[i]) + 1
-            # the last window must start inside the input or the left padding
-            if (o - 1) * strides[i] >= shape[2 + i] + begin[i]:
-                o -= 1
-            out_sp.append(o)
-    return begin, end, strides, dil, out_sp, kernel
+    window = Window.of(node, shape[2:], list(node.attrs["kernel_shape"]))
+    if not node.attrs.get("ceil_mode", 0):
+        return window
+    out = []
+    for i in range(nd):
+        eff = (window.kernel[i] - 1) * window.dilations[i] + 1
+        o = -(-(shape[2 + i] + window.begin[i] + window.end[i] - eff)
+              // window.strides[i]) + 1
+        # the last window must start inside the input or the left padding
+        if (o - 1) * window.strides[i] >= shape[2 + i] + window.begin[i]:
+            o -= 1
+        out.append(o)
+    return replace(window, out=tuple(out))
 
 
 def _element_defines(ctx, node, x) -> dict:
@@ -50,9 +47,12 @@ def _pool(ctx, node, kind: str, p: float = 2.0) -> None:
     nd = len(shape) - 2
     if not 1 <= nd <= 3:
         raise UnsupportedOpError(f"{node.label()}: {nd}-D {node.op} (1-D to 3-D only)")
-    begin, end, strides, dil, out_sp, kernel = pool_geometry(node, shape)
+    window = pool_window(node, shape)
+    begin, end, strides, dil = window.begin, window.end, window.strides, window.dilations
+    out_sp, kernel = window.out, window.kernel
     if any(o <= 0 for o in out_sp):
-        raise ValueError(f"{node.op} output would be empty: input {shape}, kernel {kernel}")
+        raise ValueError(f"{node.op} output would be empty: input {shape}, "
+                         f"kernel {list(kernel)}")
     N, C = shape[:2]
     out = ctx.output(node.outputs[0], (N, C, *out_sp), x.dtype)
     defines = {f"POOL_{kind}": True, **_element_defines(ctx, node, x)}
@@ -63,7 +63,7 @@ def _pool(ctx, node, kind: str, p: float = 2.0) -> None:
                        DH=dil[0], DW=dil[1])
         args = [x, out, int_vec((*shape[2:], *out_sp)), int_vec((*begin, *end)),
                 np.int32(node.attrs.get("count_include_pad", 0))]
-        if ctx.dev.type in ROW_POOL_DEVICES:   # a row per work-item (pool.cl pool2d_rows)
+        if ctx.policy.pool_rows:   # a row per work-item (pool.cl pool2d_rows)
             ctx.launch("pool", (out_sp[0], N * C), args, defines, entry="pool2d_rows",
                        lsize=(1, 1))
         else:

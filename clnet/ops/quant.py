@@ -17,8 +17,9 @@ import numpy as np
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
 from ._util import int_vec
+from .conv.shape import ConvShape
 from .elementwise import NARROW, emit_cast
-from .gemm import batch_map, conv_dims, matmul_shapes
+from .gemm import batch_map, matmul_shapes
 from .registry import op
 
 INT_TYPES = {np.dtype(np.int8): "char", np.dtype(np.uint8): "uchar",
@@ -290,22 +291,21 @@ def qlinear_matmul(ctx, node):
 
 
 def _conv_int(ctx, node, x, w, zx, zw, requant_of=None):
-    (N, C, H, W, M, OH, OW), group, out_shape, geo = conv_dims(node, ctx.shape(x),
-                                                                ctx.shape(w))
-    Cg, Mg = C // group, M // group
-    K, P, Z = Cg * geo[0][0] * geo[0][1], OH * OW, N * group
+    s = ConvShape.of(node, ctx.shape(x), ctx.shape(w))
+    group, Mg = s.group, s.Mg
+    K, P, Z = s.Cg * s.taps, s.pixels, s.N * s.group
     if zx is not None and int(np.prod(ctx.shape(zx), dtype=np.int64)) != 1:
         raise UnsupportedOpError(f"{node.label()}: per-channel input zero point "
                                  f"{zx.name!r} is not supported")
-    requant = requant_of(M) if requant_of else None
-    out = ctx.output(node.outputs[0], out_shape, requant[-1] if requant else np.int32)
+    requant = requant_of(s.M) if requant_of else None
+    out = ctx.output(node.outputs[0], s.out_shape, requant[-1] if requant else np.int32)
     cols = ctx.scratch(Z * K * P * np.dtype(x.dtype).itemsize)
     ctx.launch("quant", (P, K, Z),
                [x, cols, zx if zx is not None else _zeros(ctx, x.dtype), np.int32(0),
-                np.int32(Cg), np.int32(H), np.int32(W), np.int32(OH), np.int32(OW),
-                np.int32(K), int_vec(geo[0]), int_vec(geo[1])],
+                np.int32(s.Cg), np.int32(s.H), np.int32(s.W), np.int32(s.OH), np.int32(s.OW),
+                np.int32(K), *s.window_args()],
                {"B_T": _int_type(node, x)}, entry="qim2col")
-    zeros = (zw, zx, _per_index(ctx, node, zw, M, "w_zero_point"), 0)
+    zeros = (zw, zx, _per_index(ctx, node, zw, s.M, "w_zero_point"), 0)
     batches = ((1, group, Mg * K, 0), (1, Z, K * P, 0), (Mg * P, 0, 0, 0))
     _int_type(node, w)
     _emit_qgemm(ctx, node, out, (w, w.dtype, cols, x.dtype), zeros, (Mg, P, K, Z, K, P, Mg),
@@ -345,8 +345,7 @@ def int8_weight(ctx, array: np.ndarray, key: tuple):
         return None
     k, t = (array.shape[-2], array.shape[-1]) if array.ndim == 4 else (array.shape[-1], 1)
     q_key, s_key = key + ("int8",), key + ("int8_scale",)
-    q_weight = ctx._weights.get((q_key, ctx.store_half))
-    s_weight = ctx._weights.get((s_key, ctx.store_half))
+    q_weight, s_weight = ctx.cached_weight(q_key), ctx.cached_weight(s_key)
     if q_weight is None or s_weight is None:
         q, scale = quantize_per_lane(np.asarray(array, np.float32), k, t)
         q_weight, s_weight = ctx.weight(q, q_key), ctx.weight(scale, s_key)

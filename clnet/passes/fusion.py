@@ -4,18 +4,20 @@
   one Conv with rescaled weights and bias.
 * ``fuse_gelu``: the five-op erf GELU becomes one Gelu node.
 * ``fuse_epilogues``: a residual Add and/or an activation right after a
-  Conv/Gemm/MatMul become attributes of that node (``_residual``, ``_act``),
-  run in the GEMM's epilogue; so does a constant [N] bias Add after a MatMul
-  with constant B (``_bias``, the bias becoming its third input), and a
-  Mul or Div by a 0-d constant right after a MatMul (``_alpha``, the GEMM's
-  alpha: attention's scores / sqrt(d)).  The lowering falls back to
-  separate launches when the shapes turn out not to allow it.
+  Conv/Gemm/MatMul become that node's ``epilogue`` (graph.Epilogue), run in
+  the GEMM's epilogue; so does a constant [N] bias Add after a MatMul with
+  constant B (``bias``, the bias becoming its third input), and a Mul or
+  Div by a 0-d constant right after a MatMul (``alpha``, the GEMM's alpha:
+  attention's scores / sqrt(d)).  The lowering falls back to separate
+  launches when the shapes turn out not to allow it.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from ..graph import Graph, Node, Value
+from ..graph import Epilogue, Graph, Node, Value
 
 ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
                "Gelu"}
@@ -134,33 +136,34 @@ def fuse_epilogues(graph: Graph) -> Graph:
     for node in graph.nodes:
         if node.op not in ("Conv", "Gemm", "MatMul") or node in removed:
             continue
-        if any(k.startswith("_") for k in node.attrs):
+        if node.epilogue is not None:
             continue
         nxt = _single_consumer(graph, node.outputs[0], consumers)
         if nxt in removed:  # already absorbed by another producer
             continue
+        epilogue = None   # what this node absorbs, built up below
         scale = _const_scale(node, nxt) if node.op == "MatMul" and nxt is not None else None
         if scale is not None:   # attention's scores / sqrt(d): the GEMM's alpha
-            node.attrs["_alpha"] = scale
+            epilogue = replace(epilogue or Epilogue(), alpha=scale)
             node.outputs = [nxt.outputs[0]]
             removed.add(nxt)
             moves[node] = order[nxt]
             nxt = _single_consumer(graph, node.outputs[0], consumers)
         if nxt is not None and node.op == "MatMul" and _matmul_bias(node, nxt):
-            node.attrs["_bias"] = True
+            epilogue = replace(epilogue or Epilogue(), bias=True)
             node.outputs = [nxt.outputs[0]]
             removed.add(nxt)
             moves[node] = order[nxt]
             nxt = _single_consumer(graph, node.outputs[0], consumers)
         if (nxt is not None and nxt.op == "Add" and not _is_depthwise(node)
-                and (node.op == "Conv" or node.attrs.get("_bias"))
+                and (node.op == "Conv" or (epilogue is not None and epilogue.bias))
                 and len([v for v in nxt.inputs if v is not None]) == 2):
             other = nxt.inputs[1] if nxt.inputs[0] is node.outputs[0] else nxt.inputs[0]
             if other is not node.outputs[0] and not other.is_const:
                 bias = node.input(2)
                 node.inputs = [node.inputs[0], node.inputs[1],
                                bias if bias is not None and bias.name else None, other]
-                node.attrs["_residual"] = True
+                epilogue = replace(epilogue or Epilogue(), residual=True)
                 node.outputs = [nxt.outputs[0]]
                 removed.add(nxt)
                 moves[node] = order[nxt]
@@ -168,10 +171,11 @@ def fuse_epilogues(graph: Graph) -> Graph:
         if nxt is not None:
             act = _activation_params(nxt, graph.opset)
             if act is not None:
-                node.attrs["_act"] = act
+                epilogue = replace(epilogue or Epilogue(), act=act)
                 node.outputs = [nxt.outputs[0]]
                 removed.add(nxt)
                 moves[node] = max(moves.get(node, 0), order[nxt])
+        node.epilogue = epilogue
     if removed:
         # a fused node runs where the last node it absorbed ran, so that a
         # residual produced after the original Conv is ready in time
