@@ -33,6 +33,12 @@ class Value:
         return int(np.prod(self.shape, dtype=np.int64)) if self.shape is not None else 0
 
 
+# Activations a GEMM or conv epilogue applies: op -> the code of epilogue.h's
+# switch (its compile-time macro is ACT_<OP in capitals>).
+EPILOGUE_ACTIVATIONS = {"Relu": 1, "Clip": 2, "LeakyRelu": 3, "Sigmoid": 4, "Tanh": 5,
+                        "HardSigmoid": 6, "HardSwish": 7, "Gelu": 8}
+
+
 @dataclass(frozen=True)
 class Epilogue:
     """What a Conv/Gemm/MatMul applies to its product before storing it:

@@ -6,7 +6,7 @@
 #ifndef CLNET_EPILOGUE_H
 #define CLNET_EPILOGUE_H
 
-// epi flags; the activation code (clnet/ops/gemm.py ACT_CODES) is epi >> 8
+// epi flags; the activation code (clnet/graph.py EPILOGUE_ACTIVATIONS) is epi >> 8
 #define EPI_BIAS_ROW 1
 #define EPI_BIAS_COL 2
 #define EPI_RESIDUAL 4

@@ -14,14 +14,12 @@ import numpy as np
 from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
-from ..graph import Node
+from ..graph import EPILOGUE_ACTIVATIONS, Node
 from ._util import broadcast_strides, contiguous_strides, float_literal, int_vec
 from .strided import emit_map, emit_strided
 from .registry import op
 
-ACT_MACROS = {"Relu": "ACT_RELU", "Clip": "ACT_CLIP", "LeakyRelu": "ACT_LEAKYRELU",
-              "Sigmoid": "ACT_SIGMOID", "Tanh": "ACT_TANH", "HardSigmoid": "ACT_HARDSIGMOID",
-              "HardSwish": "ACT_HARDSWISH", "Gelu": "ACT_GELU"}
+ACT_MACROS = {name: f"ACT_{name.upper()}" for name in EPILOGUE_ACTIVATIONS}
 # In half storage a run-time A of a GEMM with at least this many multiply-adds
 # is converted to float first (gemm.cl -DA_FLOAT): one cheap pass against
 # lane shuffles for every use of A in the GEMM.
@@ -101,8 +99,6 @@ def gemm_launch_config(params: dict, M: int, N: int, Z: int, *, a_packed: bool) 
     return defs, gsize, lsize
 
 
-ACT_CODES = {"Relu": 1, "Clip": 2, "LeakyRelu": 3, "Sigmoid": 4, "Tanh": 5,
-             "HardSigmoid": 6, "HardSwish": 7, "Gelu": 8}   # epilogue.h's activation switch
 EPI_BIAS_ROW, EPI_BIAS_COL, EPI_RESIDUAL = 1, 2, 4
 
 
@@ -113,7 +109,7 @@ def epilogue_args(act=None, bias_mode=None, residual=False, alpha=1.0) -> tuple:
         epi |= EPI_RESIDUAL
     p0 = p1 = 0.0
     if act:
-        epi |= ACT_CODES[act[0]] << 8
+        epi |= EPILOGUE_ACTIVATIONS[act[0]] << 8
         p0, p1 = act[1], act[2]
     return np.int32(epi), cltypes.make_float4(alpha, p0, p1, 0.0)
 

@@ -17,10 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..graph import Epilogue, Graph, Node, Value
+from ..graph import EPILOGUE_ACTIVATIONS, Epilogue, Graph, Node, Value
 
-ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-               "Gelu"}
 
 
 def _single_consumer(graph: Graph, value: Value, consumers: dict):
@@ -78,7 +76,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
 
 def _activation_params(node: Node, opset: int):
     """(name, p0, p1) for a fusable activation node, or None."""
-    if node.op not in ACTIVATIONS:
+    if node.op not in EPILOGUE_ACTIVATIONS:
         return None
     if node.op == "Clip":
         if opset < 11:
