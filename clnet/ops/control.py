@@ -149,7 +149,7 @@ def _trip_count(ctx, node, m) -> "int | None":
     return int(np.asarray(m.data).reshape(-1)[0])
 
 
-@op("Loop")
+@op("Loop", shape_inputs=(0, 1))   # unrolled at load: trip count, condition
 def loop(ctx, node) -> None:
     inputs = real_inputs(node)
     body = node.attrs["body"]

@@ -103,7 +103,7 @@ def conv_transpose(ctx, node):
                 int_vec(pad3(dil, 1)), np.int32(M), np.int32(group)], defines)
 
 
-@op("Col2Im")
+@op("Col2Im", shape_inputs=(1, 2))
 def col2im(ctx, node):
     """Sum sliding blocks [N, C*prod(block), L] back into images [N, C, *image]."""
     x = node.inputs[0]

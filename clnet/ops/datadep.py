@@ -14,7 +14,9 @@ from ..errors import UnsupportedOpError
 from .registry import op
 
 
-@op("NonZero", "Unique", "Compress", "NonMaxSuppression")
+@op("NonZero", "Unique", host=True, shape_inputs=(0,))
+@op("Compress", host=True, shape_inputs=(0, 1))
+@op("NonMaxSuppression", host=True, shape_inputs=(0, 1, 2, 3, 4))
 def data_dependent(ctx, node):
     computed = [v.name for v in node.inputs if v is not None and v.name and not v.is_const]
     raise UnsupportedOpError(f"{node.label()}: the output shape of {node.op} depends on the "

@@ -157,7 +157,7 @@ def clip_bounds(ctx, node) -> tuple:
     return lo, hi
 
 
-@op("Clip")
+@op("Clip", shape_inputs=(1, 2))
 def clip(ctx, node):
     x = node.inputs[0]
     bounds = [node.input(i) for i in (1, 2)] if ctx.opset >= 11 else [None, None]

@@ -39,7 +39,7 @@ def grid_sample(ctx, node, mode: str = "linear", padding_mode: str = "zeros"):
                 int_vec((o_d, o_h, o_w, 0)), np.int32(nd)], defines, entry="grid_sample")
 
 
-@op("AffineGrid")
+@op("AffineGrid", shape_inputs=(1,))
 def affine_grid(ctx, node, align_corners: int = 0):
     theta = node.inputs[0]
     size = [int(s) for s in const_input(ctx, node, 1, "size").reshape(-1)]

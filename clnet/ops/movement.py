@@ -27,7 +27,7 @@ def identity(ctx, node):
     shape_of(ctx, node, ctx.shape(node.inputs[0]))
 
 
-@op("Reshape")
+@op("Reshape", shape_inputs=(1,))
 def reshape(ctx, node):
     x = node.inputs[0]
     target = const_input(ctx, node, 1, "the target shape") if ctx.opset >= 5 \
@@ -68,7 +68,7 @@ def _axes(ctx, node, since_input: int):
     return None if axes is None else list(axes)
 
 
-@op("Squeeze")
+@op("Squeeze", shape_inputs=(1,))
 def squeeze(ctx, node):
     shape = ctx.shape(node.inputs[0])
     axes = _axes(ctx, node, 13)
@@ -80,7 +80,7 @@ def squeeze(ctx, node):
     shape_of(ctx, node, [d for i, d in enumerate(shape) if i not in axes])
 
 
-@op("Unsqueeze")
+@op("Unsqueeze", shape_inputs=(1,))
 def unsqueeze(ctx, node):
     shape = list(ctx.shape(node.inputs[0]))
     axes = _axes(ctx, node, 13)
@@ -117,7 +117,7 @@ def transpose(ctx, node):
                  [(x, tuple(strides[p] for p in perm), 0)], raw=True)
 
 
-@op("Expand")
+@op("Expand", shape_inputs=(1,))
 def expand(ctx, node):
     x = node.inputs[0]
     target = [int(d) for d in const_input(ctx, node, 1, "the target shape").reshape(-1)]
@@ -177,7 +177,7 @@ def slice_params(ctx, node, shape) -> tuple:
     return first, step_all, tuple(out_shape)
 
 
-@op("Slice")
+@op("Slice", shape_inputs=(1, 2, 3, 4))
 def slice_op(ctx, node):
     x = node.inputs[0]
     shape = ctx.shape(x)
@@ -189,7 +189,7 @@ def slice_op(ctx, node):
                  [(x, tuple(s * st for s, st in zip(strides, steps)), base)], raw=True)
 
 
-@op("Tile")
+@op("Tile", shape_inputs=(1,))
 def tile(ctx, node):
     """Each dim d becomes (repeat, d): a broadcast read of the input."""
     x = node.inputs[0]
@@ -228,7 +228,7 @@ def split_sizes(ctx, node, length: int) -> list:
     return sizes
 
 
-@op("Split")
+@op("Split", shape_inputs=(1,))
 def split(ctx, node):
     x = node.inputs[0]
     shape = ctx.shape(x)
@@ -283,7 +283,7 @@ def space_to_depth(ctx, node, mode: str = "DCR"):
                    (n, c * b * b, h // b, w // b))
 
 
-@op("Trilu")
+@op("Trilu", shape_inputs=(1,))
 def trilu(ctx, node, upper: int = 1):
     x = node.inputs[0]
     shape = ctx.shape(x)
@@ -299,7 +299,7 @@ def trilu(ctx, node, upper: int = 1):
                                       np.int64(k)], defines, entry="trilu")
 
 
-@op("OneHot")
+@op("OneHot", shape_inputs=(1,))
 def one_hot(ctx, node, axis: int = -1):
     indices, values = node.inputs[0], node.inputs[2]
     depth = const_input(ctx, node, 1, "depth")
@@ -341,11 +341,11 @@ def _needs_constants(what: str):
 
 
 # with constant inputs these are folded before lowering
-op("Range")(_needs_constants("start, limit and delta"))
-op("ConstantOfShape")(_needs_constants("the shape"))
+op("Range", shape_inputs=(0, 1, 2))(_needs_constants("start, limit and delta"))
+op("ConstantOfShape", shape_inputs=(0,))(_needs_constants("the shape"))
 
 
-@op("Dropout")
+@op("Dropout", shape_inputs=(1, 2))
 def dropout(ctx, node, ratio: float = 0.5):
     """Inference: the identity, and a mask of ones.  Training mode with a
     non-zero ratio draws random numbers, which a plan cannot reproduce."""

@@ -42,7 +42,7 @@ def pad_value(ctx, node) -> tuple:
     return (0 if data.size == 0 else data.reshape(-1)[0]), None
 
 
-@op("Pad")
+@op("Pad", shape_inputs=(1, 2, 3))
 def pad(ctx, node, mode: str = "constant"):
     x = node.inputs[0]
     shape = ctx.shape(x)
@@ -80,7 +80,7 @@ def emit_pad(ctx, x, out, begin, end, mode: str = "constant", constant=0, tensor
                 **({"VALUE_TENSOR": True} if tensor is not None else {})})
 
 
-@op("CenterCropPad")
+@op("CenterCropPad", shape_inputs=(1,))
 def center_crop_pad(ctx, node):
     """Crop or zero-pad each axis to the given length, keeping the centre."""
     x = node.inputs[0]

@@ -131,7 +131,7 @@ def global_lp_pool(ctx, node, p: int = 2):
     _global(ctx, node, "LP", node.attrs.get("p", p))
 
 
-@op("MaxUnpool")
+@op("MaxUnpool", shape_inputs=(2,))
 def max_unpool(ctx, node):
     """Zeros, then each input element written at its flat index.
 

@@ -135,7 +135,7 @@ def _reduce(ctx, node) -> None:
 
 
 for _name in REDUCERS:
-    op(_name)(_reduce)
+    op(_name, shape_inputs=(1,))(_reduce)   # axes (an input from opset 13/18)
 
 
 def _rows(shape, axis: int) -> tuple:
@@ -175,7 +175,7 @@ def arg_min(ctx, node):
     _argreduce(ctx, node, smallest=True)
 
 
-@op("CumSum", "CumProd")
+@op("CumSum", "CumProd", shape_inputs=(1,))
 def cum_sum(ctx, node):
     x = node.inputs[0]
     shape = ctx.shape(x)
@@ -195,7 +195,7 @@ def cum_sum(ctx, node):
                defines, entry="cumsum")
 
 
-@op("TopK")
+@op("TopK", shape_inputs=(1,))
 def top_k(ctx, node):
     x = node.inputs[0]
     shape = ctx.shape(x)

@@ -250,5 +250,5 @@ def _run_passes(ctx, spec, x, out, todo: list, used: list, roi) -> None:
         emit_strided(ctx, out, out_shape, strides, 0, [(src, strides, 0)], raw=True)
 
 
-op("Resize")(lower_resize)
-op("Upsample")(lower_resize)
+op("Resize", shape_inputs=(1, 2, 3))(lower_resize)
+op("Upsample", shape_inputs=(1,))(lower_resize)

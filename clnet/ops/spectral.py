@@ -20,7 +20,7 @@ def _scalar(ctx, node, index: int, what: str):
     return None if data is None else int(np.asarray(data).reshape(-1)[0])
 
 
-@op("HannWindow", "HammingWindow", "BlackmanWindow", since=17)
+@op("HannWindow", "HammingWindow", "BlackmanWindow", since=17, shape_inputs=(0,))
 def window(ctx, node):
     raise UnsupportedOpError(f"{node.label()}: the size of a {node.op} decides its output "
                              f"shape and must be known at load time (opset {ctx.opset})")
@@ -39,7 +39,7 @@ def _dft_axis(ctx, node, rank: int) -> int:
     return axis
 
 
-@op("DFT", since=17)
+@op("DFT", since=17, shape_inputs=(1, 2))
 def dft(ctx, node, inverse: int = 0, onesided: int = 0):
     x = node.inputs[0]
     shape = ctx.shape(x)
@@ -72,7 +72,7 @@ def dft(ctx, node, inverse: int = 0, onesided: int = 0):
                 np.int32(len_out), np.int32(inner)], defines)
 
 
-@op("STFT", since=17)
+@op("STFT", since=17, shape_inputs=(1, 3))
 def stft(ctx, node, onesided: int = 1):
     x, window = node.inputs[0], node.input(2)
     shape = ctx.shape(x)
