@@ -33,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from .cache import cache_dir
 from .errors import KernelBuildError
 
 import pyopencl as cl
@@ -172,7 +173,6 @@ def _disk_cache_path(dev, name: str, source: str, options: tuple):
     identity = "\0".join((dev.platform_name, dev.platform_version, dev.name, dev.driver,
                           str(dev.cl_device.version), source, " ".join(options)))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    from .device import cache_dir
     return cache_dir() / "kernels" / f"{name}-{digest}.bin"
 
 

@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from .cache import cache_dir
 from .errors import DeviceError
 
 
@@ -60,15 +61,6 @@ def _type_name(cl_type: int) -> str:
         if cl_type & getattr(cl.device_type, name):
             return name
     return "OTHER"
-
-
-def cache_dir() -> Path:
-    """Per-user cache folder (tuning results, device speed probes)."""
-    base = os.environ.get("CLNET_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "clnet")
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass(eq=False)

@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Optional
 
-from .device import cache_dir
+from .cache import cache_dir
 
 FORMAT_VERSION = 1
 # Tuning files shipped per device class and vendor (`clnet tune` output of a
