@@ -33,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from . import quirks
 from .cache import cache_dir
 from .errors import KernelBuildError
 
@@ -45,11 +46,6 @@ BASE_OPTIONS = ("-cl-std=CL1.2", "-cl-mad-enable")
 # generated." itself on a model's first load.  CLNET_KERNEL_WARNINGS=1 shows
 # them, for whoever writes kernels.
 QUIET_OPTION = "-w"
-# Kernel files whose results must match the ONNX reference bit for bit: the
-# quantizers round x / scale to the nearest integer, ties to even, so the
-# quotient must be correctly rounded (OpenCL allows 2.5 ulp by default, and
-# NVIDIA's driver uses it: DynamicQuantizeLinear was one step off there).
-EXACT_DIVISION = frozenset({"quant"})
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
 
 
@@ -110,10 +106,9 @@ _MEMO: dict = {}
 
 def program_options(dev, name: str, defines: Mapping) -> tuple:
     """Build options of kernels_cl/<name>.cl on dev: the base options, the
-    device's quirk defines, then the kernel's own defines (which win)."""
-    options = format_options(defines, dev.quirk_defines())
-    if name in EXACT_DIVISION and dev.correctly_rounded_divide:
-        options.insert(len(BASE_OPTIONS), "-cl-fp32-correctly-rounded-divide-sqrt")
+    device macros of clnet.quirks, then the kernel's own defines (which win)."""
+    options = format_options(defines, quirks.kernel_defines(dev))
+    options[len(BASE_OPTIONS):len(BASE_OPTIONS)] = quirks.build_options(dev, name)
     return tuple(options)
 
 
@@ -145,7 +140,7 @@ def build_many(dev, requests: Iterable) -> list:
     build concurrently on drivers that allow it.
     """
     requests = list(requests)
-    if len(requests) <= 1 or not dev.parallel_builds:
+    if len(requests) <= 1 or not quirks.parallel_builds(dev):
         return [build_program(dev, n, d) for n, d in requests]
     workers = min(len(requests), max(2, os.cpu_count() or 2))
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from . import tuning
+from . import quirks, tuning
 from .errors import ClnetError
 
 # Switch -> what forcing it does (None or absent: the device's own choice).
@@ -60,7 +60,7 @@ class KernelPolicy:
 
     @property
     def vector_width(self) -> int:
-        return tuning.vector_width(self.dev)
+        return quirks.vector_width(self.dev)
 
     # -- tuned parameters ----------------------------------------------------
     def has_tuning(self, kind: str) -> bool:
