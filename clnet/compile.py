@@ -102,6 +102,34 @@ def format_options(defines: Mapping, quirks: Mapping) -> list:
 
 _LOCK = threading.Lock()
 _MEMO: dict = {}
+_SOURCE_BUILDS_OFF = 0       # > 0 inside source_builds_disabled()
+
+
+def clear_memo() -> None:
+    """Forget the programs built in this process: the next build_program
+    loads them again (prebuilt folder, disk cache) or compiles them."""
+    with _LOCK:
+        _MEMO.clear()
+
+
+@contextmanager
+def source_builds_disabled():
+    """Inside this block a program that must be compiled from source raises
+    KernelBuildError instead: only prebuilt and cached binaries load (tests
+    check that a binary is really used this way)."""
+    global _SOURCE_BUILDS_OFF
+    with _LOCK:
+        _SOURCE_BUILDS_OFF += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _SOURCE_BUILDS_OFF -= 1
+
+
+def wait_for_binary_cache(timeout: float = 60.0) -> None:
+    """Wait until the background thread has written every queued binary."""
+    _SAVER.drain(timeout)
 
 
 def program_options(dev, name: str, defines: Mapping) -> tuple:
@@ -148,6 +176,10 @@ def build_many(dev, requests: Iterable) -> list:
 
 
 def _compile(dev, name: str, source: str, options: tuple) -> "cl.Program":
+    if _SOURCE_BUILDS_OFF:
+        raise KernelBuildError(f"{name}.cl: building from source is disabled here "
+                               f"(compile.source_builds_disabled) and no prebuilt or cached "
+                               f"binary was found (options {' '.join(options)})")
     if not dev.compiler_available:
         raise KernelBuildError(
             f"{name}.cl: device {dev.describe()} has no online compiler and no prebuilt "
