@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import ModelError, UnsupportedOpError
 from ..graph import Graph, Node, Value
+from ..subgraph import Subgraph, free_names
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -140,6 +141,7 @@ def to_graph(proto: "onnx.ModelProto", inferred: list = ()) -> Graph:
             v.shape = shape
         if v.dtype is None:
             v.dtype = dtype
+    # graph inputs that an initializer also names are constants with a default
     initialized = {init.name for init in g.initializer}
     inputs = [value(i.name) for i in g.input if i.name not in initialized]
     nodes = []
@@ -151,10 +153,29 @@ def to_graph(proto: "onnx.ModelProto", inferred: list = ()) -> Graph:
                           n.domain if n.domain not in DEFAULT_DOMAINS else ""))
     outputs = [value(o.name) for o in g.output]
     graph = Graph(nodes, inputs, outputs, opset, g.name, values)
-    # graph inputs that an initializer also names are constants with a default
-    from ..subgraph import attach_subgraphs
     attach_subgraphs(graph, proto.opset_import)
     return graph
+
+
+def attach_subgraphs(graph: Graph, opset_imports) -> None:
+    """Convert GraphProto attributes of `graph`'s nodes to Subgraphs (in place)."""
+    for node in graph.nodes:
+        protos = {k: v for k, v in node.attrs.items() if isinstance(v, onnx.GraphProto)}
+        if not protos:
+            continue
+        names: list = []
+        for key, proto in protos.items():
+            model = helper.make_model(proto, opset_imports=list(opset_imports))
+            sub = to_graph(model)
+            outer = free_names(sub)
+            node.attrs[key] = Subgraph(sub, tuple(outer))
+            names += [n for n in outer if n not in names]
+        node.attrs["_n_inputs"] = len(node.inputs)
+        node.attrs["_outer_names"] = tuple(names)   # copies may rename the inputs
+        for name in names:
+            if name not in graph.values:
+                graph.values[name] = Value(name)
+            node.inputs.append(graph.values[name])
 
 
 def host_computable(graph: Graph) -> set:
@@ -194,7 +215,6 @@ def check_supported(graph: Graph) -> None:
 def _unsupported_in_subgraphs(node) -> list:
     """'node ...: Op' entries for unsupported ops inside `node`'s subgraphs."""
     from ..ops import lookup
-    from ..subgraph import Subgraph
 
     bad = []
     for sub in (v for v in node.attrs.values() if isinstance(v, Subgraph)):
