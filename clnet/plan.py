@@ -107,6 +107,11 @@ class LowerCtx:
         """Half storage for the node being lowered (per node in mixed precision)."""
         return self._default_half if self._node_half is None else self._node_half
 
+    def lower_subgraph(self, graph: Graph) -> None:
+        """Fold or lower a graph's nodes into this plan (control flow inlines
+        its branches and bodies so, without importing the planner)."""
+        lower_graph(graph, self)
+
     def begin_node(self, node) -> None:
         """Make `node` current; its storage is that of its outputs (else inputs)."""
         self._node = node

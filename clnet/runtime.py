@@ -205,7 +205,9 @@ class InferenceSession:
         if callable(calibration):
             calibration = calibration(self)
         feeds = list(calibration) if calibration is not None else [random_feeds(self.graph)]
-        stats = calibrate(self.graph, self.device, feeds, self._bind_feeds)
+        device = self.device
+        stats = calibrate(self.graph, feeds, lambda g: build_plan(g, device, False, {}),
+                          self._bind_feeds)
         self.graph, storage, self.precision_report = assign_precision(self.graph, stats)
         self._plan_options["storage"] = storage
 
