@@ -19,7 +19,7 @@ from .frontend import load_model
 from .passes import optimize
 from .plan import Plan, build_plan
 from .policy import KernelPolicy
-from .executor import Finished, make_runner
+from .runners import Finished, RunnerOptions, make_runner
 from .schedule import STRATEGIES, resolve_devices
 
 PRECISIONS = ("fp32", "fp16", "auto", "fp16-compute")
@@ -71,14 +71,14 @@ class KeyedShape(tuple):
     def __new__(cls, shape, data: np.ndarray):
         entry = super().__new__(cls, shape)
         entry.data = np.array(data)
-        entry._key = (entry.data.dtype.str, entry.data.tobytes())
+        entry.value_key = (entry.data.dtype.str, entry.data.tobytes())
         return entry
 
     def __eq__(self, other):
-        return tuple.__eq__(self, other) and self._key == getattr(other, "_key", None)
+        return tuple.__eq__(self, other) and self.value_key == getattr(other, "value_key", None)
 
     def __hash__(self):
-        return hash((tuple(self), self._key))
+        return hash((tuple(self), self.value_key))
 
 
 def value_keyed_inputs(graph) -> set:
@@ -98,7 +98,7 @@ def value_keyed_inputs(graph) -> set:
     return {v.name for v in deciding | direct if v.name in names}
 
 
-def _bind_signature(graph, signature: tuple) -> None:
+def bind_signature(graph, signature: tuple) -> None:
     """Give a graph copy's inputs the signature's shapes (and keyed values)."""
     for value, shape in zip(graph.inputs, signature):
         value.shape = tuple(int(d) for d in shape)
@@ -106,6 +106,48 @@ def _bind_signature(graph, signature: tuple) -> None:
             value.dtype = np.dtype(np.float32)
         if isinstance(shape, KeyedShape):
             value.data = shape.data.astype(value.dtype, copy=False)
+
+
+class SessionPlans:
+    """Plans of a session's graph, with its storage options and weights.
+
+    One cached plan per input signature on the first device (``plan_for``)
+    and uncached ones for other devices and subgraphs; weights are uploaded
+    once per device and shared by its plans.  Runners get this object
+    (clnet.runners.PlanSource), never the session.
+    """
+
+    def __init__(self, graph, device: Device, store_half: bool, options: dict):
+        self.graph = graph
+        self.device = device
+        self.store_half = store_half
+        self.options = options               # build_plan keywords
+        self.by_signature: dict = {}
+        self._weights: dict = {}             # id(Device) -> that device's weights
+
+    def weights(self, dev: Device) -> dict:
+        """The weights uploaded to `dev` so far (key -> Weight)."""
+        return self._weights.setdefault(id(dev), {})
+
+    def plan_for(self, signature: tuple) -> Plan:
+        plan = self.by_signature.get(signature)
+        if plan is None:
+            plan = self.build(signature, self.device)
+            self.by_signature[signature] = plan
+        return plan
+
+    def build(self, signature: tuple, dev: Device) -> Plan:
+        """A plan of the whole graph for these input shapes on one device."""
+        graph = self.graph.copy()
+        bind_signature(graph, signature)
+        return self.build_graph(graph, dev)
+
+    def build_graph(self, graph, dev: Device) -> Plan:
+        """build_plan of a shaped (sub)graph on one device, with its weights."""
+        try:
+            return build_plan(graph, dev, self.store_half, self.weights(dev), **self.options)
+        except MemoryError as exc:
+            raise DeviceMemoryError(f"out of host memory while planning: {exc}") from None
 
 
 class InferenceSession:
@@ -151,21 +193,21 @@ class InferenceSession:
         self.queues = max(1, int(queues))
         self.profile = bool(profile)
         self.out_of_order = bool(out_of_order)
+        self._runner_options = RunnerOptions(tuple(self.devices), self.strategy, self.queues,
+                                             self.profile, self.out_of_order)
         self.graph = optimize(load_model(model))
-        self._weights_by_device: dict = {}     # id(Device) -> that device's weights
-        self._weights: dict = self._weights_for(self.device)
-        self._plans: dict = {}
         self._runners: dict = {}
         self.last_plan: Optional[Plan] = None
         self.last_runner = None
         self._keyed = value_keyed_inputs(self.graph)
-        self._setup_precision(calibration, weight_int8)
+        plan_options = self._setup_precision(calibration, weight_int8)
         if policy:
             KernelPolicy(self.device, policy)    # unknown switches fail here, at once
-            self._plan_options["policy"] = dict(policy)
+            plan_options["policy"] = dict(policy)
+        self.plans = SessionPlans(self.graph, self.device, self._store_half, plan_options)
         static = all(v.is_static for v in self.graph.inputs) and not self._keyed
         if static:
-            self._plan_for(tuple(tuple(v.shape) for v in self.graph.inputs))
+            self.last_plan = self.plans.plan_for(tuple(tuple(v.shape) for v in self.graph.inputs))
         self.load_s = time.perf_counter() - start
 
     # -- introspection -----------------------------------------------------
@@ -184,23 +226,23 @@ class InferenceSession:
     @property
     def device_bytes(self) -> int:
         """Weights plus the arena of the largest plan built so far."""
-        weights = sum(w.nbytes for w in self._weights.values())
-        arena = max((p.arena_bytes for p in self._plans.values()), default=0)
+        weights = sum(w.nbytes for w in self.plans.weights(self.device).values())
+        arena = max((p.arena_bytes for p in self.plans.by_signature.values()), default=0)
         return weights + arena
 
-    def _setup_precision(self, calibration, weight_int8: bool) -> None:
-        """Storage options of every plan; for "auto", calibrate and assign."""
+    def _setup_precision(self, calibration, weight_int8: bool) -> dict:
+        """The storage options of every plan; for "auto", calibrate and assign."""
         self.precision_report: list = []
         self._store_half = self.precision in ("fp16", "fp16-compute")
-        self._plan_options: dict = {"weight_int8": bool(weight_int8)}
+        plan_options: dict = {"weight_int8": bool(weight_int8)}
         if self.precision == "fp16-compute":
             if not self.device.fp16:
                 raise ClnetError(f"precision 'fp16-compute' needs native half arithmetic "
                                  f"(cl_khr_fp16), which {self.device.describe()} lacks; use "
                                  f"'fp16' (half storage, fp32 math) or 'auto'")
-            self._plan_options["extra_defines"] = {"COMPUTE_HALF": True}
+            plan_options["extra_defines"] = {"COMPUTE_HALF": True}
         if self.precision != "auto":
-            return
+            return plan_options
         from .passes.precision import assign_precision, calibrate, random_feeds
         if callable(calibration):
             calibration = calibration(self)
@@ -209,38 +251,22 @@ class InferenceSession:
         stats = calibrate(self.graph, feeds, lambda g: build_plan(g, device, False, {}),
                           self._bind_feeds)
         self.graph, storage, self.precision_report = assign_precision(self.graph, stats)
-        self._plan_options["storage"] = storage
+        plan_options["storage"] = storage
+        return plan_options
 
     def _bind_feeds(self, graph, feeds: dict) -> None:
         """Bind a graph copy to one feed dict as a plan for it would be."""
-        _bind_signature(graph, self._check_feeds(feeds)[1])
-
-    def _weights_for(self, dev: Device) -> dict:
-        return self._weights_by_device.setdefault(id(dev), {})
+        bind_signature(graph, self._check_feeds(feeds)[1])
 
     # -- several queues and devices ------------------------------------------
     def _runner_for(self, signature: tuple):
         runner = self._runners.get(signature)
         if runner is None:
-            runner = make_runner(self, signature)
+            runner = make_runner(self.plans, signature, self._runner_options)
             self._runners[signature] = runner
         self.last_plan = runner.plans[0]
         self.last_runner = runner
         return runner
-
-    def _build(self, signature: tuple, dev: Device) -> Plan:
-        """A plan of the whole graph for these input shapes on one device."""
-        graph = self.graph.copy()
-        _bind_signature(graph, signature)
-        return self._build_graph(graph, dev)
-
-    def _build_graph(self, graph, dev: Device) -> Plan:
-        """build_plan of a shaped (sub)graph on one device, with its weights."""
-        try:
-            return build_plan(graph, dev, self._store_half, self._weights_for(dev),
-                              **self._plan_options)
-        except MemoryError as exc:
-            raise DeviceMemoryError(f"out of host memory while planning: {exc}") from None
 
     def _select(self, outputs: list, output_names) -> list:
         if not output_names:
@@ -266,14 +292,12 @@ class InferenceSession:
         feeds, signature = self._check_feeds(input_feed)
         runner = self._runner_for(signature)
         if runner.strategy == "single":
-            pending = runner.submit(feeds)
             select = None
             if output_names:
                 names = [v.name for v in self.graph.outputs]
                 self._select(list(range(len(names))), output_names)
                 select = [names.index(n) for n in output_names]
-            pending._select = select
-            return pending
+            return runner.submit(feeds, select)
         return Finished(self._select(self._run_runner(runner, feeds), output_names))
 
     def stream(self, feeds, output_names: Optional[Sequence[str]] = None):
@@ -329,7 +353,7 @@ class InferenceSession:
             if not self._plain():
                 return self._select(self._run_runner(self._runner_for(signature), feeds),
                                     output_names)
-            plan = self._plan_for(signature)
+            plan = self.last_plan = self.plans.plan_for(signature)
             outputs = plan.run(feeds)
         except cl.Error as exc:
             raise opencl_error(exc, self.device) from None
@@ -370,20 +394,6 @@ class InferenceSession:
             signature.append(KeyedShape(arr.shape, arr) if value.name in self._keyed
                              else tuple(arr.shape))
         return arrays, tuple(signature)
-
-    def _plan_for(self, signature: tuple) -> Plan:
-        plan = self._plans.get(signature)
-        if plan is None:
-            graph = self.graph.copy()
-            _bind_signature(graph, signature)
-            try:
-                plan = build_plan(graph, self.device, self._store_half, self._weights,
-                                  **self._plan_options)
-            except MemoryError as exc:
-                raise DeviceMemoryError(f"out of host memory while planning: {exc}") from None
-            self._plans[signature] = plan
-        self.last_plan = plan
-        return plan
 
 
 def opencl_error(exc: Exception, device) -> ClnetError:

@@ -36,7 +36,7 @@ def test_inputs_outputs_and_symbolic_batch(device):
         want = reference(model, {"x": x})
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
-    assert len(session._plans) == 3               # one plan per shape signature
+    assert len(session.plans.by_signature) == 3   # one plan per shape signature
     (h,) = session.run(["h"], {"x": x})
     assert h.shape == (5, 7)
 
@@ -44,9 +44,9 @@ def test_inputs_outputs_and_symbolic_batch(device):
 def test_weights_shared_between_plans(device):
     session = clnet.InferenceSession(_mlp().SerializeToString(), device=device)
     session.run(None, {"x": np.ones((2, 13), np.float32)})
-    before = len(session._weights)
+    before = len(session.plans.weights(session.device))
     session.run(None, {"x": np.ones((4, 13), np.float32)})
-    assert len(session._weights) == before
+    assert len(session.plans.weights(session.device)) == before
 
 
 def test_arena_reuses_memory(device):
