@@ -6,8 +6,9 @@ the feeds, picks the plan and executes it.
 """
 from __future__ import annotations
 
+import difflib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -108,6 +109,43 @@ def bind_signature(graph, signature: tuple) -> None:
             value.data = shape.data.astype(value.dtype, copy=False)
 
 
+@dataclass(frozen=True)
+class SessionOptions:
+    """Every InferenceSession option besides the model and the device (the
+    session's docstring says what each does); unknown keywords are refused."""
+    precision: str = "fp32"
+    devices: object = None
+    strategy: str = "auto"
+    queues: int = 1
+    profile: bool = False
+    out_of_order: bool = False
+    calibration: object = None
+    weight_int8: bool = False
+    policy: Optional[dict] = None
+    providers: object = None       # accepted for onnxruntime compatibility; unused
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ClnetError(f"precision {self.precision!r} is not one of "
+                             f"{', '.join(PRECISIONS)}")
+        if self.strategy not in STRATEGIES:
+            raise ClnetError(f"strategy {self.strategy!r} is not one of "
+                             f"{', '.join(STRATEGIES)}")
+
+    @classmethod
+    def merged(cls, options: Optional["SessionOptions"], keywords: dict) -> "SessionOptions":
+        """`options` (or the defaults) with `keywords` overriding its fields."""
+        names = [f.name for f in fields(cls)]
+        for key in keywords:
+            if key not in names:
+                valid = ["device", "options"] + names
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ClnetError(f"InferenceSession got an unknown keyword {key!r}{hint}; "
+                                 f"valid keywords: {', '.join(valid)}")
+        return replace(options or cls(), **keywords)
+
+
 class SessionPlans:
     """Plans of a session's graph, with its storage options and weights.
 
@@ -175,24 +213,22 @@ class InferenceSession:
     and ``end_profiling``).
     policy: kernel variants forced on any device (clnet.policy.VARIANTS),
     for tests and A/B measurements.
+    providers: accepted for onnxruntime compatibility, unused.
+    options: a SessionOptions holding the above; keyword arguments override
+    its fields, and an unknown keyword raises ClnetError.
     """
 
-    def __init__(self, model, device=None, precision: str = "fp32", providers=None,
-                 devices=None, strategy: str = "auto", queues: int = 1,
-                 profile: bool = False, out_of_order: bool = False, calibration=None,
-                 weight_int8: bool = False, policy: Optional[dict] = None, **_ignored):
+    def __init__(self, model, device=None, options: Optional[SessionOptions] = None,
+                 **keywords):
         start = time.perf_counter()
-        if precision not in PRECISIONS:
-            raise ClnetError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        if strategy not in STRATEGIES:
-            raise ClnetError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
-        self.precision = precision
-        self.devices: list = resolve_devices(devices, device)
+        self.options = options = SessionOptions.merged(options, keywords)
+        self.precision = options.precision
+        self.devices: list = resolve_devices(options.devices, device)
         self.device: Device = self.devices[0]
-        self.strategy = strategy
-        self.queues = max(1, int(queues))
-        self.profile = bool(profile)
-        self.out_of_order = bool(out_of_order)
+        self.strategy = options.strategy
+        self.queues = max(1, int(options.queues))
+        self.profile = bool(options.profile)
+        self.out_of_order = bool(options.out_of_order)
         self._runner_options = RunnerOptions(tuple(self.devices), self.strategy, self.queues,
                                              self.profile, self.out_of_order)
         self.graph = optimize(load_model(model))
@@ -200,10 +236,10 @@ class InferenceSession:
         self.last_plan: Optional[Plan] = None
         self.last_runner = None
         self._keyed = value_keyed_inputs(self.graph)
-        plan_options = self._setup_precision(calibration, weight_int8)
-        if policy:
-            KernelPolicy(self.device, policy)    # unknown switches fail here, at once
-            plan_options["policy"] = dict(policy)
+        plan_options = self._setup_precision(options.calibration, options.weight_int8)
+        if options.policy:
+            KernelPolicy(self.device, options.policy)    # unknown switches fail here, at once
+            plan_options["policy"] = dict(options.policy)
         self.plans = SessionPlans(self.graph, self.device, self._store_half, plan_options)
         static = all(v.is_static for v in self.graph.inputs) and not self._keyed
         if static:
