@@ -17,6 +17,7 @@ import pyopencl as cl
 from .device import Device
 from .errors import ClnetError, DeviceMemoryError, InputError
 from .frontend import load_model
+from .ops.datadep import HOST_OPS
 from .passes import optimize
 from .plan import Plan, build_plan
 from .policy import KernelPolicy
@@ -59,11 +60,8 @@ SHAPE_INPUTS = {
     "HannWindow": (0,), "HammingWindow": (0,), "BlackmanWindow": (0,), "DFT": (1, 2),
     "STFT": (1, 3),
     # data-dependent output shapes: computed on the host when the plan is made
-    "NonZero": (0,), "Unique": (0,), "Compress": (0, 1), "NonMaxSuppression": (0, 1, 2, 3, 4),
+    **HOST_OPS,
 }
-# their inputs are keyed only when fed directly: the host must not compute
-# the float work upstream of them
-HOST_OPS = frozenset({"NonZero", "Unique", "Compress", "NonMaxSuppression"})
 
 
 class KeyedShape(tuple):
@@ -85,7 +83,8 @@ class KeyedShape(tuple):
 def value_keyed_inputs(graph) -> set:
     """Names of graph inputs whose values decide a shape: fed where ONNX
     decides one, or computed into such a place (not through Shape/Size,
-    which read only shapes), or fed directly to a HOST_OPS op."""
+    which read only shapes), or fed directly to a HOST_OPS op (only directly:
+    the host must not compute the float work upstream of them)."""
     deciding, direct = set(), set()
     for node in graph.nodes:
         for index in SHAPE_INPUTS.get(node.op, ()) if not node.domain else ():

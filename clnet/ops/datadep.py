@@ -14,7 +14,13 @@ from ..errors import UnsupportedOpError
 from .registry import op
 
 
-@op("NonZero", "Unique", "Compress", "NonMaxSuppression")
+# op -> the inputs whose values decide its output shape; the session keys its
+# plans by these when they are graph inputs fed directly (runtime.SHAPE_INPUTS)
+HOST_OPS = {"NonZero": (0,), "Unique": (0,), "Compress": (0, 1),
+            "NonMaxSuppression": (0, 1, 2, 3, 4)}
+
+
+@op(*HOST_OPS)
 def data_dependent(ctx, node):
     computed = [v.name for v in node.inputs if v is not None and v.name and not v.is_const]
     raise UnsupportedOpError(f"{node.label()}: the output shape of {node.op} depends on the "
