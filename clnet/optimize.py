@@ -19,10 +19,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import ClnetError, ModelError
+from .passes.batchnorm import DEFAULT_EPSILON, batchnorm_affine
+from .graph import Node, Value
+from .passes.fold import NEVER_FOLD, evaluate
 
 GEMM_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-NEVER_FOLD = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-              "Multinomial", "Bernoulli", "DequantizeLinear"}
+# the file keeps int8 weights behind their DequantizeLinear (folding them
+# would store float weights again)
+KEEP_UNFOLDED = NEVER_FOLD | {"DequantizeLinear"}
 # (op, input index) that ONNX requires to stay float32 in a float16 model
 FLOAT32_ONLY = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
 INT8_MIN_ELEMENTS = 256
@@ -145,9 +149,6 @@ def _attrs(node) -> dict:
 
 def fold_constants(m: _Model) -> int:
     """Evaluate every node whose inputs are all known (and static Shapes)."""
-    from .graph import Node, Value
-    from .passes.fold import evaluate
-
     static = _shapes(m.commit(), static_only=True)
     folded, kept = 0, []
     for node in m.nodes:
@@ -165,7 +166,7 @@ def fold_constants(m: _Model) -> int:
                 dims[slice(attrs.get("start", 0), attrs.get("end", len(dims)))], np.int64)
             folded += 1
             continue
-        if node.op_type in NEVER_FOLD or node.domain not in ("", "ai.onnx") \
+        if node.op_type in KEEP_UNFOLDED or node.domain not in ("", "ai.onnx") \
                 or not all(n in m.inits for n in present) \
                 or any(o in m.outputs for o in node.output):
             kept.append(node)
@@ -185,10 +186,8 @@ def _bn_affine(m: _Model, bn) -> Optional[tuple]:
         return None
     if not all(n in m.inits for n in bn.input[1:5]):
         return None
-    gamma, beta, mean, var = (np.asarray(m.inits[n], np.float64) for n in bn.input[1:5])
-    eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
-    scale = gamma / np.sqrt(var + eps)
-    return scale, beta - mean * scale
+    eps = next((a.f for a in bn.attribute if a.name == "epsilon"), DEFAULT_EPSILON)
+    return batchnorm_affine(*(m.inits[n] for n in bn.input[1:5]), eps)
 
 
 def fold_batchnorm(m: _Model) -> int:
