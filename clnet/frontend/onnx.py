@@ -22,7 +22,7 @@ from ..subgraph import Subgraph, free_names
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
-def _read(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
+def read_model(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
     """(ModelProto, base folder for external data or None, the file's bytes or None)."""
     if isinstance(model, onnx.ModelProto):
         return model, None, None
@@ -49,7 +49,9 @@ def _read(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
     return proto, base, data
 
 
-def _load_external(proto: "onnx.ModelProto", base) -> bool:
+def load_external_data(proto: "onnx.ModelProto", base) -> bool:
+    """Read the tensors' external data files (only from inside `base`);
+    whether the model had any."""
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     tensors = [t for t in _get_all_tensors(proto) if uses_external_data(t)]
@@ -103,7 +105,8 @@ def _value_info_shape(info) -> tuple:
     return shape, _dtype(ttype.elem_type)
 
 
-def _attr(attr):
+def attribute_value(attr):
+    """An AttributeProto's value: strings decoded, tensors as numpy arrays."""
     value = helper.get_attribute_value(attr)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -146,7 +149,7 @@ def to_graph(proto: "onnx.ModelProto", inferred: list = ()) -> Graph:
     inputs = [value(i.name) for i in g.input if i.name not in initialized]
     nodes = []
     for index, n in enumerate(g.node):
-        attrs = {a.name: _attr(a) for a in n.attribute}
+        attrs = {a.name: attribute_value(a) for a in n.attribute}
         ins = [value(name) if name else None for name in n.input]
         outs = [value(name) if name else Value("") for name in n.output]
         nodes.append(Node(n.op_type, ins, outs, attrs, n.name or f"{n.op_type}_{index}",
@@ -285,8 +288,8 @@ def _elements(tensor) -> int:
 
 def load_model(model) -> Graph:
     """Read, check and convert an ONNX model (path, bytes or ModelProto)."""
-    proto, base, data = _read(model)
-    if _load_external(proto, base):
+    proto, base, data = read_model(model)
+    if load_external_data(proto, base):
         data = None
     checked = _for_checker(proto)
     try:
