@@ -5,18 +5,17 @@
   drivers that mishandle ``-I`` with unusual paths see the same source.
 * Builds are memoised per (context, name, options) in this process and the
   device binaries are kept on disk in ``cache_dir()/kernels``, keyed by the
-  source, the options and the device/driver identity.  Creating a program
-  from its binary takes ~5 ms on PoCL 3.1 where a cached source build (the
-  driver's own cache, which pyopencl relies on for PoCL) still takes ~50 ms
-  because the source is preprocessed and hashed again: with a dozen programs
-  per model that is the difference between a 0.1 s and a 0.7 s warm load.
+  source, the options and the device/driver identity: a program made from
+  its binary loads about ten times faster than from even the driver's own
+  cached source build, which preprocesses and hashes the source again (see
+  docs/BENCHMARKS.md, 'kernel binary cache').
   ``CLNET_KERNEL_CACHE=0`` turns the disk cache off; a binary that no longer
   loads is rebuilt from source and replaced.  Asking PoCL for a binary makes
-  it compile every kernel's generic work-group function (0.3-0.8 s per
-  program, 7 s for ResNet-18's dozen), so a fresh program's binary is fetched
-  and written by a background thread that calls clGetProgramInfo without
-  the GIL once no build is running; the session is usable meanwhile, and
-  the process waits for the queue at exit (once per program and machine).
+  it compile every kernel's generic work-group function, which takes
+  seconds per model, so a fresh program's binary is fetched and written by
+  a background thread that calls clGetProgramInfo without the GIL once no
+  build is running; the session is usable meanwhile, and the process waits
+  for the queue at exit (once per program and machine).
 * A folder of prebuilt binaries (``CLNET_BINARIES``) is searched first, for
   devices without an online compiler.
 """
@@ -296,8 +295,8 @@ class _BinarySaver:
         while True:
             with self._cond:
                 # after SAVE_IDLE_S without a build, so that the rest of a
-                # session's loading (between builds, PoCL's compiler lock
-                # made it 2 s slower) is not held up
+                # session's loading is not held up (PoCL's compiler lock
+                # would slow the work between its builds)
                 while not self._ready():
                     self._cond.wait(SAVE_IDLE_S / 4)
                 if self._closing:

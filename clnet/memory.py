@@ -110,11 +110,10 @@ def assign_offsets(regions: list, align: int) -> tuple:
     then improved by moving a region that ends above the bound to a random
     earlier place in the placement order (kept when the arena does not
     grow; fixed seed, so plans are reproducible; every other move takes any
-    region, not only one above the bound).  The greedy
-    orders alone left ResNet-18 at 1.18x the bound: with its residual
-    blocks, equal-sized Winograd scratch regions must alternate between two
-    slots, which lowest-offset-first placement does not do; 12-16 moves
-    (~5 ms) reach the bound."""
+    region, not only one above the bound).  Lowest-offset-first placement
+    alone cannot make equal-sized regions (a residual network's Winograd
+    scratch) alternate between two slots; a few random moves can (see
+    docs/BENCHMARKS.md, 'arena placement')."""
     events = sorted({r.start for r in regions} | {r.end for r in regions})
     lower = max((sum(r.nbytes for r in regions if r.start <= t <= r.end) for t in events),
                 default=0)

@@ -183,8 +183,8 @@ class LowerCtx:
                                     f"device's max allocation {self.dev.max_alloc}")
         mf = cl.mem_flags
         # a CPU device reads host memory anyway: let it use the array in place
-        # (copying ResNet-18's 95 MB of packed and transformed weights was
-        # ~50 ms of a 0.5 s warm load); other devices get their own copy
+        # (no copy of every weight at load: see docs/BENCHMARKS.md,
+        # 'zero-copy weights'); other devices get their own copy
         zero_copy = self.dev.host_unified_memory and array.nbytes > 0
         try:
             if zero_copy:   # pyopencl keeps the array alive with the buffer
