@@ -56,7 +56,7 @@ class KernelPolicy:
     # -- device facts ------------------------------------------------------
     @property
     def is_cpu(self) -> bool:
-        return self.dev.type == "CPU"
+        return quirks.cpu_kernels(self.dev)
 
     @property
     def vector_width(self) -> int:
