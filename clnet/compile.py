@@ -5,18 +5,17 @@
   drivers that mishandle ``-I`` with unusual paths see the same source.
 * Builds are memoised per (context, name, options) in this process and the
   device binaries are kept on disk in ``cache_dir()/kernels``, keyed by the
-  source, the options and the device/driver identity.  Creating a program
-  from its binary takes ~5 ms on PoCL 3.1 where a cached source build (the
-  driver's own cache, which pyopencl relies on for PoCL) still takes ~50 ms
-  because the source is preprocessed and hashed again: with a dozen programs
-  per model that is the difference between a 0.1 s and a 0.7 s warm load.
+  source, the options and the device/driver identity: a program made from
+  its binary loads about ten times faster than from even the driver's own
+  cached source build, which preprocesses and hashes the source again (see
+  docs/BENCHMARKS.md, 'kernel binary cache').
   ``CLNET_KERNEL_CACHE=0`` turns the disk cache off; a binary that no longer
   loads is rebuilt from source and replaced.  Asking PoCL for a binary makes
-  it compile every kernel's generic work-group function (0.3-0.8 s per
-  program, 7 s for ResNet-18's dozen), so a fresh program's binary is fetched
-  and written by a background thread that calls clGetProgramInfo without
-  the GIL once no build is running; the session is usable meanwhile, and
-  the process waits for the queue at exit (once per program and machine).
+  it compile every kernel's generic work-group function, which takes
+  seconds per model, so a fresh program's binary is fetched and written by
+  a background thread that calls clGetProgramInfo without the GIL once no
+  build is running; the session is usable meanwhile, and the process waits
+  for the queue at exit (once per program and machine).
 * A folder of prebuilt binaries (``CLNET_BINARIES``) is searched first, for
   devices without an online compiler.
 """
@@ -33,6 +32,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from . import quirks
+from .cache import cache_dir
 from .errors import KernelBuildError
 
 import pyopencl as cl
@@ -44,11 +45,6 @@ BASE_OPTIONS = ("-cl-std=CL1.2", "-cl-mad-enable")
 # generated." itself on a model's first load.  CLNET_KERNEL_WARNINGS=1 shows
 # them, for whoever writes kernels.
 QUIET_OPTION = "-w"
-# Kernel files whose results must match the ONNX reference bit for bit: the
-# quantizers round x / scale to the nearest integer, ties to even, so the
-# quotient must be correctly rounded (OpenCL allows 2.5 ulp by default, and
-# NVIDIA's driver uses it: DynamicQuantizeLinear was one step off there).
-EXACT_DIVISION = frozenset({"quant"})
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.MULTILINE)
 
 
@@ -105,14 +101,41 @@ def format_options(defines: Mapping, quirks: Mapping) -> list:
 
 _LOCK = threading.Lock()
 _MEMO: dict = {}
+_SOURCE_BUILDS_OFF = 0       # > 0 inside source_builds_disabled()
+
+
+def clear_memo() -> None:
+    """Forget the programs built in this process: the next build_program
+    loads them again (prebuilt folder, disk cache) or compiles them."""
+    with _LOCK:
+        _MEMO.clear()
+
+
+@contextmanager
+def source_builds_disabled():
+    """Inside this block a program that must be compiled from source raises
+    KernelBuildError instead: only prebuilt and cached binaries load (tests
+    check that a binary is really used this way)."""
+    global _SOURCE_BUILDS_OFF
+    with _LOCK:
+        _SOURCE_BUILDS_OFF += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _SOURCE_BUILDS_OFF -= 1
+
+
+def wait_for_binary_cache(timeout: float = 60.0) -> None:
+    """Wait until the background thread has written every queued binary."""
+    _SAVER.drain(timeout)
 
 
 def program_options(dev, name: str, defines: Mapping) -> tuple:
     """Build options of kernels_cl/<name>.cl on dev: the base options, the
-    device's quirk defines, then the kernel's own defines (which win)."""
-    options = format_options(defines, dev.quirk_defines())
-    if name in EXACT_DIVISION and dev.correctly_rounded_divide:
-        options.insert(len(BASE_OPTIONS), "-cl-fp32-correctly-rounded-divide-sqrt")
+    device macros of clnet.quirks, then the kernel's own defines (which win)."""
+    options = format_options(defines, quirks.kernel_defines(dev))
+    options[len(BASE_OPTIONS):len(BASE_OPTIONS)] = quirks.build_options(dev, name)
     return tuple(options)
 
 
@@ -144,7 +167,7 @@ def build_many(dev, requests: Iterable) -> list:
     build concurrently on drivers that allow it.
     """
     requests = list(requests)
-    if len(requests) <= 1 or not dev.parallel_builds:
+    if len(requests) <= 1 or not quirks.parallel_builds(dev):
         return [build_program(dev, n, d) for n, d in requests]
     workers = min(len(requests), max(2, os.cpu_count() or 2))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -152,6 +175,10 @@ def build_many(dev, requests: Iterable) -> list:
 
 
 def _compile(dev, name: str, source: str, options: tuple) -> "cl.Program":
+    if _SOURCE_BUILDS_OFF:
+        raise KernelBuildError(f"{name}.cl: building from source is disabled here "
+                               f"(compile.source_builds_disabled) and no prebuilt or cached "
+                               f"binary was found (options {' '.join(options)})")
     if not dev.compiler_available:
         raise KernelBuildError(
             f"{name}.cl: device {dev.describe()} has no online compiler and no prebuilt "
@@ -172,7 +199,6 @@ def _disk_cache_path(dev, name: str, source: str, options: tuple):
     identity = "\0".join((dev.platform_name, dev.platform_version, dev.name, dev.driver,
                           str(dev.cl_device.version), source, " ".join(options)))
     digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    from .device import cache_dir
     return cache_dir() / "kernels" / f"{name}-{digest}.bin"
 
 
@@ -269,8 +295,8 @@ class _BinarySaver:
         while True:
             with self._cond:
                 # after SAVE_IDLE_S without a build, so that the rest of a
-                # session's loading (between builds, PoCL's compiler lock
-                # made it 2 s slower) is not held up
+                # session's loading is not held up (PoCL's compiler lock
+                # would slow the work between its builds)
                 while not self._ready():
                     self._cond.wait(SAVE_IDLE_S / 4)
                 if self._closing:

@@ -1,4 +1,4 @@
-"""OpenCL platforms and devices: enumeration, selection, capabilities, quirks.
+"""OpenCL platforms and devices: enumeration, selection, capabilities.
 
 Selection strings (``--device`` / ``CLNET_DEVICE``):
   ``gpu``, ``cpu``, ``accelerator`` (optionally ``gpu:1`` for the second one),
@@ -18,27 +18,12 @@ from typing import Optional
 
 import numpy as np
 
+from . import quirks
+from .cache import cache_dir
 from .errors import DeviceError
 
 
-def _pin_pocl_threads() -> None:
-    """Ask PoCL's CPU driver to pin worker thread i to CPU i (POCL_AFFINITY,
-    read when the driver starts; a user's own setting wins).  Unpinned, the
-    kernel's scheduler at times ran both workers on one of this machine's
-    two vCPUs: SGEMM n=1024 went 120-150 or 200-280 GFLOP/s at random,
-    pinned it stays at 195-250.  Only where the process may use every CPU,
-    since PoCL pins to CPU numbers 0..n-1."""
-    if "POCL_AFFINITY" in os.environ:
-        return
-    try:
-        allowed = os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-        return
-    if allowed == set(range(os.cpu_count() or 0)):
-        os.environ["POCL_AFFINITY"] = "1"
-
-
-_pin_pocl_threads()
+quirks.pin_pocl_threads()   # before the OpenCL driver starts
 
 try:
     import pyopencl as cl
@@ -60,15 +45,6 @@ def _type_name(cl_type: int) -> str:
         if cl_type & getattr(cl.device_type, name):
             return name
     return "OTHER"
-
-
-def cache_dir() -> Path:
-    """Per-user cache folder (tuning results, device speed probes)."""
-    base = os.environ.get("CLNET_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "clnet")
-    path = Path(base)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @dataclass(eq=False)
@@ -187,34 +163,6 @@ class Device:
     def base_align(self) -> int:
         """Byte alignment a sub-buffer origin must have."""
         return max(int(self.cl_device.mem_base_addr_align) // 8, 128)
-
-    def quirk_defines(self) -> dict:
-        """Everything device-specific a kernel may want, as -D defines.
-
-        This is the single place where device differences become macros.
-        """
-        defines = {}
-        if self.fp16:
-            defines["HAS_FP16"] = 1
-        if self.type == "CPU":
-            defines["DEVICE_CPU"] = 1
-        elif self.type == "GPU":
-            defines["DEVICE_GPU"] = 1
-        vendor = self.cl_device.vendor.lower()
-        if "nvidia" in vendor:
-            defines["VENDOR_NVIDIA"] = 1
-        elif "advanced micro" in vendor or "amd" in vendor:
-            if self.type == "GPU":
-                defines["VENDOR_AMD"] = 1
-        elif "intel" in vendor:
-            defines["VENDOR_INTEL"] = 1
-        return defines
-
-    @property
-    def parallel_builds(self) -> bool:
-        """Whether programs may be built from several threads at once (the
-        Oclgrind simulator's compiler crashes when they are)."""
-        return "oclgrind" not in self.platform_name.lower()
 
     # -- runtime objects --------------------------------------------------
     @property

@@ -5,23 +5,21 @@
 the plan's device, joined by event wait-lists decided at construction
 (``clnet.schedule.assign_queues``), and can keep every event for profiling.
 ``AsyncRunner`` double-buffers the inputs so that the upload of the next
-input overlaps the compute of the current one.
+input overlaps the compute of the current one.  ``measure_node_seconds``
+profiles a plan once per node (the pipeline placer's measured costs).
 
 Each loop here is flat: per step a tuple unpack, a wait-list built from
 precomputed indices and one enqueue.
 """
 from __future__ import annotations
 
-import queue as pyqueue
-import threading
-import time
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pyopencl as cl
 
-from .schedule import assign_queues, launch_cost
+from .schedule import assign_queues, launch_cost, node_flops
 
 
 @dataclass
@@ -74,7 +72,6 @@ class Executor:
             self._init_in_order(dev, deps, n_queues)
         flops_of = {}
         if plan.graph is not None:
-            from .schedule import node_flops
             flops_of = {n.label(): node_flops(n) for n in plan.graph.nodes}
         last_of = {launch.node: i for i, launch in enumerate(plan.launches)}
         # a node's flops are counted once, on its last launch
@@ -229,7 +226,8 @@ class AsyncRunner:
             calls.append((kernel, gsize, lsize))
         return calls
 
-    def submit(self, feeds: list) -> "PendingRun":
+    def submit(self, feeds: list, select: Optional[list] = None) -> "PendingRun":
+        """Enqueue one inference; select: the indices of the outputs to return."""
         parity = self.count % 2
         self.count += 1
         previous = self.done[parity]
@@ -263,7 +261,7 @@ class AsyncRunner:
         self.done[parity] = marker
         self.compute.flush()
         self.copy.flush()
-        return PendingRun(self.plan, results, marker, hosts)
+        return PendingRun(self.plan, results, marker, hosts, select)
 
 
 class PendingRun:
@@ -292,239 +290,16 @@ class PendingRun:
         return self._value
 
 
-# -- runners: one per (session, input signature) ---------------------------------
-
-class SingleRunner:
-    """One device: the plain ``Plan.run`` path, or an Executor when several
-    queues or profiling are asked for."""
-
-    strategy = "single"
-
-    def __init__(self, plan, n_queues: int = 1, profile: bool = False,
-                 out_of_order: bool = False):
-        self.plan = plan
-        self.plans = [plan]
-        special = n_queues > 1 or profile or out_of_order
-        self.executor = Executor(plan, n_queues, profile, out_of_order=out_of_order) \
-            if special else None
-        self._async: Optional[AsyncRunner] = None
-
-    @property
-    def records(self) -> list:
-        return self.executor.records if self.executor is not None else []
-
-    def run(self, feeds: list) -> list:
-        if self.executor is None:
-            return self.plan.run(feeds)
-        return self.executor.run(feeds)
-
-    def submit(self, feeds: list) -> PendingRun:
-        if self._async is None:
-            self._async = AsyncRunner(self.plan)
-        return self._async.submit(feeds)
-
-
-class DataRunner:
-    """Data parallel: the batch split by rows, one plan (and weight replica)
-    per device, all enqueued before any is waited for."""
-
-    strategy = "data"
-
-    def __init__(self, plans: list, rows: list, profile: bool = False, n_queues: int = 1,
-                 out_of_order: bool = False):
-        self.plans = plans
-        self.rows = rows
-        self.executors = [Executor(p, n_queues, profile, out_of_order=out_of_order)
-                          for p in plans]
-        bounds = np.cumsum([0] + list(rows))
-        self.slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        self.records: list = []
-
-    def run(self, feeds: list) -> list:
-        pending = []
-        for executor, rows in zip(self.executors, self.slices):
-            results, _, hosts = executor.submit([np.asarray(f)[rows] for f in feeds])
-            for queue in executor.queues:
-                queue.flush()
-            pending.append((executor, results, hosts))
-        parts = []
-        for executor, results, _ in pending:
-            executor.finish()
-            parts.append(executor.collect(results))
-        if self.executors[0].profile:
-            self.records = [r for e in self.executors for r in e.records]
-        return [np.concatenate([part[i] for part in parts], axis=0)
-                for i in range(len(parts[0]))]
-
-
-class PipelineRunner:
-    """Pipeline (model) parallel: stages on devices, tensors handed on through
-    the host.  ``run`` goes stage after stage; ``stream`` runs one thread per
-    stage so that stage s works on input k while stage s+1 works on k-1."""
-
-    strategy = "pipeline"
-
-    def __init__(self, stages: list, plans: list, output_values: list, profile: bool = False,
-                 n_queues: int = 1, out_of_order: bool = False):
-        self.stages = stages
-        self.plans = plans
-        self.output_values = output_values
-        self.profile = profile
-        self.executors = [Executor(p, n_queues, profile, out_of_order=out_of_order)
-                          for p in plans]
-        self.records: list = []
-
-    def _run_stage(self, index: int, tensors: dict) -> None:
-        plan = self.plans[index]
-        feeds = [tensors[v.name] for v, _, _ in plan.input_slots]
-        start = time.perf_counter()
-        outs = self.executors[index].run(feeds)
-        elapsed = time.perf_counter() - start
-        stage = self.stages[index]
-        stage.measured_s = elapsed if stage.measured_s is None else min(stage.measured_s, elapsed)
-        if self.profile:
-            self.records.extend(self.executors[index].records)
-        for (value, _, _, _), out in zip(plan.output_slots, outs):
-            tensors[value.name] = out
-
-    def run(self, feeds: list, input_names: Optional[list] = None) -> list:
-        tensors = dict(zip(input_names or [], feeds))
-        if self.profile:
-            self.records = []
-        for index in range(len(self.plans)):
-            self._run_stage(index, tensors)
-        return [tensors[v.name] if v.data is None else v.data for v in self.output_values]
-
-    def stream(self, feeds_iter, input_names: list):
-        """Yield the outputs of each feed list, stages overlapping in time."""
-        if self.profile:
-            self.records = []
-        links = [pyqueue.Queue(maxsize=2) for _ in range(len(self.plans) + 1)]
-        errors: list = []
-
-        def worker(index: int) -> None:
-            # after a failure keep draining, so that no upstream put blocks
-            while True:
-                item = links[index].get()
-                if item is None:
-                    links[index + 1].put(None)
-                    return
-                if errors:
-                    continue
-                try:
-                    self._run_stage(index, item)
-                except Exception as exc:  # handed to the consumer below
-                    errors.append(exc)
-                    continue
-                links[index + 1].put(item)
-
-        def feeder() -> None:
-            try:
-                for feeds in feeds_iter:
-                    if errors:
-                        break
-                    links[0].put(dict(zip(input_names, feeds)))
-            except Exception as exc:  # a bad feed: reported like a stage failure
-                errors.append(exc)
-            finally:
-                links[0].put(None)
-
-        threads = [threading.Thread(target=worker, args=(i,), daemon=True)
-                   for i in range(len(self.plans))]
-        threads.append(threading.Thread(target=feeder, daemon=True))
-        for thread in threads:
-            thread.start()
-        while True:
-            item = links[-1].get()
-            if item is None:
-                break
-            yield [item[v.name] if v.data is None else v.data for v in self.output_values]
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
-
-
-class Finished:
-    """A handle like PendingRun for work that already completed."""
-
-    def __init__(self, outputs: list):
-        self._outputs = outputs
-
-    def done(self) -> bool:
-        return True
-
-    def result(self) -> list:
-        return self._outputs
-
-
-def make_runner(session, signature: tuple):
-    """The runner of one input signature under the session's strategy."""
-    devices, strategy = session.devices, session.strategy
-    if len(devices) == 1 or strategy == "single":
-        return SingleRunner(session._plan_for(signature), session.queues, session.profile,
-                            getattr(session, "out_of_order", False))
-    if strategy in ("data", "auto"):
-        runner = _data_runner(session, signature, strict=strategy == "data")
-        if runner is not None:
-            return runner
-    return _pipeline_runner(session, signature)
-
-
-def _data_runner(session, signature: tuple, strict: bool):
-    from .errors import ClnetError, ModelError
-    from .schedule import device_model, split_batch
-
-    batches = {shape[0] if shape else None for shape in signature}
-    batch = batches.pop() if len(batches) == 1 else None
-    if not batch or (batch < 2 and not strict):
-        if strict:
-            raise ModelError(f"strategy 'data' splits the first dimension of every input, "
-                             f"but the input shapes {list(signature)} do not share one; use "
-                             f"strategy 'pipeline' or 'single'")
-        return None
-    speeds = [device_model(dev).gflops for dev in session.devices]
-    rows = split_batch(batch, speeds)
-    plans, used = [], []
-    for dev, count in zip(session.devices, rows):
-        if count == 0:
-            continue
-        sub = tuple((count,) + tuple(shape[1:]) for shape in signature)
-        try:
-            plan = session._build(sub, dev)
-        except ClnetError as exc:
-            if strict:
-                raise ModelError(f"strategy 'data': the model does not run with batch {count} "
-                                 f"on {dev.index}: {exc}") from None
-            return None
-        bad = [v.name for v, _, _, data in plan.output_slots
-               if data is None and (not v.shape or v.shape[0] != count)]
-        if bad:
-            if strict:
-                raise ModelError(f"strategy 'data': outputs {bad} do not follow the batch "
-                                 f"dimension, so the batch cannot be split across devices")
-            return None
-        plans.append(plan)
-        used.append(count)
-    return DataRunner(plans, used, session.profile, session.queues,
-                      getattr(session, "out_of_order", False))
-
-
-def _pipeline_runner(session, signature: tuple):
-    from .graph import Graph
-    from .schedule import device_model, measure_node_seconds, place_stages
-
-    full = session._plan_for(signature)
-    models = [device_model(dev) for dev in session.devices]
-    shaped = full.graph.copy()
-    seconds = measure_node_seconds(full, full.graph)
-    stages = place_stages(shaped, models, node_seconds=seconds,
-                          reference=session.devices.index(full.dev))
-    plans = []
-    for stage in stages:
-        sub = Graph(shaped.nodes[stage.first:stage.last], list(stage.inputs),
-                    list(stage.outputs), shaped.opset, f"{shaped.name}/stage{stage.index}")
-        dev = session.devices[stage.device]
-        plans.append(session._build_graph(sub, dev))
-    return PipelineRunner(stages, plans, list(shaped.outputs), session.profile,
-                          session.queues, getattr(session, "out_of_order", False))
+def measure_node_seconds(plan, graph) -> list:
+    """Per node of graph, kernel seconds of one profiled run of plan (the
+    second of two, so that lazy per-device kernel compilation is excluded)."""
+    executor = Executor(plan, 1, profile=True)
+    feeds = [np.zeros(value.shape, dtype=value.dtype) for value, _, _ in plan.input_slots]
+    for _ in range(2):
+        executor.run(feeds)
+    by_label: dict = {}
+    for record in executor.records:
+        if record.kind == "kernel":
+            start, end = record.times_ns()
+            by_label[record.name] = by_label.get(record.name, 0.0) + (end - start) * 1e-9
+    return [by_label.get(node.label(), 0.0) for node in graph.nodes]

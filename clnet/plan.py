@@ -3,10 +3,10 @@
 ``build_plan`` walks the nodes in order.  Each node is either folded to a
 constant (all inputs constant), or handed to its op's lowering function,
 which declares output shapes and emits ``Launch``es through ``LowerCtx``.
-Then every intermediate tensor gets an arena offset by liveness, programs are
-built (in parallel), kernels are created with their arguments bound, and the
-result is a flat list of enqueues: the executor does no per-inference
-shape logic, lookups or allocation.
+Then every intermediate tensor gets an arena offset by liveness
+(clnet.memory), programs are built (in parallel), kernels are created with
+their arguments bound, and the result is a flat list of enqueues: the
+executor does no per-inference shape logic, lookups or allocation.
 """
 from __future__ import annotations
 
@@ -20,13 +20,11 @@ import pyopencl as cl
 from .compile import build_many
 from .errors import ClnetError, DeviceMemoryError, ModelError, UnsupportedOpError
 from .graph import Graph, Value
+from .memory import Scratch, allocate, assign_offsets, launch_accesses, live_regions
 from .ops.registry import lookup
 from .passes.fold import NEVER_FOLD, evaluate
 from .policy import KernelPolicy
 from .schedule import launch_dependencies
-
-FLOAT_KINDS = (np.float16, np.float32, np.float64)
-
 
 def is_float(dtype) -> bool:
     return dtype is not None and np.dtype(dtype).kind == "f"
@@ -41,12 +39,6 @@ class Weight:
 
 
 @dataclass(eq=False)
-class Scratch:
-    """Temporary device memory used by the launches of one node."""
-    nbytes: int
-
-
-@dataclass(eq=False)
 class Launch:
     program: str
     defines: tuple
@@ -56,16 +48,6 @@ class Launch:
     args: list
     node: str = ""
     writes: tuple = ()       # the Values (roots) this launch produces
-
-
-@dataclass
-class Region:
-    """One arena allocation: a tensor (root of its aliases) or a scratch."""
-    nbytes: int
-    start: int
-    end: int
-    offset: int = -1
-    buffer: Optional["cl.Buffer"] = None
 
 
 class LowerCtx:
@@ -106,6 +88,11 @@ class LowerCtx:
     def store_half(self) -> bool:
         """Half storage for the node being lowered (per node in mixed precision)."""
         return self._default_half if self._node_half is None else self._node_half
+
+    def lower_subgraph(self, graph: Graph) -> None:
+        """Fold or lower a graph's nodes into this plan (control flow inlines
+        its branches and bodies so, without importing the planner)."""
+        lower_graph(graph, self)
 
     def begin_node(self, node) -> None:
         """Make `node` current; its storage is that of its outputs (else inputs)."""
@@ -196,8 +183,8 @@ class LowerCtx:
                                     f"device's max allocation {self.dev.max_alloc}")
         mf = cl.mem_flags
         # a CPU device reads host memory anyway: let it use the array in place
-        # (copying ResNet-18's 95 MB of packed and transformed weights was
-        # ~50 ms of a 0.5 s warm load); other devices get their own copy
+        # (no copy of every weight at load: see docs/BENCHMARKS.md,
+        # 'zero-copy weights'); other devices get their own copy
         zero_copy = self.dev.host_unified_memory and array.nbytes > 0
         try:
             if zero_copy:   # pyopencl keeps the array alive with the buffer
@@ -314,120 +301,6 @@ def lower_graph(graph: Graph, ctx: LowerCtx) -> None:
     ctx.begin_node(None)
 
 
-def _plan_regions(graph: Graph, ctx: LowerCtx) -> tuple:
-    """Liveness intervals over launch indices for every arena region."""
-    regions: dict = {}
-    n = len(ctx.launches)
-
-    def region_of(obj, index: int, nbytes_of) -> None:
-        reg = regions.get(obj)
-        if reg is None:
-            regions[obj] = Region(nbytes_of(), index, index)
-        else:
-            reg.start = min(reg.start, index)
-            reg.end = max(reg.end, index)
-
-    def tensor_bytes(value: Value) -> int:
-        return max(value.size * ctx.itemsize(value), 1)
-
-    for value in graph.inputs:
-        if not value.is_const:
-            root = ctx.root(value)
-            region_of(root, -1, lambda r=root: tensor_bytes(r))
-    for index, launch in enumerate(ctx.launches):
-        for arg in launch.args:
-            if isinstance(arg, Value):
-                root = ctx.root(arg)
-                region_of(root, index, lambda r=root: tensor_bytes(r))
-            elif isinstance(arg, Scratch):
-                region_of(arg, index, lambda a=arg: max(a.nbytes, 1))
-    for value in graph.outputs:
-        if not value.is_const:
-            root = ctx.root(value)
-            region_of(root, n, lambda r=root: tensor_bytes(r))
-    # aliases keep their root alive as long as any of them is used
-    return regions
-
-
-# placement orders tried; the arena is the best of them (longest lifetime
-# first packs residual networks to the bound, biggest first suits the rest)
-PLACEMENT_ORDERS = (
-    lambda r: -r.nbytes,
-    lambda r: (-(r.end - r.start), -r.nbytes),
-    lambda r: (r.start, -r.nbytes),
-)
-
-
-def _place_sequence(sequence: list, align: int) -> int:
-    """Greedy: in this order, each region at the lowest offset free over its
-    lifetime; returns the arena size."""
-    placed: list = []
-    for reg in sequence:
-        size = -(-reg.nbytes // align) * align
-        conflicts = sorted((p for p in placed if p.start <= reg.end and reg.start <= p.end),
-                           key=lambda p: p.offset)
-        offset = 0
-        for other in conflicts:
-            other_size = -(-other.nbytes // align) * align
-            if offset + size <= other.offset:
-                break
-            offset = max(offset, other.offset + other_size)
-        reg.offset = offset
-        placed.append(reg)
-    return max((r.offset + -(-r.nbytes // align) * align for r in placed), default=0)
-
-
-IMPROVE_STEPS = 200
-IMPROVE_WORK = 4e6
-
-
-def _assign_offsets(regions: list, align: int) -> tuple:
-    """(arena bytes, liveness lower bound): the best of several greedy orders,
-    then improved by moving a region that ends above the bound to a random
-    earlier place in the placement order (kept when the arena does not
-    grow; fixed seed, so plans are reproducible; every other move takes any
-    region, not only one above the bound).  The greedy
-    orders alone left ResNet-18 at 1.18x the bound: with its residual
-    blocks, equal-sized Winograd scratch regions must alternate between two
-    slots, which lowest-offset-first placement does not do; 12-16 moves
-    (~5 ms) reach the bound."""
-    events = sorted({r.start for r in regions} | {r.end for r in regions})
-    lower = max((sum(r.nbytes for r in regions if r.start <= t <= r.end) for t in events),
-                default=0)
-    best_total, best_sequence = None, None
-    for order in PLACEMENT_ORDERS:
-        sequence = sorted(regions, key=order)
-        total = _place_sequence(sequence, align)
-        if best_total is None or total < best_total:
-            best_total, best_sequence = total, sequence
-    if best_total is None:
-        return 0, lower
-    rng = np.random.default_rng(0)
-    _place_sequence(best_sequence, align)
-    # a placement costs ~n^2: large graphs get fewer moves (a 1500-region
-    # graph none), so that planning stays in the tens of milliseconds
-    for _ in range(min(IMPROVE_STEPS, int(IMPROVE_WORK / max(len(regions), 1) ** 2))):
-        if best_total <= lower:
-            break
-        # one of the regions the latest trial (accepted or not) put above the
-        # bound, moved to a random earlier place in the order
-        above = [k for k, r in enumerate(best_sequence)
-                 if r.offset + -(-r.nbytes // align) * align > lower]
-        if not above:       # over the bound only by alignment padding
-            break
-        # (every other move any region: the one to move may sit below the
-        # bound, as a large early tensor placed over a long-lived small one)
-        pool = above if rng.random() < 0.5 else range(len(best_sequence))
-        i = pool[int(rng.integers(0, len(pool)))]
-        sequence = list(best_sequence)
-        sequence.insert(int(rng.integers(0, i + 1)), sequence.pop(i))
-        total = _place_sequence(sequence, align)
-        if total <= best_total:
-            best_total, best_sequence = total, sequence
-    _place_sequence(best_sequence, align)
-    return best_total, lower
-
-
 def build_plan(graph: Graph, dev, store_half: bool, weights: dict, **options) -> Plan:
     """Lower a graph whose inputs have concrete shapes into a runnable Plan.
 
@@ -439,29 +312,10 @@ def build_plan(graph: Graph, dev, store_half: bool, weights: dict, **options) ->
     lower_graph(graph, ctx)
 
     # every graph output must be its own region unless it is a constant
-    regions_by_obj = _plan_regions(graph, ctx)
-    align = dev.base_align
-    total, lower = _assign_offsets(list(regions_by_obj.values()), align)
-    mf = cl.mem_flags
-    weight_total = sum(w.nbytes for w in weights.values())
-    if total + weight_total > dev.global_mem:
-        raise DeviceMemoryError(
-            f"the model needs {(total + weight_total) / 2**20:.1f} MiB on the device "
-            f"({weight_total / 2**20:.1f} MiB weights, {total / 2**20:.1f} MiB activations) but "
-            f"{dev.describe()} has {dev.global_mem / 2**20:.0f} MiB; use a smaller input "
-            f"shape, --precision fp16, or another device")
-    try:
-        arena = cl.Buffer(dev.context, mf.READ_WRITE, size=max(total, align)) \
-            if total <= dev.max_alloc else None
-        for reg in regions_by_obj.values():
-            size = -(-reg.nbytes // align) * align
-            if arena is not None:
-                reg.buffer = arena.get_sub_region(reg.offset, size)
-            else:  # larger than one allocation may be: one buffer per region
-                reg.buffer = cl.Buffer(dev.context, mf.READ_WRITE, size=size)
-    except cl.Error as exc:
-        raise DeviceMemoryError(f"cannot allocate {total} bytes of activations on "
-                                f"{dev.describe()}: {exc}") from None
+    regions_by_obj = live_regions(graph, ctx)
+    total, lower = assign_offsets(list(regions_by_obj.values()), dev.base_align)
+    in_arena = allocate(dev, list(regions_by_obj.values()), total,
+                        sum(w.nbytes for w in weights.values()))
 
     requests = sorted({(l.program, l.defines) for l in ctx.launches})
     programs = dict(zip(requests, build_many(dev, [(p, dict(d)) for p, d in requests])))
@@ -500,30 +354,7 @@ def build_plan(graph: Graph, dev, store_half: bool, weights: dict, **options) ->
     weight_bytes = sum(w.nbytes for w in weights.values())
     plan = Plan(dev, input_slots, output_slots, calls, ctx.launches, total, weight_bytes, lower,
                 time.perf_counter() - start)
-    plan.deps = launch_dependencies(_launch_accesses(ctx, regions_by_obj, arena is not None))
+    plan.deps = launch_dependencies(launch_accesses(ctx, regions_by_obj, in_arena))
     plan.bound_args = [list(kernel_args) for kernel_args in bound_per_launch]
     plan.graph = graph
     return plan
-
-
-def _launch_accesses(ctx: LowerCtx, regions_by_obj: dict, in_arena: bool) -> list:
-    """Per launch, the (start, end, is_write) byte ranges of its buffer args."""
-    # regions outside one arena are separate buffers: give each its own range
-    spread = {id(reg): i << 40 for i, reg in enumerate(regions_by_obj.values())}
-    accesses = []
-    for launch in ctx.launches:
-        written = {id(v) for v in launch.writes}
-        ranges = []
-        for arg in launch.args:
-            if isinstance(arg, Value):
-                root = ctx.root(arg)
-                is_write = id(root) in written
-            elif isinstance(arg, Scratch):
-                root, is_write = arg, True
-            else:
-                continue
-            reg = regions_by_obj[root]
-            base = reg.offset if in_arena else spread[id(reg)]
-            ranges.append((base, base + max(reg.nbytes, 1), is_write))
-        accesses.append(ranges)
-    return accesses

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from . import tuning
+from . import quirks, tuning
 from .errors import ClnetError
 
 # Switch -> what forcing it does (None or absent: the device's own choice).
@@ -57,11 +57,11 @@ class KernelPolicy:
     # -- device facts ------------------------------------------------------
     @property
     def is_cpu(self) -> bool:
-        return self.dev.type == "CPU"
+        return quirks.cpu_kernels(self.dev)
 
     @property
     def vector_width(self) -> int:
-        return tuning.vector_width(self.dev)
+        return quirks.vector_width(self.dev)
 
     # -- convolution and pooling variants (clnet/ops/conv/, ops/pool.py) --------
     @property

@@ -6,8 +6,9 @@ the feeds, picks the plan and executes it.
 """
 from __future__ import annotations
 
+import difflib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -16,10 +17,11 @@ import pyopencl as cl
 from .device import Device
 from .errors import ClnetError, DeviceMemoryError, InputError
 from .frontend import load_model
+from .ops.registry import host_ops, shape_inputs
 from .passes import optimize
 from .plan import Plan, build_plan
 from .policy import KernelPolicy
-from .executor import Finished, make_runner
+from .runners import Finished, RunnerOptions, make_runner
 from .schedule import STRATEGIES, resolve_devices
 
 PRECISIONS = ("fp32", "fp16", "auto", "fp16-compute")
@@ -40,57 +42,34 @@ class NodeArg:
     dtype: Optional[np.dtype] = None
 
 
-# (op, input positions) whose values decide output shapes.  A graph input fed
-# there is keyed by value: each distinct value gets its own plan, in which it
-# is a constant (shape tensors fed at run time, as in ONNX's node tests).
-SHAPE_INPUTS = {
-    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Pad": (1, 2, 3), "Squeeze": (1,),
-    "Unsqueeze": (1,), "Slice": (1, 2, 3, 4), "Split": (1,), "Resize": (1, 2, 3),
-    "Upsample": (1,), "Range": (0, 1, 2), "ConstantOfShape": (0,), "OneHot": (1,),
-    "Trilu": (1,), "MaxUnpool": (2,), "TopK": (1,), "CumSum": (1,), "CumProd": (1,),
-    "Clip": (1, 2),
-    "CenterCropPad": (1,), "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,),
-    "ReduceMin": (1,), "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,),
-    "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "ReduceSumSquare": (1,),
-    # a Loop is unrolled at load: its trip count and first condition decide the plan
-    "Loop": (0, 1),
-    "Col2Im": (1, 2), "Dropout": (1, 2), "AffineGrid": (1,),
-    "HannWindow": (0,), "HammingWindow": (0,), "BlackmanWindow": (0,), "DFT": (1, 2),
-    "STFT": (1, 3),
-    # data-dependent output shapes: computed on the host when the plan is made
-    "NonZero": (0,), "Unique": (0,), "Compress": (0, 1), "NonMaxSuppression": (0, 1, 2, 3, 4),
-}
-# their inputs are keyed only when fed directly: the host must not compute
-# the float work upstream of them
-HOST_OPS = frozenset({"NonZero", "Unique", "Compress", "NonMaxSuppression"})
-
-
 class KeyedShape(tuple):
     """A signature entry: the input's shape, plus its value for shape inputs."""
 
     def __new__(cls, shape, data: np.ndarray):
         entry = super().__new__(cls, shape)
         entry.data = np.array(data)
-        entry._key = (entry.data.dtype.str, entry.data.tobytes())
+        entry.value_key = (entry.data.dtype.str, entry.data.tobytes())
         return entry
 
     def __eq__(self, other):
-        return tuple.__eq__(self, other) and self._key == getattr(other, "_key", None)
+        return tuple.__eq__(self, other) and self.value_key == getattr(other, "value_key", None)
 
     def __hash__(self):
-        return hash((tuple(self), self._key))
+        return hash((tuple(self), self.value_key))
 
 
 def value_keyed_inputs(graph) -> set:
     """Names of graph inputs whose values decide a shape: fed where ONNX
     decides one, or computed into such a place (not through Shape/Size,
-    which read only shapes), or fed directly to a HOST_OPS op."""
-    deciding, direct = set(), set()
+    which read only shapes), or fed directly to a host op (only directly:
+    the host must not compute the float work upstream of them).  A graph
+    input in such a place gets a plan per value, in which it is a constant."""
+    deciding, direct, host = set(), set(), host_ops()
     for node in graph.nodes:
-        for index in SHAPE_INPUTS.get(node.op, ()) if not node.domain else ():
+        for index in shape_inputs(node.op) if not node.domain else ():
             value = node.input(index)
             if value is not None:
-                (direct if node.op in HOST_OPS else deciding).add(value)
+                (direct if node.op in host else deciding).add(value)
     for node in reversed(graph.nodes):
         if node.op not in ("Shape", "Size") and any(v in deciding for v in node.outputs):
             deciding.update(v for v in node.inputs if v is not None)
@@ -98,7 +77,7 @@ def value_keyed_inputs(graph) -> set:
     return {v.name for v in deciding | direct if v.name in names}
 
 
-def _bind_signature(graph, signature: tuple) -> None:
+def bind_signature(graph, signature: tuple) -> None:
     """Give a graph copy's inputs the signature's shapes (and keyed values)."""
     for value, shape in zip(graph.inputs, signature):
         value.shape = tuple(int(d) for d in shape)
@@ -106,6 +85,85 @@ def _bind_signature(graph, signature: tuple) -> None:
             value.dtype = np.dtype(np.float32)
         if isinstance(shape, KeyedShape):
             value.data = shape.data.astype(value.dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Every InferenceSession option besides the model and the device (the
+    session's docstring says what each does); unknown keywords are refused."""
+    precision: str = "fp32"
+    devices: object = None
+    strategy: str = "auto"
+    queues: int = 1
+    profile: bool = False
+    out_of_order: bool = False
+    calibration: object = None
+    weight_int8: bool = False
+    policy: Optional[dict] = None
+    providers: object = None       # accepted for onnxruntime compatibility; unused
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ClnetError(f"precision {self.precision!r} is not one of "
+                             f"{', '.join(PRECISIONS)}")
+        if self.strategy not in STRATEGIES:
+            raise ClnetError(f"strategy {self.strategy!r} is not one of "
+                             f"{', '.join(STRATEGIES)}")
+
+    @classmethod
+    def merged(cls, options: Optional["SessionOptions"], keywords: dict) -> "SessionOptions":
+        """`options` (or the defaults) with `keywords` overriding its fields."""
+        names = [f.name for f in fields(cls)]
+        for key in keywords:
+            if key not in names:
+                valid = ["device", "options"] + names
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ClnetError(f"InferenceSession got an unknown keyword {key!r}{hint}; "
+                                 f"valid keywords: {', '.join(valid)}")
+        return replace(options or cls(), **keywords)
+
+
+class SessionPlans:
+    """Plans of a session's graph, with its storage options and weights.
+
+    One cached plan per input signature on the first device (``plan_for``)
+    and uncached ones for other devices and subgraphs; weights are uploaded
+    once per device and shared by its plans.  Runners get this object
+    (clnet.runners.PlanSource), never the session.
+    """
+
+    def __init__(self, graph, device: Device, store_half: bool, options: dict):
+        self.graph = graph
+        self.device = device
+        self.store_half = store_half
+        self.options = options               # build_plan keywords
+        self.by_signature: dict = {}
+        self._weights: dict = {}             # id(Device) -> that device's weights
+
+    def weights(self, dev: Device) -> dict:
+        """The weights uploaded to `dev` so far (key -> Weight)."""
+        return self._weights.setdefault(id(dev), {})
+
+    def plan_for(self, signature: tuple) -> Plan:
+        plan = self.by_signature.get(signature)
+        if plan is None:
+            plan = self.build(signature, self.device)
+            self.by_signature[signature] = plan
+        return plan
+
+    def build(self, signature: tuple, dev: Device) -> Plan:
+        """A plan of the whole graph for these input shapes on one device."""
+        graph = self.graph.copy()
+        bind_signature(graph, signature)
+        return self.build_graph(graph, dev)
+
+    def build_graph(self, graph, dev: Device) -> Plan:
+        """build_plan of a shaped (sub)graph on one device, with its weights."""
+        try:
+            return build_plan(graph, dev, self.store_half, self.weights(dev), **self.options)
+        except MemoryError as exc:
+            raise DeviceMemoryError(f"out of host memory while planning: {exc}") from None
 
 
 class InferenceSession:
@@ -133,39 +191,37 @@ class InferenceSession:
     and ``end_profiling``).
     policy: kernel variants forced on any device (clnet.policy.VARIANTS),
     for tests and A/B measurements.
+    providers: accepted for onnxruntime compatibility, unused.
+    options: a SessionOptions holding the above; keyword arguments override
+    its fields, and an unknown keyword raises ClnetError.
     """
 
-    def __init__(self, model, device=None, precision: str = "fp32", providers=None,
-                 devices=None, strategy: str = "auto", queues: int = 1,
-                 profile: bool = False, out_of_order: bool = False, calibration=None,
-                 weight_int8: bool = False, policy: Optional[dict] = None, **_ignored):
+    def __init__(self, model, device=None, options: Optional[SessionOptions] = None,
+                 **keywords):
         start = time.perf_counter()
-        if precision not in PRECISIONS:
-            raise ClnetError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        if strategy not in STRATEGIES:
-            raise ClnetError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
-        self.precision = precision
-        self.devices: list = resolve_devices(devices, device)
+        self.options = options = SessionOptions.merged(options, keywords)
+        self.precision = options.precision
+        self.devices: list = resolve_devices(options.devices, device)
         self.device: Device = self.devices[0]
-        self.strategy = strategy
-        self.queues = max(1, int(queues))
-        self.profile = bool(profile)
-        self.out_of_order = bool(out_of_order)
+        self.strategy = options.strategy
+        self.queues = max(1, int(options.queues))
+        self.profile = bool(options.profile)
+        self.out_of_order = bool(options.out_of_order)
+        self._runner_options = RunnerOptions(tuple(self.devices), self.strategy, self.queues,
+                                             self.profile, self.out_of_order)
         self.graph = optimize(load_model(model))
-        self._weights_by_device: dict = {}     # id(Device) -> that device's weights
-        self._weights: dict = self._weights_for(self.device)
-        self._plans: dict = {}
         self._runners: dict = {}
         self.last_plan: Optional[Plan] = None
         self.last_runner = None
         self._keyed = value_keyed_inputs(self.graph)
-        self._setup_precision(calibration, weight_int8)
-        if policy:
-            KernelPolicy(self.device, policy)    # unknown switches fail here, at once
-            self._plan_options["policy"] = dict(policy)
+        plan_options = self._setup_precision(options.calibration, options.weight_int8)
+        if options.policy:
+            KernelPolicy(self.device, options.policy)    # unknown switches fail here, at once
+            plan_options["policy"] = dict(options.policy)
+        self.plans = SessionPlans(self.graph, self.device, self._store_half, plan_options)
         static = all(v.is_static for v in self.graph.inputs) and not self._keyed
         if static:
-            self._plan_for(tuple(tuple(v.shape) for v in self.graph.inputs))
+            self.last_plan = self.plans.plan_for(tuple(tuple(v.shape) for v in self.graph.inputs))
         self.load_s = time.perf_counter() - start
 
     # -- introspection -----------------------------------------------------
@@ -184,61 +240,47 @@ class InferenceSession:
     @property
     def device_bytes(self) -> int:
         """Weights plus the arena of the largest plan built so far."""
-        weights = sum(w.nbytes for w in self._weights.values())
-        arena = max((p.arena_bytes for p in self._plans.values()), default=0)
+        weights = sum(w.nbytes for w in self.plans.weights(self.device).values())
+        arena = max((p.arena_bytes for p in self.plans.by_signature.values()), default=0)
         return weights + arena
 
-    def _setup_precision(self, calibration, weight_int8: bool) -> None:
-        """Storage options of every plan; for "auto", calibrate and assign."""
+    def _setup_precision(self, calibration, weight_int8: bool) -> dict:
+        """The storage options of every plan; for "auto", calibrate and assign."""
         self.precision_report: list = []
         self._store_half = self.precision in ("fp16", "fp16-compute")
-        self._plan_options: dict = {"weight_int8": bool(weight_int8)}
+        plan_options: dict = {"weight_int8": bool(weight_int8)}
         if self.precision == "fp16-compute":
             if not self.device.fp16:
                 raise ClnetError(f"precision 'fp16-compute' needs native half arithmetic "
                                  f"(cl_khr_fp16), which {self.device.describe()} lacks; use "
                                  f"'fp16' (half storage, fp32 math) or 'auto'")
-            self._plan_options["extra_defines"] = {"COMPUTE_HALF": True}
+            plan_options["extra_defines"] = {"COMPUTE_HALF": True}
         if self.precision != "auto":
-            return
+            return plan_options
         from .passes.precision import assign_precision, calibrate, random_feeds
         if callable(calibration):
             calibration = calibration(self)
         feeds = list(calibration) if calibration is not None else [random_feeds(self.graph)]
-        stats = calibrate(self.graph, self.device, feeds, self._bind_feeds)
+        device = self.device
+        stats = calibrate(self.graph, feeds, lambda g: build_plan(g, device, False, {}),
+                          self._bind_feeds)
         self.graph, storage, self.precision_report = assign_precision(self.graph, stats)
-        self._plan_options["storage"] = storage
+        plan_options["storage"] = storage
+        return plan_options
 
     def _bind_feeds(self, graph, feeds: dict) -> None:
         """Bind a graph copy to one feed dict as a plan for it would be."""
-        _bind_signature(graph, self._check_feeds(feeds)[1])
-
-    def _weights_for(self, dev: Device) -> dict:
-        return self._weights_by_device.setdefault(id(dev), {})
+        bind_signature(graph, self._check_feeds(feeds)[1])
 
     # -- several queues and devices ------------------------------------------
     def _runner_for(self, signature: tuple):
         runner = self._runners.get(signature)
         if runner is None:
-            runner = make_runner(self, signature)
+            runner = make_runner(self.plans, signature, self._runner_options)
             self._runners[signature] = runner
         self.last_plan = runner.plans[0]
         self.last_runner = runner
         return runner
-
-    def _build(self, signature: tuple, dev: Device) -> Plan:
-        """A plan of the whole graph for these input shapes on one device."""
-        graph = self.graph.copy()
-        _bind_signature(graph, signature)
-        return self._build_graph(graph, dev)
-
-    def _build_graph(self, graph, dev: Device) -> Plan:
-        """build_plan of a shaped (sub)graph on one device, with its weights."""
-        try:
-            return build_plan(graph, dev, self._store_half, self._weights_for(dev),
-                              **self._plan_options)
-        except MemoryError as exc:
-            raise DeviceMemoryError(f"out of host memory while planning: {exc}") from None
 
     def _select(self, outputs: list, output_names) -> list:
         if not output_names:
@@ -264,14 +306,12 @@ class InferenceSession:
         feeds, signature = self._check_feeds(input_feed)
         runner = self._runner_for(signature)
         if runner.strategy == "single":
-            pending = runner.submit(feeds)
             select = None
             if output_names:
                 names = [v.name for v in self.graph.outputs]
                 self._select(list(range(len(names))), output_names)
                 select = [names.index(n) for n in output_names]
-            pending._select = select
-            return pending
+            return runner.submit(feeds, select)
         return Finished(self._select(self._run_runner(runner, feeds), output_names))
 
     def stream(self, feeds, output_names: Optional[Sequence[str]] = None):
@@ -327,7 +367,7 @@ class InferenceSession:
             if not self._plain():
                 return self._select(self._run_runner(self._runner_for(signature), feeds),
                                     output_names)
-            plan = self._plan_for(signature)
+            plan = self.last_plan = self.plans.plan_for(signature)
             outputs = plan.run(feeds)
         except cl.Error as exc:
             raise opencl_error(exc, self.device) from None
@@ -368,20 +408,6 @@ class InferenceSession:
             signature.append(KeyedShape(arr.shape, arr) if value.name in self._keyed
                              else tuple(arr.shape))
         return arrays, tuple(signature)
-
-    def _plan_for(self, signature: tuple) -> Plan:
-        plan = self._plans.get(signature)
-        if plan is None:
-            graph = self.graph.copy()
-            _bind_signature(graph, signature)
-            try:
-                plan = build_plan(graph, self.device, self._store_half, self._weights,
-                                  **self._plan_options)
-            except MemoryError as exc:
-                raise DeviceMemoryError(f"out of host memory while planning: {exc}") from None
-            self._plans[signature] = plan
-        self.last_plan = plan
-        return plan
 
 
 def opencl_error(exc: Exception, device) -> ClnetError:

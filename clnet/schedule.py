@@ -6,7 +6,7 @@
   unrelated tensors is ordered too).
 * ``assign_queues``: independent branches onto several in-order queues of
   one device; only the cross-queue edges become event waits.
-* ``node_flops`` / ``stage_cost``: a cost model from measured device speed
+* ``node_flops`` / ``DeviceModel``: a cost model from measured device speed
   (``clnet.device.probe_speed``, cached on disk) and measured transfer speed.
 * ``place_stages``: cut a graph into contiguous stages and place them on
   devices so that a stream of inputs finishes earliest (HEFT-style: each
@@ -120,11 +120,6 @@ def node_flops(node) -> float:
     return float(max(out_size, ins))
 
 
-def op_flops_by_label(graph) -> dict:
-    """node.label() -> flops, for the profile table's GFLOP/s."""
-    return {node.label(): node_flops(node) for node in graph.nodes}
-
-
 @dataclass
 class DeviceModel:
     """Measured speed of one device: compute and host<->device copies."""
@@ -222,23 +217,6 @@ def crossing_values(graph, first: int, last: int) -> tuple:
     handed = [v for n in inside for v in n.outputs
               if v is not None and v in later and not v.is_const]
     return needed, handed
-
-
-def measure_node_seconds(plan, graph) -> list:
-    """Per node of graph, kernel seconds of one profiled run of plan (the
-    second of two, so that lazy per-device kernel compilation is excluded)."""
-    from .executor import Executor
-
-    executor = Executor(plan, 1, profile=True)
-    feeds = [np.zeros(value.shape, dtype=value.dtype) for value, _, _ in plan.input_slots]
-    for _ in range(2):
-        executor.run(feeds)
-    by_label: dict = {}
-    for record in executor.records:
-        if record.kind == "kernel":
-            start, end = record.times_ns()
-            by_label[record.name] = by_label.get(record.name, 0.0) + (end - start) * 1e-9
-    return [by_label.get(node.label(), 0.0) for node in graph.nodes]
 
 
 def _value_bytes(values) -> float:

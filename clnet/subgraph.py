@@ -1,8 +1,8 @@
 """Subgraphs (If branches, Loop and Scan bodies) in the IR.
 
-The frontend turns every GraphProto attribute into a ``Subgraph``: a clnet
-Graph plus the names it reads from enclosing scopes.  Those outer values are
-appended to the owning node's inputs (after its ``_n_inputs`` real ones), so
+The frontend (``clnet.frontend.onnx.attach_subgraphs``) turns every
+GraphProto attribute into a ``Subgraph``: a clnet Graph plus the names it
+reads from enclosing scopes.  Those outer values are appended to the owning node's inputs (after its ``_n_inputs`` real ones), so
 liveness, dead-code elimination and graph copies see the dependency like any
 other input.  Nested subgraphs compose: an inner node's outer reads that the
 body does not define become outer reads of the body.
@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from .graph import Graph, Value
 
@@ -40,29 +38,6 @@ def free_names(graph: Graph) -> list:
                 and value.name not in found:
             found.append(value.name)
     return found
-
-
-def attach_subgraphs(graph: Graph, opset_imports) -> None:
-    """Convert GraphProto attributes of `graph`'s nodes to Subgraphs (in place)."""
-    from .frontend.onnx import to_graph
-
-    for node in graph.nodes:
-        protos = {k: v for k, v in node.attrs.items() if isinstance(v, onnx.GraphProto)}
-        if not protos:
-            continue
-        names: list = []
-        for key, proto in protos.items():
-            model = helper.make_model(proto, opset_imports=list(opset_imports))
-            sub = to_graph(model)
-            outer = free_names(sub)
-            node.attrs[key] = Subgraph(sub, tuple(outer))
-            names += [n for n in outer if n not in names]
-        node.attrs["_n_inputs"] = len(node.inputs)
-        node.attrs["_outer_names"] = tuple(names)   # copies may rename the inputs
-        for name in names:
-            if name not in graph.values:
-                graph.values[name] = Value(name)
-            node.inputs.append(graph.values[name])
 
 
 def real_inputs(node) -> list:

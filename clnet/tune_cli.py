@@ -16,7 +16,8 @@ import numpy as np
 
 from .compile import build_program
 from .errors import ClnetError
-from .tuning import class_defaults, save_tuning, vector_width
+from .quirks import vector_width
+from .tuning import class_defaults, save_tuning
 
 # Candidate values per parameter; "VW" values beyond the device's native
 # width are dropped.  KSPLIT > 1 only for shapes with few output tiles.

@@ -17,7 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from .device import cache_dir
+from .cache import cache_dir
+from .quirks import vector_width
 
 FORMAT_VERSION = 1
 # Tuning files shipped per device class and vendor (`clnet tune` output of a
@@ -75,18 +76,6 @@ def class_defaults(dev) -> dict:
     if params.get("NT") == "items":
         params["NT"] = 2 if params["VW"] >= 16 else 4
     return params
-
-
-def vector_width(dev) -> int:
-    """The widest float vector gemm.cl should use on this device (4, 8 or 16).
-
-    PoCL names its CPU target in the device name; float16 code for a target
-    without AVX-512 crashes one PoCL's code generator, so 16 needs "avx512".
-    """
-    width = max(4, min(16, int(getattr(dev.cl_device, "native_vector_width_float", 4) or 4)))
-    if width == 16 and dev.type == "CPU" and "avx512" not in dev.name.lower():
-        width = 8
-    return width
 
 
 _LOADED: dict = {}

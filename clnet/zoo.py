@@ -10,7 +10,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-class _Builder:
+class Builder:
+    """Nodes and seeded random initializers of one model under construction."""
+
     def __init__(self, seed: int):
         self.rng = np.random.default_rng(seed)
         self.nodes: list = []
@@ -61,7 +63,7 @@ class _Builder:
 def resnet18(batch=1, size: int = 224, classes: int = 1000, seed: int = 0,
              opset: int = 13) -> onnx.ModelProto:
     """ResNet-18 with unfolded BatchNormalization; input 'input' [batch,3,size,size]."""
-    b = _Builder(seed)
+    b = Builder(seed)
     x = b.node("Relu", [b.bn(b.conv("input", 3, 64, 7, 2), 64)])[0]
     x = b.node("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])[0]
     cin = 64
@@ -84,8 +86,8 @@ def resnet18(batch=1, size: int = 224, classes: int = 1000, seed: int = 0,
     return b.model([inp], [out], opset, "resnet18")
 
 
-def _inverted_residual(b: _Builder, x: str, cin: int, cout: int, stride: int, expand: int,
-                       relu6: tuple) -> str:
+def inverted_residual(b: Builder, x: str, cin: int, cout: int, stride: int, expand: int,
+                      relu6: tuple) -> str:
     """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 project (+ identity)."""
     hidden = cin * expand
     y = x
@@ -102,7 +104,7 @@ def _inverted_residual(b: _Builder, x: str, cin: int, cout: int, stride: int, ex
 def mobilenet_v2(batch=1, size: int = 224, classes: int = 1000, seed: int = 0,
                  opset: int = 13) -> onnx.ModelProto:
     """MobileNetV2 (depthwise + 1x1 convs, ReLU6 as Clip); input 'input'."""
-    b = _Builder(seed)
+    b = Builder(seed)
     relu6 = (b.const(np.array(0.0, np.float32), "lo"), b.const(np.array(6.0, np.float32), "hi"))
     x = b.node("Clip", [b.bn(b.conv("input", 3, 32, 3, 2), 32), *relu6])[0]
     cin = 32
@@ -110,7 +112,7 @@ def mobilenet_v2(batch=1, size: int = 224, classes: int = 1000, seed: int = 0,
                                           (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                                           (6, 320, 1, 1)):
         for i in range(repeats):
-            x = _inverted_residual(b, x, cin, cout, stride if i == 0 else 1, expand, relu6)
+            x = inverted_residual(b, x, cin, cout, stride if i == 0 else 1, expand, relu6)
             cin = cout
     x = b.node("Clip", [b.bn(b.conv(x, cin, 1280, 1), 1280), *relu6])[0]
     x = b.node("Flatten", [b.node("GlobalAveragePool", [x])[0]], axis=1)[0]
@@ -123,26 +125,29 @@ def mobilenet_v2(batch=1, size: int = 224, classes: int = 1000, seed: int = 0,
     return b.model([inp], [out], opset, "mobilenet_v2")
 
 
-def _dense(b: _Builder, x: str, n_in: int, n_out: int) -> str:
+def dense(b: Builder, x: str, n_in: int, n_out: int) -> str:
+    """x @ W + bias, as a MatMul and an Add (as exporters write it)."""
     w = (b.rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
     bias = (b.rng.standard_normal(n_out) * 0.02).astype(np.float32)
     return b.node("Add", [b.node("MatMul", [x, b.const(w)])[0], b.const(bias, "b")])[0]
 
 
-def _layer_norm(b: _Builder, x: str, hidden: int) -> str:
+def layer_norm(b: Builder, x: str, hidden: int) -> str:
+    """LayerNormalization over the last axis."""
     scale = b.rng.uniform(0.8, 1.2, hidden).astype(np.float32)
     shift = (b.rng.standard_normal(hidden) * 0.02).astype(np.float32)
     return b.node("LayerNormalization", [x, b.const(scale, "ln"), b.const(shift, "ln")],
                   axis=-1, epsilon=1e-5)[0]
 
 
-def _attention(b: _Builder, x: str, seq: int, hidden: int, heads: int) -> str:
+def attention(b: Builder, x: str, seq: int, hidden: int, heads: int) -> str:
+    """Multi-head self-attention of a [1, seq, hidden] input, with its output projection."""
     dh = hidden // heads
     split = b.const(np.array([1, seq, heads, dh], np.int64), "shape")
     merged = b.const(np.array([1, seq, hidden], np.int64), "shape")
 
     def project(perm: list) -> str:
-        y = b.node("Reshape", [_dense(b, x, hidden, hidden), split])[0]
+        y = b.node("Reshape", [dense(b, x, hidden, hidden), split])[0]
         return b.node("Transpose", [y], perm=perm)[0]
 
     q, k, v = project([0, 2, 1, 3]), project([0, 2, 3, 1]), project([0, 2, 1, 3])
@@ -150,10 +155,10 @@ def _attention(b: _Builder, x: str, seq: int, hidden: int, heads: int) -> str:
     scores = b.node("Div", [scores, b.const(np.array(np.sqrt(dh), np.float32), "scale")])[0]
     ctx = b.node("MatMul", [b.node("Softmax", [scores], axis=-1)[0], v])[0]
     ctx = b.node("Transpose", [ctx], perm=[0, 2, 1, 3])[0]
-    return _dense(b, b.node("Reshape", [ctx, merged])[0], hidden, hidden)
+    return dense(b, b.node("Reshape", [ctx, merged])[0], hidden, hidden)
 
 
-def _gelu(b: _Builder, x: str) -> str:
+def gelu(b: Builder, x: str) -> str:
     """0.5 * x * (1 + erf(x / sqrt 2)), the exact GELU as exporters write it."""
     inner = b.node("Div", [x, b.const(np.array(np.sqrt(2.0), np.float32), "c")])[0]
     one_plus = b.node("Add", [b.node("Erf", [inner])[0], b.const(np.array(1.0, np.float32),
@@ -168,15 +173,15 @@ def bert_encoder(layers: int = 4, hidden: int = 256, seq: int = 128, heads: int 
 
     Input 'input_ids' int64 [1, seq]; output 'hidden' [1, seq, hidden].
     """
-    b = _Builder(seed)
+    b = Builder(seed)
     table = (b.rng.standard_normal((vocab, hidden)) * 0.1).astype(np.float32)
     position = (b.rng.standard_normal((1, seq, hidden)) * 0.1).astype(np.float32)
     x = b.node("Gather", [b.const(table, "emb"), "input_ids"], axis=0)[0]
-    x = _layer_norm(b, b.node("Add", [x, b.const(position, "pos")])[0], hidden)
+    x = layer_norm(b, b.node("Add", [x, b.const(position, "pos")])[0], hidden)
     for _ in range(layers):
-        x = _layer_norm(b, b.node("Add", [x, _attention(b, x, seq, hidden, heads)])[0], hidden)
-        ffn = _dense(b, _gelu(b, _dense(b, x, hidden, 4 * hidden)), 4 * hidden, hidden)
-        x = _layer_norm(b, b.node("Add", [x, ffn])[0], hidden)
+        x = layer_norm(b, b.node("Add", [x, attention(b, x, seq, hidden, heads)])[0], hidden)
+        ffn = dense(b, gelu(b, dense(b, x, hidden, 4 * hidden)), 4 * hidden, hidden)
+        x = layer_norm(b, b.node("Add", [x, ffn])[0], hidden)
     b.nodes[-1].output[0] = "hidden"
     inp = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, seq])
     out = helper.make_tensor_value_info("hidden", TensorProto.FLOAT, [1, seq, hidden])

@@ -29,13 +29,9 @@ def test_prebuilt_binaries_are_used_without_compiling(device, tmp_path, monkeypa
     defines = {"SOME_FLAG": 7}
     clc.save_binary(device, "probe", defines, tmp_path)
     monkeypatch.setenv("CLNET_BINARIES", str(tmp_path))
-    monkeypatch.setattr(clc, "_MEMO", {})
-
-    def no_compiler(*args):
-        raise KernelBuildError("the online compiler must not be used")
-
-    monkeypatch.setattr(clc, "_compile", no_compiler)
-    prg = clc.build_program(device, "probe", defines)
+    clc.clear_memo()
+    with clc.source_builds_disabled():
+        prg = clc.build_program(device, "probe", defines)
     import pyopencl as cl
 
     n = 16
@@ -51,8 +47,8 @@ def test_prebuilt_binaries_are_used_without_compiling(device, tmp_path, monkeypa
     result = np.empty_like(a)
     cl.enqueue_copy(queue, result, out)
     np.testing.assert_allclose(result, a @ b, rtol=1e-6)
-    with pytest.raises(KernelBuildError):   # not prebuilt: would need the compiler
-        clc.build_program(device, "probe", {"OTHER": 1})
+    with clc.source_builds_disabled(), pytest.raises(KernelBuildError):
+        clc.build_program(device, "probe", {"OTHER": 1})   # not prebuilt: needs the compiler
 
 
 def test_binaries_are_cached_on_disk_and_damaged_ones_rebuilt(device, tmp_path, monkeypatch):
@@ -60,29 +56,23 @@ def test_binaries_are_cached_on_disk_and_damaged_ones_rebuilt(device, tmp_path, 
     cache without compiling; a damaged cache file is replaced by a rebuild."""
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CLNET_KERNEL_CACHE", "1")
-    monkeypatch.setattr(clc, "_MEMO", {})
+    clc.clear_memo()
     defines = {"DISK_CACHE_TEST": 1}
     clc.build_program(device, "probe", defines)
-    clc._SAVER.drain()    # written by a background thread
+    clc.wait_for_binary_cache()    # written by a background thread
     (cached,) = (tmp_path / "kernels").glob("probe-*.bin")
-    monkeypatch.setattr(clc, "_MEMO", {})
-    real_compile = clc._compile
-
-    def no_compiler(*args):
-        raise KernelBuildError("the online compiler must not be used")
-
-    monkeypatch.setattr(clc, "_compile", no_compiler)
-    assert clc.build_program(device, "probe", defines) is not None
+    clc.clear_memo()
+    with clc.source_builds_disabled():
+        assert clc.build_program(device, "probe", defines) is not None
 
     cached.write_bytes(b"not a device binary")
-    monkeypatch.setattr(clc, "_MEMO", {})
-    monkeypatch.setattr(clc, "_compile", real_compile)
+    clc.clear_memo()
     clc.build_program(device, "probe", defines)
-    clc._SAVER.drain()
+    clc.wait_for_binary_cache()
     assert cached.read_bytes() != b"not a device binary"
 
     monkeypatch.setenv("CLNET_KERNEL_CACHE", "0")
-    monkeypatch.setattr(clc, "_MEMO", {})
+    clc.clear_memo()
     clc.build_program(device, "probe", {"DISK_CACHE_TEST": 2})
-    clc._SAVER.drain()
+    clc.wait_for_binary_cache()
     assert len(list((tmp_path / "kernels").glob("probe-*.bin"))) == 1

@@ -7,7 +7,7 @@ import pytest
 import clnet
 from clnet import zoo
 from clnet.errors import UnsupportedOpError
-from clnet.plan import Region, _assign_offsets
+from clnet.memory import Region, assign_offsets
 
 from test_schedule import encoder_model
 
@@ -26,7 +26,7 @@ def test_offsets_never_collide_and_respect_the_bound(seed):
     for _ in range(127):
         start = int(rng.integers(0, 60))
         regions.append(Region(int(rng.integers(1, 5000)), start, start + int(rng.integers(0, 9))))
-    total, lower = _assign_offsets(regions, 128)
+    total, lower = assign_offsets(regions, 128)
     for i, a in enumerate(regions):
         for b in regions[i + 1:]:
             assert not _overlap(a, b, 128), (a, b)

@@ -29,12 +29,12 @@ from conftest import assert_close, pocl_platform, reference
 
 def encoder_model(seq: int = 13, hidden: int = 32, heads: int = 4, layers: int = 2):
     """A transformer encoder (attention + GELU MLP, residuals) without LayerNorm."""
-    b = zoo._Builder(0)
+    b = zoo.Builder(0)
     x = "x"
     for _ in range(layers):
-        x = b.node("Add", [x, zoo._attention(b, x, seq, hidden, heads)])[0]
-        hidden_ffn = zoo._gelu(b, zoo._dense(b, x, hidden, 2 * hidden))
-        x = b.node("Add", [x, zoo._dense(b, hidden_ffn, 2 * hidden, hidden)])[0]
+        x = b.node("Add", [x, zoo.attention(b, x, seq, hidden, heads)])[0]
+        hidden_ffn = zoo.gelu(b, zoo.dense(b, x, hidden, 2 * hidden))
+        x = b.node("Add", [x, zoo.dense(b, hidden_ffn, 2 * hidden, hidden)])[0]
     b.nodes[-1].output[0] = "y"
     inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, seq, hidden])
     out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, seq, hidden])

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import clnet
+from clnet.runtime import SessionOptions
 from conftest import reference
 
 
@@ -36,7 +38,7 @@ def test_inputs_outputs_and_symbolic_batch(device):
         want = reference(model, {"x": x})
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
-    assert len(session._plans) == 3               # one plan per shape signature
+    assert len(session.plans.by_signature) == 3   # one plan per shape signature
     (h,) = session.run(["h"], {"x": x})
     assert h.shape == (5, 7)
 
@@ -44,9 +46,24 @@ def test_inputs_outputs_and_symbolic_batch(device):
 def test_weights_shared_between_plans(device):
     session = clnet.InferenceSession(_mlp().SerializeToString(), device=device)
     session.run(None, {"x": np.ones((2, 13), np.float32)})
-    before = len(session._weights)
+    before = len(session.plans.weights(session.device))
     session.run(None, {"x": np.ones((4, 13), np.float32)})
-    assert len(session._weights) == before
+    assert len(session.plans.weights(session.device)) == before
+
+
+def test_misspelt_keyword_is_a_clear_error(device):
+    model = _mlp().SerializeToString()
+    with pytest.raises(clnet.ClnetError) as info:
+        clnet.InferenceSession(model, device=device, precison="fp16")
+    message = str(info.value)
+    assert "'precison'" in message and "did you mean 'precision'" in message
+    assert "weight_int8" in message and "strategy" in message     # the valid ones listed
+    options = SessionOptions(precision="fp16")
+    session = clnet.InferenceSession(model, device=device, options=options, queues=2,
+                                     providers=["CPUExecutionProvider"])
+    assert session.precision == "fp16" and session.queues == 2
+    with pytest.raises(clnet.ClnetError, match="precision 'fp8'"):
+        SessionOptions(precision="fp8")
 
 
 def test_arena_reuses_memory(device):

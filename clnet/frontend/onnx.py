@@ -17,11 +17,12 @@ from onnx import helper, numpy_helper
 
 from ..errors import ModelError, UnsupportedOpError
 from ..graph import Graph, Node, Value
+from ..subgraph import Subgraph, free_names
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
-def _read(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
+def read_model(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
     """(ModelProto, base folder for external data or None, the file's bytes or None)."""
     if isinstance(model, onnx.ModelProto):
         return model, None, None
@@ -48,7 +49,9 @@ def _read(model: Union[str, os.PathLike, bytes, "onnx.ModelProto"]) -> tuple:
     return proto, base, data
 
 
-def _load_external(proto: "onnx.ModelProto", base) -> bool:
+def load_external_data(proto: "onnx.ModelProto", base) -> bool:
+    """Read the tensors' external data files (only from inside `base`);
+    whether the model had any."""
     from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     tensors = [t for t in _get_all_tensors(proto) if uses_external_data(t)]
@@ -102,7 +105,8 @@ def _value_info_shape(info) -> tuple:
     return shape, _dtype(ttype.elem_type)
 
 
-def _attr(attr):
+def attribute_value(attr):
+    """An AttributeProto's value: strings decoded, tensors as numpy arrays."""
     value = helper.get_attribute_value(attr)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -140,21 +144,41 @@ def to_graph(proto: "onnx.ModelProto", inferred: list = ()) -> Graph:
             v.shape = shape
         if v.dtype is None:
             v.dtype = dtype
+    # graph inputs that an initializer also names are constants with a default
     initialized = {init.name for init in g.initializer}
     inputs = [value(i.name) for i in g.input if i.name not in initialized]
     nodes = []
     for index, n in enumerate(g.node):
-        attrs = {a.name: _attr(a) for a in n.attribute}
+        attrs = {a.name: attribute_value(a) for a in n.attribute}
         ins = [value(name) if name else None for name in n.input]
         outs = [value(name) if name else Value("") for name in n.output]
         nodes.append(Node(n.op_type, ins, outs, attrs, n.name or f"{n.op_type}_{index}",
                           n.domain if n.domain not in DEFAULT_DOMAINS else ""))
     outputs = [value(o.name) for o in g.output]
     graph = Graph(nodes, inputs, outputs, opset, g.name, values)
-    # graph inputs that an initializer also names are constants with a default
-    from ..subgraph import attach_subgraphs
     attach_subgraphs(graph, proto.opset_import)
     return graph
+
+
+def attach_subgraphs(graph: Graph, opset_imports) -> None:
+    """Convert GraphProto attributes of `graph`'s nodes to Subgraphs (in place)."""
+    for node in graph.nodes:
+        protos = {k: v for k, v in node.attrs.items() if isinstance(v, onnx.GraphProto)}
+        if not protos:
+            continue
+        names: list = []
+        for key, proto in protos.items():
+            model = helper.make_model(proto, opset_imports=list(opset_imports))
+            sub = to_graph(model)
+            outer = free_names(sub)
+            node.attrs[key] = Subgraph(sub, tuple(outer))
+            names += [n for n in outer if n not in names]
+        node.attrs["_n_inputs"] = len(node.inputs)
+        node.attrs["_outer_names"] = tuple(names)   # copies may rename the inputs
+        for name in names:
+            if name not in graph.values:
+                graph.values[name] = Value(name)
+            node.inputs.append(graph.values[name])
 
 
 def host_computable(graph: Graph) -> set:
@@ -194,7 +218,6 @@ def check_supported(graph: Graph) -> None:
 def _unsupported_in_subgraphs(node) -> list:
     """'node ...: Op' entries for unsupported ops inside `node`'s subgraphs."""
     from ..ops import lookup
-    from ..subgraph import Subgraph
 
     bad = []
     for sub in (v for v in node.attrs.values() if isinstance(v, Subgraph)):
@@ -265,8 +288,8 @@ def _elements(tensor) -> int:
 
 def load_model(model) -> Graph:
     """Read, check and convert an ONNX model (path, bytes or ModelProto)."""
-    proto, base, data = _read(model)
-    if _load_external(proto, base):
+    proto, base, data = read_model(model)
+    if load_external_data(proto, base):
         data = None
     checked = _for_checker(proto)
     try:

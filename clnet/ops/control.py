@@ -29,16 +29,14 @@ MAX_ITERATIONS = 4096    # unrolled iterations of one Loop/Scan before refusing
 
 def _lower_nodes(ctx, node, nodes: list) -> None:
     """Lower helper nodes (folding what is constant), then make `node` current again."""
-    from ..plan import lower_graph
-    lower_graph(Graph(nodes, [], [], ctx.opset), ctx)
+    ctx.lower_subgraph(Graph(nodes, [], [], ctx.opset))
     ctx.begin_node(node)
 
 
 def _inline(ctx, node, sub, bindings: dict, prefix: str) -> list:
     """Lower a bound copy of a subgraph; returns its output Values."""
-    from ..plan import lower_graph
     graph = instantiate(sub, {**outer_bindings(node), **bindings}, f"{node.name}/{prefix}")
-    lower_graph(graph, ctx)
+    ctx.lower_subgraph(graph)
     ctx.begin_node(node)
     return graph.outputs
 

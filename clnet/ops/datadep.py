@@ -3,8 +3,8 @@ Compress, NonMaxSuppression.
 
 A plan fixes every shape before it runs, so these run on the host, at plan
 time, when their inputs are constants (initializers, folded shape
-arithmetic, or graph inputs that the session keys by value: see
-runtime.SHAPE_INPUTS).  The ONNX reference computes them then; no launch is
+arithmetic, or graph inputs that the session keys by value: the
+registry's shape_inputs).  The ONNX reference computes them then; no launch is
 emitted.  Fed from tensors computed on the device they are rejected with
 this message rather than silently synchronising in the middle of a plan.
 """

@@ -3,7 +3,7 @@ inverse, inverse one-sided (irfft), dft_length, axis as attribute or input)
 on kernels_cl/dft.cl, and the Hann, Hamming and Blackman windows.
 
 A window depends only on its size, which is known when the plan is made (a
-constant, or a graph input keyed by value: runtime.SHAPE_INPUTS), so a
+constant, or a graph input keyed by value: the registry's shape_inputs), so a
 window node is folded to a constant at load like Range or EyeLike.
 """
 from __future__ import annotations

@@ -15,7 +15,8 @@ run time gets a storage type, half unless a rule says otherwise:
 Each kernel launch must see one storage type, so where a node's storage
 differs from an input's, a ``ConvertStorage`` node (domain ``clnet``) is
 inserted.  ``calibrate`` runs the model once in fp32 on the device and
-records the range of every tensor; it is the only part that needs a device.
+records the range of every tensor; it is the only part that needs a device
+(through the planner the session hands it).
 """
 from __future__ import annotations
 
@@ -283,16 +284,15 @@ def _convert_node(graph: Graph, value: Value, half: bool, storage: dict, report:
                 CONVERT_DOMAIN)
 
 
-def calibrate(graph: Graph, device, feeds_list: list, bind=None) -> dict:
+def calibrate(graph: Graph, feeds_list: list, build, bind=None) -> dict:
     """Run `graph` in fp32 on each feed dict; value name -> ValueStats.
 
     Every named tensor becomes an output of a throw-away plan so that its
-    range can be read back (load-time only; uses its own weight cache).
+    range can be read back (load-time only).  build(graph) makes that plan:
+    the session's fp32 planner on its device, with its own weight cache.
     bind(graph copy, feeds) gives the copy's inputs their shapes (and values
     for inputs that decide shapes); by default, the feeds' shapes.
     """
-    from ..plan import build_plan
-
     stats: dict = {}
     for feeds in feeds_list:
         g = graph.copy()
@@ -304,7 +304,7 @@ def calibrate(graph: Graph, device, feeds_list: list, bind=None) -> dict:
         extra = [v for n in g.nodes for v in n.outputs
                  if v.name and v not in seen and not seen.add(v)]
         g.outputs = list(g.outputs) + extra
-        plan = build_plan(g, device, False, {})
+        plan = build(g)
         arrays = plan.run([np.asarray(feeds[v.name]) for v in g.inputs])
         named = list(zip(g.outputs, arrays)) + [(v, np.asarray(feeds[v.name])) for v in g.inputs]
         for value, arr in named:
