@@ -109,17 +109,3 @@ def norm_axis(axis: int, rank: int, node) -> int:
     if not -rank <= axis < max(rank, 1):
         raise ValueError(f"axis {axis} out of range for rank {rank}")
     return axis % rank if rank else 0
-
-
-def batchnorm_scale_shift(gamma, beta, mean, var, epsilon: float) -> tuple:
-    """Inference BatchNormalization as y = x * scale + shift (float64 arrays)."""
-    scale = gamma / np.sqrt(var + epsilon)
-    return scale, beta - mean * scale
-
-
-def batchnorm_affine(node, epsilon: float = 1e-5) -> tuple:
-    """float32 (scale, shift) of a BatchNormalization node with constant parameters."""
-    gamma, beta, mean, var = (np.asarray(v.data, dtype=np.float64) for v in node.inputs[1:5])
-    scale, shift = batchnorm_scale_shift(gamma, beta, mean, var,
-                                         node.attrs.get("epsilon", epsilon))
-    return scale.astype(np.float32), shift.astype(np.float32)

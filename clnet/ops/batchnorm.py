@@ -1,9 +1,10 @@
 """BatchNormalization as one per-channel multiply-add on kernels_cl/elementwise.cl.
-The pure affine (also folded into convs by passes/fusion.py) is _util.batchnorm_affine."""
+The pure affine, shared with BatchNorm folding, is passes/batchnorm.py's."""
 from __future__ import annotations
 
 from ..graph import Value
-from ._util import batchnorm_affine, broadcast_strides, contiguous_strides, require_float
+from ..passes.batchnorm import node_batchnorm_affine
+from ._util import broadcast_strides, contiguous_strides, require_float
 from .reduce import emit_reduce
 from .registry import op
 from .strided import emit_map, emit_strided
@@ -23,7 +24,7 @@ def batch_norm(ctx, node, epsilon: float = 1e-5):
     ctx.output(out, shape, x.dtype)
     training = bool(node.attrs.get("training_mode", 0))
     if all(p is not None and p.is_const for p in params) and not training:
-        scale, shift = batchnorm_affine(node, epsilon)
+        scale, shift = node_batchnorm_affine(node)
         s_w = ctx.weight(scale.reshape(channel_shape), (node.inputs[1].name, "bn_scale"))
         b_w = ctx.weight(shift.reshape(channel_shape), (node.inputs[1].name, "bn_shift"))
     else:

@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..graph import EPILOGUE_ACTIVATIONS, Epilogue, Graph, Node, Value
+from .batchnorm import node_batchnorm_affine
 
 
 
@@ -45,8 +46,7 @@ def fold_batchnorm(graph: Graph) -> Graph:
             continue
         if node.input(2) is not None and node.input(2).name and not _is_const(node.input(2)):
             continue
-        from ..ops._util import batchnorm_affine
-        scale, shift = batchnorm_affine(bn, bn.attrs.get("epsilon", 1e-5))
+        scale, shift = node_batchnorm_affine(bn)
         weight = np.asarray(node.inputs[1].data, np.float32)
         if weight.shape[0] != scale.shape[0]:
             continue
