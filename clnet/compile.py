@@ -185,12 +185,22 @@ def _compile(dev, name: str, source: str, options: tuple) -> "cl.Program":
             f"binary was found; build one with 'clnet compile-kernels' and point "
             f"CLNET_BINARIES at it (options {' '.join(options)})")
     try:
-        return cl.Program(dev.context, source).build(options=list(options), devices=[dev.cl_device])
+        prg = cl.Program(dev.context, source).build(options=list(options), devices=[dev.cl_device])
+        if prg.num_kernels == 0:
+            # NOTE: PyPI's PoCL 3.0 returns programs without kernels from its
+            # own kernel cache on some CPUs; a define no earlier build used
+            # misses that cache (each such program compiles once per process)
+            salted = list(options) + [f"-DCLNET_DRIVER_CACHE_MISS={os.getpid()}{time.time_ns()}"]
+            prg = cl.Program(dev.context, source).build(options=salted, devices=[dev.cl_device])
     except cl.RuntimeError as exc:
         log = _build_log(exc)
         raise KernelBuildError(
             f"{name}.cl failed to build on {dev.describe()} with options "
             f"{' '.join(options)}:\n{log}") from None
+    if prg.num_kernels == 0:
+        raise KernelBuildError(f"{name}.cl built on {dev.describe()} with options "
+                               f"{' '.join(options)} holds no kernel (a driver fault)")
+    return prg
 
 
 def _disk_cache_path(dev, name: str, source: str, options: tuple):
