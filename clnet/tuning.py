@@ -4,8 +4,6 @@
 per device into ``cache_dir()/tuning``; lookups here read it once per process.
 A shape without a tuned entry takes the entry of the nearest tuned shape of
 the same kind (by log-distance of M, N, K), else the device-class default.
-Files shipped in clnet/tuned/ stand in for a device that has no file of its
-own, table by table.
 A corrupted or foreign file is ignored with a warning.
 """
 from __future__ import annotations
@@ -21,10 +19,6 @@ from .cache import cache_dir
 from .quirks import vector_width
 
 FORMAT_VERSION = 1
-# Tuning files shipped per device class and vendor (`clnet tune` output of a
-# representative device); a device's own file overrides them table by table.
-SHIPPED_DIR = Path(__file__).resolve().parent / "tuned"
-
 # Per device class.  A CPU (PoCL) wants a wide register tile in vectors of
 # the native width: 8 x 32 floats is 16 of the 32 zmm registers with AVX-512;
 # with AVX2's 16 ymm registers 5 x 16 (10 accumulators, two B vectors and a
@@ -82,21 +76,17 @@ _LOADED: dict = {}
 
 
 def load_tuning(dev) -> dict:
-    """{kernel: [entries]}: the device's own tuning file, table by table over
-    the file shipped for its class and vendor ({} when neither exists)."""
+    """{kernel: [entries]} of the device's tuning file ({} without one)."""
     path = tuning_path(dev)
     key = str(path)
     if key not in _LOADED:
-        data = _read_tables(shipped_path(dev))
-        data.update(_read_tables(path))
-        _LOADED[key] = data
+        _LOADED[key] = _read_tables(path)
     return _LOADED[key]
 
 
-def shipped_path(dev) -> Path:
-    """Tuning shipped with clnet for a class of devices: tuned/<type>-<vendor>.json."""
-    vendor = re.sub(r"[^a-z0-9]+", "", (dev.cl_device.vendor.split() or ["unknown"])[0].lower())
-    return SHIPPED_DIR / f"{dev.type.lower()}-{vendor}.json"
+def reload() -> None:
+    """Forget the tuning files read so far (the next lookup reads them anew)."""
+    _LOADED.clear()
 
 
 def _read_tables(path: Path) -> dict:

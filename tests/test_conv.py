@@ -304,8 +304,7 @@ def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
     from clnet import tuning
 
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tuning, "SHIPPED_DIR", tmp_path / "shipped")
-    tuning._LOADED.clear()
+    tuning.reload()
     rng = np.random.default_rng(5)
     pads = {"pads": [1, 1, 1, 1]}
     wide = _conv_model((1, 16, 28, 28), (16, 16, 3, 3), pads, rng)
@@ -332,11 +331,11 @@ def test_conv_algorithm_choice(device, tmp_path, monkeypatch):
         {"shape": (16, 28 * 28, 16 * 9), "params": {"ALGO": "im2col"}, "gflops": 1.0},
         {"shape": (16, 7 * 7, 16 * 9), "params": {"ALGO": "winograd4x4"}, "gflops": 1.0},
         {"shape": (16, 7 * 7, 32 * 9), "params": {"ALGO": "direct"}, "gflops": 1.0}])
-    tuning._LOADED.clear()
+    tuning.reload()
     assert _algorithm(wide, device) == "im2col"
     assert _algorithm(small, device) == "winograd4x4"
     assert _algorithm(small_wide_c, device) == "conv_oc"
-    tuning._LOADED.clear()
+    tuning.reload()
 
 
 @pytest.mark.parametrize("x_shape,w_shape,attrs", [

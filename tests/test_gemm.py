@@ -117,14 +117,13 @@ def test_gpu_defaults_split_k_when_tiles_are_few(device, monkeypatch, tmp_path):
     from types import SimpleNamespace
 
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tuning, "SHIPPED_DIR", tmp_path / "shipped")
     gpu = SimpleNamespace(type="GPU", compute_units=132, name="gpu", driver="1",
                           platform_version="OpenCL 3.0",
                           cl_device=SimpleNamespace(vendor="Test", native_vector_width_float=1))
     assert tuning.gemm_params(gpu, 1, 1000, 768)["KSPLIT"] == 3
     assert tuning.gemm_params(gpu, 1024, 1024, 1024).get("KSPLIT", 1) == 1
     assert tuning.gemm_params(gpu, 1, 1000, 256).get("KSPLIT", 1) == 1
-    tuning._LOADED.clear()
+    tuning.reload()
 
 
 def test_gemm_launch_config_rounds_to_local_size():

@@ -14,12 +14,11 @@ from clnet.cli import main
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """An empty tuning cache and no shipped tuning files."""
+    """An empty tuning cache."""
     monkeypatch.setenv("CLNET_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(tuning, "SHIPPED_DIR", tmp_path / "shipped")
-    tuning._LOADED.clear()
+    tuning.reload()
     yield tmp_path
-    tuning._LOADED.clear()
+    tuning.reload()
 
 
 def _matmul_model(m=13, k=37, n=19, seed=0):
@@ -47,7 +46,7 @@ def test_saved_entries_survive_restart_and_nearest_wins(device, cache):
         {"shape": (64, 64, 64), "params": good, "gflops": 1.0},
         {"shape": (2048, 2048, 2048), "params": other, "gflops": 2.0}])
     assert path.parent.parent == cache
-    tuning._LOADED.clear()                      # a new process reads the file again
+    tuning.reload()                      # a new process reads the file again
     assert tuning.gemm_params(device, 50, 70, 60)["TN"] == 8
     assert tuning.gemm_params(device, 1500, 3000, 2000)["LSIZE"] == (1, 1, 1)
     assert tuning.gemm_params(device, 50, 70, 60, "gemm_fp16")["TN"] == 8  # fp32 fallback
@@ -62,7 +61,7 @@ def test_corrupted_file_is_ignored_with_warning(device, cache, text):
     path = tuning.tuning_path(device)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    tuning._LOADED.clear()
+    tuning.reload()
     with pytest.warns(RuntimeWarning, match="ignoring the tuning file"):
         params = tuning.gemm_params(device, 13, 13, 13)
     assert params["TN"] == tuning.class_defaults(device)["TN"]
@@ -121,26 +120,9 @@ def test_tuner_times_conv_algorithms(device, cache, tmp_path, monkeypatch):
     doc = json.loads(tuning.tuning_path(device).read_text())
     (entry,) = doc["kernels"][tuning.CONV_ALGORITHM_KEY]
     assert entry["shape"] == [24, 400, 144] and entry["params"]["ALGO"] in tuning.CONV_ALGORITHMS
-    tuning._LOADED.clear()
+    tuning.reload()
     assert tuning.conv_algorithm(device, (24, 400, 144)) == entry["params"]["ALGO"]
     # a wrong reference: neither algorithm may win
     monkeypatch.setattr(tune_cli, "reference_conv", lambda *args: np.zeros((1, 24, 20, 20)))
     (entry,) = tune_cli.tune_conv_algorithms(device, conv, reps=1)
     assert "params" not in entry and entry["times"] == {}
-
-
-def test_shipped_file_stands_in_until_the_device_has_its_own(device, cache):
-    shipped = {"TM": 3, "TN": 8, "VW": 4, "LSIZE": None, "M_FIRST": 0, "KSPLIT": 1}
-    own = {"TM": 2, "TN": 8, "VW": 4, "LSIZE": None, "M_FIRST": 0, "KSPLIT": 1}
-    path = tuning.shipped_path(device)
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"version": 1, "kernels": {
-        "gemm": [{"shape": [64, 64, 64], "params": shipped}],
-        "conv": [{"shape": [64, 64, 64], "params": shipped}]}}))
-    tuning._LOADED.clear()
-    assert tuning.gemm_params(device, 64, 64, 64)["TM"] == 3
-    tuning.save_tuning(device, "gemm", [{"shape": (64, 64, 64), "params": own}])
-    assert tuning.gemm_params(device, 64, 64, 64)["TM"] == 2          # own table wins
-    assert tuning.gemm_params(device, 64, 64, 64, "conv")["TM"] == 3  # shipped table kept
-    doc = json.loads(tuning.tuning_path(device).read_text())
-    assert list(doc["kernels"]) == ["gemm"]     # shipped entries are not copied
