@@ -163,12 +163,16 @@ def _summary(arr: np.ndarray) -> str:
                    "per-op-type table.")
 @click.option("--explain", is_flag=True,
               help="Print the placement: stages, devices, predicted vs measured time.")
+@click.option("--policy", "policy_items", multiple=True, metavar="NAME=VALUE",
+              help="Force a kernel variant on any device, e.g. conv_algorithm=direct "
+                   "(clnet.policy.VARIANTS lists them).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @_fail_cleanly
 def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_weights, repeat,
             warmup, seed, output_path, labels, as_json, devices, strategy, queues,
-            profile_path, explain, out_of_order, debug):
+            profile_path, explain, out_of_order, policy_items, debug):
     """Run MODEL (an ONNX file) on an OpenCL device and report outputs and latency."""
+    from .policy import parse_override
     from .runtime import InferenceSession
 
     start = time.perf_counter()
@@ -178,7 +182,8 @@ def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_we
     session = InferenceSession(model, device=device, precision=precision,
                                weight_int8=int8_weights, calibration=calibration,
                                devices=devices, strategy=strategy, queues=queues,
-                               profile=profile_path is not None, out_of_order=out_of_order)
+                               profile=profile_path is not None, out_of_order=out_of_order,
+                               policy=parse_override(policy_items))
     load_s = time.perf_counter() - start
     feeds = build_feeds(session, inputs, shapes, seed)
     first = time.perf_counter()

@@ -8,6 +8,7 @@ module.  Device facts that change code or options come from ``quirks``.
 """
 from __future__ import annotations
 
+import json
 from typing import Mapping, Optional
 
 from . import quirks, tuning
@@ -158,3 +159,19 @@ class KernelPolicy:
     def dft_double(self) -> bool:
         """DFT and STFT accumulate in double wherever the device has fp64."""
         return bool(self.forced("dft_double", self.dev.fp64))
+
+
+def parse_override(items) -> dict:
+    """Switches from NAME=VALUE texts (the CLI's --policy): VALUE is JSON
+    where it parses as JSON (true, 8, {"TM": 4, ...}), else a string."""
+    override = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or name not in VARIANTS:
+            raise ClnetError(f"--policy {item!r}: expected NAME=VALUE with NAME one of "
+                             f"{', '.join(sorted(VARIANTS))}")
+        try:
+            override[name] = json.loads(text)
+        except ValueError:
+            override[name] = text
+    return override

@@ -46,6 +46,21 @@ def test_json_report_and_random_inputs(device, tmp_path):
     assert np.load(out)["logits"].shape == (5, 10)
 
 
+def test_policy_forces_a_variant_and_rejects_unknown_switches(device, tmp_path):
+    outs = {}
+    for name, extra in (("rule", ()), ("im2col", ("--policy", "conv_algorithm=im2col",
+                                                   "--policy", "pool_rows=false"))):
+        out = tmp_path / f"{name}.npz"
+        proc = _cli("run", str(EXAMPLE / "digits.onnx"), "--shape", "input=3x1x8x8",
+                    "--device", device.index, "--repeat", "1", "--output", str(out), *extra)
+        assert proc.returncode == 0, proc.stderr
+        outs[name] = np.load(out)["logits"]
+    np.testing.assert_allclose(outs["im2col"], outs["rule"], rtol=1e-4, atol=1e-4)
+    proc = _cli("run", str(EXAMPLE / "digits.onnx"), "--policy", "conv_algo=direct")
+    assert proc.returncode != 0
+    assert "conv_algorithm" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_fp16_json_halves_weights(device):
     sizes = {}
     for precision in ("fp32", "fp16"):
