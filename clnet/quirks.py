@@ -43,12 +43,40 @@ def vector_width(dev) -> int:
     """The widest float vector gemm.cl should use on this device (4, 8 or 16).
 
     PoCL names its CPU target in the device name; float16 code for a target
-    without AVX-512 crashes one PoCL's code generator, so 16 needs "avx512".
+    without AVX-512 crashes one PoCL's code generator, so 16 needs "avx512",
+    and a PoCL whose LLVM did not know the CPU gets 4 (see pocl_knows_cpu).
     """
     width = max(4, min(16, int(getattr(dev.cl_device, "native_vector_width_float", 4) or 4)))
+    if dev.type == "CPU" and not pocl_knows_cpu(dev):
+        return 4
     if width == 16 and dev.type == "CPU" and "avx512" not in dev.name.lower():
         width = 8
     return width
+
+
+def pocl_knows_cpu(dev) -> bool:
+    """False for a PoCL CPU device named without an LLVM CPU target
+    ("pthread-AMD EPYC" where a known CPU reads "pthread-znver3-AMD ..."):
+    its LLVM predates the CPU, and PyPI's PoCL 3.0 (LLVM 14) then aborts
+    code generation on 8- and 16-wide int/float conversions on an AVX-512
+    EPYC ("Do not know how to scalarize", "Cannot select ... FILD").
+    4-wide kernels compile there (docs/BENCHMARKS.md, sixth session)."""
+    if "portable computing language" not in dev.platform_name.lower():
+        return True
+    driver, _, rest = dev.name.partition("-")
+    return not rest or rest.strip() != _host_cpu_model()
+
+
+def _host_cpu_model() -> str:
+    """The host CPU's model name as /proc/cpuinfo gives it ('' elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def parallel_builds(dev) -> bool:

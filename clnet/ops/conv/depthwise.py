@@ -56,5 +56,6 @@ def plane_depthwise(ctx, shape) -> bool:
     docs/BENCHMARKS.md, 'conv and GEMM')."""
     s = shape
     unit = s.sy == s.sx == 1 and s.dy == s.dx == 1
-    return (ctx.policy.is_cpu and not ctx.store_half
+    # its 16-wide vectors need a compiler that takes 8-wide ones at least
+    return (ctx.policy.is_cpu and ctx.policy.vector_width >= 8 and not ctx.store_half
             and unit and s.OW == s.W and 16 <= s.pixels <= 16 * PLANE_VECS and s.taps <= 25)
