@@ -232,8 +232,8 @@ MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run_devices_script(script: str, pocl_devices: str, timeout: int = 600):
-    env = dict(os.environ, POCL_DEVICES=pocl_devices)
+def _run_devices_script(script: str, pocl_devices: str, timeout: int = 600, cache=None):
+    env = _devices_env(pocl_devices, cache)
     env.pop("CLNET_DEVICE", None)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=os.path.dirname(__file__))
@@ -270,11 +270,21 @@ COMPILER_PROBE = textwrap.dedent("""
 """)
 
 
-def _skip_if_compiler_crashes(device: str, pocl_devices: str) -> None:
+def _devices_env(pocl_devices: str, cache=None) -> dict:
+    """The subprocess's environment; with `cache`, clnet's kernel-binary
+    cache on in that folder (the users' default, which PyPI's PoCL 3.0
+    needs: programs it took from its own cache abort its exit otherwise)."""
+    env = dict(os.environ, POCL_DEVICES=pocl_devices)
+    if cache is not None:
+        env.update(CLNET_KERNEL_CACHE="1", CLNET_CACHE_DIR=str(cache))
+    return env
+
+
+def _skip_if_compiler_crashes(device: str, pocl_devices: str, cache=None) -> None:
     """Skip where the device's driver kills the process on clnet's kernels
     (PyPI's PoCL 3.0, LLVM 14, on an AVX-512 EPYC: an LLVM abort or a
     segmentation fault in its compiler); a clnet error still fails."""
-    env = dict(os.environ, POCL_DEVICES=pocl_devices)
+    env = _devices_env(pocl_devices, cache)
     proc = subprocess.run([sys.executable, "-c", COMPILER_PROBE.format(device=device)],
                           capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode < 0:     # killed by a signal inside the driver, not a clnet error
@@ -285,7 +295,7 @@ def _skip_if_compiler_crashes(device: str, pocl_devices: str) -> None:
 
 
 @pytest.mark.slow
-def test_strategies_agree_across_two_platforms(device):
+def test_strategies_agree_across_two_platforms(device, tmp_path):
     from clnet.device import list_devices, probe_speed, select_device
 
     pocl = sorted({d.platform_index for d in list_devices()
@@ -293,10 +303,10 @@ def test_strategies_agree_across_two_platforms(device):
     if len(pocl) < 2:
         pytest.skip("needs two PoCL platforms (system PoCL and PyPI PoCL)")
     one, two = f"{pocl[0]}:0", f"{pocl[1]}:0"
-    _skip_if_compiler_crashes(two, "pthread pthread")
+    _skip_if_compiler_crashes(two, "pthread pthread", tmp_path)
     lists = [[one, two], [one, f"{pocl[0]}:1", two]]
     script = MULTI_DEVICE_SCRIPT.format(tests=os.path.dirname(__file__), lists=lists)
-    report = _run_devices_script(script, "pthread pthread")
+    report = _run_devices_script(script, "pthread pthread", cache=tmp_path)
     _check_report(report)
     # the batch of 3 is split by the two platforms' measured (cached) speeds
     speeds = [probe_speed(select_device(one)), probe_speed(select_device(two))]
