@@ -118,3 +118,13 @@ def test_only_the_runtime_calls_private_session_methods():
             for p in sorted(PACKAGE.rglob("*.py")) if p.name != "runtime.py"
             for line, text in _private_reads(p, "session")]
     assert not hits, "private session members used outside runtime.py: " + ", ".join(hits)
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject.toml lists packages explicitly: a new subpackage must be named."""
+    tomllib = __import__("pytest").importorskip("tomllib")
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(PACKAGE.parent).parts)
+             for p in PACKAGE.rglob("__init__.py")}
+    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
