@@ -139,10 +139,7 @@ def to_fp16(m: ProtoGraph, keep: Optional[tuple]) -> int:
             continue
         if keep_all or info.name in keep:
             cast = m.fresh(info.name + "_fp16")
-            for node in m.nodes:
-                for i, n in enumerate(node.input):
-                    if n == info.name:
-                        node.input[i] = cast
+            _rename(m.nodes, info.name, cast, outputs=False)
             head.append(helper.make_node("Cast", [info.name], [cast], to=f16,
                                          name=cast + "_cast"))
         else:
@@ -152,13 +149,7 @@ def to_fp16(m: ProtoGraph, keep: Optional[tuple]) -> int:
             continue
         if keep_all or info.name in keep:
             inner = m.fresh(info.name + "_fp16")
-            for node in m.nodes:
-                for i, n in enumerate(node.output):
-                    if n == info.name:
-                        node.output[i] = inner
-                for i, n in enumerate(node.input):
-                    if n == info.name:
-                        node.input[i] = inner
+            _rename(m.nodes, info.name, inner, outputs=True)
             tail.append(helper.make_node("Cast", [inner], [info.name], to=f32,
                                          name=info.name + "_cast"))
         else:
@@ -166,6 +157,16 @@ def to_fp16(m: ProtoGraph, keep: Optional[tuple]) -> int:
     m.nodes = head + m.nodes + tail
     del m.graph.value_info[:]
     return converted
+
+
+def _rename(nodes, old: str, new: str, outputs: bool) -> None:
+    """Nodes read (and, with outputs, write) tensor `new` where they named `old`."""
+    for node in nodes:
+        fields = (node.input, node.output) if outputs else (node.input,)
+        for names in fields:
+            for i, name in enumerate(names):
+                if name == old:
+                    names[i] = new
 
 
 def _dequantize_to_fp16(m: ProtoGraph) -> set:
