@@ -45,6 +45,11 @@ class KernelPolicy:
         if algorithm is not None and algorithm not in tuning.CONV_ALGORITHMS:
             raise ClnetError(f"unknown convolution algorithm {algorithm!r}; known: "
                              f"{', '.join(tuning.CONV_ALGORITHMS)}")
+        gemm = override.get("gemm")
+        if gemm is not None and not (isinstance(gemm, Mapping)
+                                     and all(k in gemm for k in ("TM", "TN", "VW"))):
+            raise ClnetError(f"policy 'gemm' must be a dict with at least TM, TN and VW "
+                             f"(and any of {', '.join(tuning.KEYS)}), got {gemm!r}")
         self.dev = dev
         self.override = override
 

@@ -113,6 +113,10 @@ class SessionOptions:
     @classmethod
     def merged(cls, options: Optional["SessionOptions"], keywords: dict) -> "SessionOptions":
         """`options` (or the defaults) with `keywords` overriding its fields."""
+        if options is not None and not isinstance(options, cls):
+            raise ClnetError(f"options must be a clnet SessionOptions, not "
+                             f"{type(options).__name__} (onnxruntime's SessionOptions do not "
+                             f"apply: pass clnet's keywords instead)")
         names = [f.name for f in fields(cls)]
         for key in keywords:
             if key not in names:
@@ -192,13 +196,15 @@ class InferenceSession:
     policy: kernel variants forced on any device (clnet.policy.VARIANTS),
     for tests and A/B measurements.
     providers: accepted for onnxruntime compatibility, unused.
-    options: a SessionOptions holding the above; keyword arguments override
-    its fields, and an unknown keyword raises ClnetError.
+    options (keyword only): a SessionOptions holding the above; keyword
+    arguments override its fields, and an unknown keyword raises ClnetError.
     """
 
-    def __init__(self, model, device=None, options: Optional[SessionOptions] = None,
-                 **keywords):
+    def __init__(self, model, device=None, precision: Optional[str] = None, *,
+                 options: Optional[SessionOptions] = None, **keywords):
         start = time.perf_counter()
+        if precision is not None:      # the third positional argument, as before options
+            keywords["precision"] = precision
         self.options = options = SessionOptions.merged(options, keywords)
         self.precision = options.precision
         self.devices: list = resolve_devices(options.devices, device)
@@ -214,10 +220,11 @@ class InferenceSession:
         self.last_plan: Optional[Plan] = None
         self.last_runner = None
         self._keyed = value_keyed_inputs(self.graph)
-        plan_options = self._setup_precision(options.calibration, options.weight_int8)
-        if options.policy:
-            KernelPolicy(self.device, options.policy)    # unknown switches fail here, at once
-            plan_options["policy"] = dict(options.policy)
+        policy = dict(options.policy or {})
+        KernelPolicy(self.device, policy)    # unknown switches fail here, at once
+        plan_options = self._setup_precision(options.calibration, options.weight_int8, policy)
+        if policy:
+            plan_options["policy"] = policy
         self.plans = SessionPlans(self.graph, self.device, self._store_half, plan_options)
         static = all(v.is_static for v in self.graph.inputs) and not self._keyed
         if static:
@@ -244,8 +251,9 @@ class InferenceSession:
         arena = max((p.arena_bytes for p in self.plans.by_signature.values()), default=0)
         return weights + arena
 
-    def _setup_precision(self, calibration, weight_int8: bool) -> dict:
-        """The storage options of every plan; for "auto", calibrate and assign."""
+    def _setup_precision(self, calibration, weight_int8: bool, policy: dict) -> dict:
+        """The storage options of every plan; for "auto", calibrate and assign
+        (the calibration plans use the session's kernel policy too)."""
         self.precision_report: list = []
         self._store_half = self.precision in ("fp16", "fp16-compute")
         plan_options: dict = {"weight_int8": bool(weight_int8)}
@@ -262,7 +270,8 @@ class InferenceSession:
             calibration = calibration(self)
         feeds = list(calibration) if calibration is not None else [random_feeds(self.graph)]
         device = self.device
-        stats = calibrate(self.graph, feeds, lambda g: build_plan(g, device, False, {}),
+        stats = calibrate(self.graph, feeds,
+                          lambda g: build_plan(g, device, False, {}, policy=policy),
                           self._bind_feeds)
         self.graph, storage, self.precision_report = assign_precision(self.graph, stats)
         plan_options["storage"] = storage

@@ -64,6 +64,11 @@ def test_misspelt_keyword_is_a_clear_error(device):
     assert session.precision == "fp16" and session.queues == 2
     with pytest.raises(clnet.ClnetError, match="precision 'fp8'"):
         SessionOptions(precision="fp8")
+    assert clnet.InferenceSession(model, device, "fp16").precision == "fp16"   # positional
+    with pytest.raises(clnet.ClnetError, match="SessionOptions"):
+        clnet.InferenceSession(model, device=device, options={"precision": "fp16"})
+    with pytest.raises(clnet.ClnetError, match="TM, TN and VW"):
+        clnet.InferenceSession(model, device=device, policy={"gemm": {"TM": 4}})
 
 
 def test_arena_reuses_memory(device):
