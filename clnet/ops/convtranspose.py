@@ -12,10 +12,9 @@ import numpy as np
 
 from ..errors import UnsupportedOpError
 from ..graph import Node, Value
-from ._util import contiguous_strides, int_vec
-from .strided import emit_strided
+from ._util import const_input, contiguous_strides, int_vec
 from .gemm import gemm_general
-from ._util import const_input
+from .strided import emit_strided
 from .registry import op
 
 

@@ -15,7 +15,7 @@ from pyopencl import cltypes
 
 from ..errors import UnsupportedOpError
 from ..graph import EPILOGUE_ACTIVATIONS, Node
-from ._util import broadcast_strides, contiguous_strides, float_literal, int_vec
+from ._util import broadcast_strides, contiguous_strides, float_literal, int_vec, require_float
 from .strided import emit_map, emit_strided
 from .registry import op
 
@@ -162,10 +162,6 @@ def emit_pack_b(ctx, src, K, N, Z, strides, tn):
     return scratch, panels
 
 
-def _divisor_at_most(n: int, limit: int) -> int:
-    """The largest divisor of n that is <= limit (a local size the grid fits)."""
-    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
-
 
 def batch_map(batch, full) -> tuple:
     """(div, mod) so that operand batch = (z // div) % mod, or None if not expressible."""
@@ -209,7 +205,7 @@ def matmul_shapes(node, a_shape, b_shape) -> tuple:
 @op("MatMul")
 def matmul(ctx, node):
     a, b = node.inputs[0], node.inputs[1]
-    require_float_operands(node, a, b)
+    require_float(ctx, node, a, b)
     a2, b2, full, (M, N, K), out_shape = matmul_shapes(node, ctx.shape(a), ctx.shape(b))
     out = ctx.output(node.outputs[0], out_shape, a.dtype)
     epilogue = node.epilogue
@@ -328,19 +324,12 @@ def _kind(ctx, a) -> str:
     return kind + "_fp16" if ctx.store_half else kind
 
 
-def require_float_operands(node, *values) -> None:
-    """Reject integer operands of a float-only GEMM op (MatMul, Gemm, Conv)."""
-    for value in values:
-        if value.dtype is not None and value.dtype.kind != "f":
-            raise UnsupportedOpError(f"{node.label()}: {node.op} on {value.dtype} tensors is "
-                                     f"not supported")
-
 
 @op("Gemm")
 def gemm(ctx, node):
     a, b = node.inputs[0], node.inputs[1]
     c = node.input(2)
-    require_float_operands(node, a, b)
+    require_float(ctx, node, a, b)
     alpha = float(node.attrs.get("alpha", 1.0))
     beta = float(node.attrs.get("beta", 1.0))
     trans_a, trans_b = node.attrs.get("transA", 0), node.attrs.get("transB", 0)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph import Node, Value
-from ..gemm import ACT_MACROS, fused_act, require_float_operands, residual_of
+from .._util import require_float
+from ..gemm import ACT_MACROS, fused_act, residual_of
 from ..registry import op
 from ..strided import emit_map
 from .depthwise import emit_depthwise
@@ -25,7 +26,7 @@ WINO4_FILTER_BYTES = 4 << 20   # F(4x4) up to this many bytes of transformed fil
 @op("Conv")
 def conv(ctx, node):
     x, w, b = node.inputs[0], node.inputs[1], node.input(2)
-    require_float_operands(node, x, w)
+    require_float(ctx, node, x, w)
     shape = ConvShape.of(node, ctx.shape(x), ctx.shape(w))
     out = ctx.output(node.outputs[0], shape.out_shape, x.dtype)
     residual = residual_of(node)

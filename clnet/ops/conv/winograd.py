@@ -32,7 +32,7 @@ G_MATRICES = {
                  [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
     2: np.array([[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]]),
 }
-VARIANTS = {"winograd4x4": 4, "winograd2x2": 2}   # algorithm name -> output tile side
+TILE_OF = {"winograd4x4": 4, "winograd2x2": 2}   # algorithm name -> output tile side
 SCRATCH_LIMIT = 256 << 20     # bytes of V or M before the plain im2col path is used
 
 
@@ -80,7 +80,7 @@ def winograd_ok(ctx, weights, shape) -> bool:
 def emit_winograd(ctx, node, variant, x, out, weights, bias, residual, shape) -> None:
     s = shape
     policy = ctx.policy
-    tile = VARIANTS[variant]
+    tile = TILE_OF[variant]
     positions = (tile + 2) ** 2
     across, per_image, T = tiles(s, tile)
     TS = _padded(T, 16)          # row length of V and M: 64-byte aligned rows
