@@ -85,8 +85,10 @@ def kernel_source(name: str) -> str:
     return expand(path.read_text())
 
 
-def format_options(defines: Mapping, quirks: Mapping) -> list:
-    merged = dict(quirks)
+def format_options(defines: Mapping, device_defines: Mapping) -> list:
+    """Build options: the base ones, then -D for the device's defines and the
+    kernel's own (which win)."""
+    merged = dict(device_defines)
     merged.update(defines)
     opts = list(BASE_OPTIONS)
     if os.environ.get("CLNET_KERNEL_WARNINGS", "").strip().lower() not in ("1", "yes", "on", "true"):

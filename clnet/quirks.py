@@ -8,6 +8,7 @@ reads it (``kernel_defines``).
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 
 # Kernel files whose results must match the ONNX reference bit for bit: the
 # quantizers round x / scale to the nearest integer, ties to even, so the
@@ -67,6 +68,7 @@ def pocl_knows_cpu(dev) -> bool:
     return not rest or rest.strip() != _host_cpu_model()
 
 
+@lru_cache(maxsize=1)
 def _host_cpu_model() -> str:
     """The host CPU's model name as /proc/cpuinfo gives it ('' elsewhere)."""
     try:

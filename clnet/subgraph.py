@@ -2,9 +2,10 @@
 
 The frontend (``clnet.frontend.onnx.attach_subgraphs``) turns every
 GraphProto attribute into a ``Subgraph``: a clnet Graph plus the names it
-reads from enclosing scopes.  Those outer values are appended to the owning node's inputs (after its ``_n_inputs`` real ones), so
-liveness, dead-code elimination and graph copies see the dependency like any
-other input.  Nested subgraphs compose: an inner node's outer reads that the
+reads from enclosing scopes.  Those outer values are appended to the
+owning node's inputs (after its ``_n_inputs`` real ones), so liveness,
+dead-code elimination and graph copies see the dependency like any other
+input.  Nested subgraphs compose: an inner node's outer reads that the
 body does not define become outer reads of the body.
 
 At planning time the control-flow lowerings (clnet/ops/control.py) inline a
