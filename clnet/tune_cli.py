@@ -16,7 +16,7 @@ import numpy as np
 
 from .compile import build_program
 from .errors import ClnetError
-from .quirks import vector_width
+from .quirks import cpu_kernels, vector_width
 from .tuning import class_defaults, save_tuning
 
 # Candidate values per parameter; "VW" values beyond the device's native
@@ -41,7 +41,7 @@ QUICK_SPACE_GPU = {"TM": (2, 4, 8), "TN_VECTORS": (1, 2), "VW": (4,),
 
 
 def quick_space(dev) -> dict:
-    return QUICK_SPACE if dev.type == "CPU" else QUICK_SPACE_GPU
+    return QUICK_SPACE if cpu_kernels(dev) else QUICK_SPACE_GPU
 
 
 def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> list:
@@ -49,7 +49,7 @@ def candidates(dev, M: int, N: int, K: int, space: Optional[dict] = None) -> lis
     space = space or SPACE
     native = vector_width(dev)
     # split K only where the output tiles alone cannot fill the device
-    few_tiles = 64 if dev.type == "CPU" else 64 * dev.compute_units
+    few_tiles = 64 if cpu_kernels(dev) else 64 * dev.compute_units
     found, seen = [], set()
     for tm, tnv, vw, lsize, m_first, ksplit, nt, group_m, np_ in itertools.product(
             space["TM"], space["TN_VECTORS"], space["VW"], space["LSIZE"],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from .cache import cache_dir
-from .quirks import vector_width
+from .quirks import cpu_kernels, vector_width
 
 FORMAT_VERSION = 1
 # Per device class.  A CPU (PoCL) wants a wide register tile in vectors of
@@ -184,7 +184,7 @@ def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
     tuned = _nearest(entries, (max(M, 1), max(N, 1), max(K, 1)))
     params = dict(tuned) if tuned else class_defaults(dev)
     params["VW"] = min(params["VW"], vector_width(dev))   # a file from another build
-    if not tuned and dev.type == "CPU" and params["TM"] == 5 and M > 5 \
+    if not tuned and cpu_kernels(dev) and params["TM"] == 5 and M > 5 \
             and -(-M // 5) * 5 > 1.03 * -(-M // 4) * 4:
         # 5-row tiles on a row count they leave padded by more than the 3%
         # that 4-row tiles run slower: 4 (MobileNetV2's 16-, 24-, 96- and
@@ -195,11 +195,11 @@ def gemm_params(dev, M: int, N: int, K: int, kind: str = "gemm") -> dict:
     tiles = -(-M // params["TM"]) * -(-N // params["TN"])
     if params.get("NT", 1) > 1 and tiles < 64:
         params["NT"] = 1     # too few tiles to share out
-    if not tuned and dev.type == "CPU" and M <= 2 and N >= 4 * params["TN"]:
+    if not tuned and cpu_kernels(dev) and M <= 2 and N >= 4 * params["TN"]:
         # matrix-vector products stream B: two panels side by side keep more
         # of it in flight (M = 2, N = 1000, K = 4608: 0.79 -> 0.68 ms)
         params["NP"] = 2
-    if not tuned and dev.type != "CPU" and tiles < 8 * dev.compute_units and K >= 512:
+    if not tuned and not cpu_kernels(dev) and tiles < 8 * dev.compute_units and K >= 512:
         # a GPU with fewer tiles than it has cores x 8 (M = 1 rows, small
         # batches): split K so that more work-items share the work
         params["KSPLIT"] = min(8, K // 256)
