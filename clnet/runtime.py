@@ -7,6 +7,7 @@ the feeds, picks the plan and executes it.
 from __future__ import annotations
 
 import difflib
+import threading
 import time
 from dataclasses import dataclass, fields, replace
 from typing import Optional, Sequence
@@ -217,6 +218,9 @@ class InferenceSession:
                                              self.profile, self.out_of_order)
         self.graph = optimize(load_model(model))
         self._runners: dict = {}
+        # one plan's arena, input buffers and queue serve every call: calls
+        # from several threads take turns (each still gets its own outputs)
+        self._lock = threading.RLock()
         self.last_plan: Optional[Plan] = None
         self.last_runner = None
         self._keyed = value_keyed_inputs(self.graph)
@@ -313,15 +317,16 @@ class InferenceSession:
         strategies run synchronously and return a finished handle.
         """
         feeds, signature = self._check_feeds(input_feed)
-        runner = self._runner_for(signature)
-        if runner.strategy == "single":
-            select = None
-            if output_names:
-                names = [v.name for v in self.graph.outputs]
-                self._select(list(range(len(names))), output_names)
-                select = [names.index(n) for n in output_names]
-            return runner.submit(feeds, select)
-        return Finished(self._select(self._run_runner(runner, feeds), output_names))
+        with self._lock:
+            runner = self._runner_for(signature)
+            if runner.strategy == "single":
+                select = None
+                if output_names:
+                    names = [v.name for v in self.graph.outputs]
+                    self._select(list(range(len(names))), output_names)
+                    select = [names.index(n) for n in output_names]
+                return runner.submit(feeds, select)
+            return Finished(self._select(self._run_runner(runner, feeds), output_names))
 
     def stream(self, feeds, output_names: Optional[Sequence[str]] = None):
         """Yield the outputs for each feed dict of an iterable, in order,
@@ -371,13 +376,16 @@ class InferenceSession:
 
     # -- running -----------------------------------------------------------
     def run(self, output_names: Optional[Sequence[str]], input_feed: dict) -> list:
+        """Outputs for one feed dict.  Safe from several threads: the calls
+        share the session's plans and device buffers, so they take turns."""
         feeds, signature = self._check_feeds(input_feed)
         try:
-            if not self._plain():
-                return self._select(self._run_runner(self._runner_for(signature), feeds),
-                                    output_names)
-            plan = self.last_plan = self.plans.plan_for(signature)
-            outputs = plan.run(feeds)
+            with self._lock:
+                if not self._plain():
+                    return self._select(self._run_runner(self._runner_for(signature), feeds),
+                                        output_names)
+                plan = self.last_plan = self.plans.plan_for(signature)
+                outputs = plan.run(feeds)
         except cl.Error as exc:
             raise opencl_error(exc, self.device) from None
         return self._select(outputs, output_names)

@@ -114,3 +114,27 @@ def test_model_proto_and_path_inputs(device, tmp_path):
     a = clnet.InferenceSession(model, device=device).run(None, {"x": x})
     b = clnet.InferenceSession(path, device=device).run(None, {"x": x})
     np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("sessions", [1, 2])
+def test_threads_get_their_own_results(device, sessions):
+    """4 threads x 60 runs, each with its own inputs (two batch sizes, so
+    two plans): every output equals the serial result of the same input."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _mlp().SerializeToString()
+    pool = [clnet.InferenceSession(model, device=device) for _ in range(sessions)]
+    rng = np.random.default_rng(7)
+    inputs = [rng.standard_normal((1 + i % 2 * 3, 13)).astype(np.float32) for i in range(16)]
+    serial = [pool[0].run(None, {"x": x}) for x in inputs]
+
+    def worker(thread: int) -> int:
+        session, wrong = pool[thread % sessions], 0
+        for k in range(60):
+            i = (thread * 5 + k) % len(inputs)
+            got = session.run(None, {"x": inputs[i]})
+            wrong += any(not np.array_equal(g, w) for g, w in zip(got, serial[i]))
+        return wrong
+
+    with ThreadPoolExecutor(4) as threads:
+        assert sum(threads.map(worker, range(4))) == 0
