@@ -162,3 +162,23 @@ def test_out_of_device_memory_is_a_clear_error(device):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(DeviceMemoryError, match="MiB"):
         clnet.InferenceSession(model.SerializeToString(), device=device)
+
+
+@pytest.mark.parametrize("op, attrs, named", [
+    ("MaxPool", {"kernel_shape": [2, 2], "pads": [-1, 0, 0, 0]}, "pads"),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [0, 0, 0, -2]}, "pads"),
+    ("MaxPool", {"kernel_shape": [0, 2]}, "kernel_shape"),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [1]}, "strides"),
+    ("Conv", {"kernel_shape": [3, 3], "pads": [1, 1, -1, 1]}, "pads"),
+    ("Conv", {"kernel_shape": [3, 3], "dilations": [0, 1]}, "dilations"),
+])
+def test_window_attributes_outside_the_spec(device, op, attrs, named):
+    """Negative pads once let a pool write past its output (heap corruption)."""
+    inits = [numpy_helper.from_array(np.ones((2, 1, 3, 3), np.float32), "w")] if op == "Conv" else []
+    node = helper.make_node(op, ["x", "w"] if op == "Conv" else ["x"], ["y"], **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(ModelError, match=f"{op}.*attribute {named}="):
+        clnet.InferenceSession(model.SerializeToString(), device=device)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import UnsupportedOpError
+from ...errors import ModelError, UnsupportedOpError
 from .._util import int_vec
 
 
@@ -35,6 +35,7 @@ class Window:
         auto_pad = node.attrs.get("auto_pad", "NOTSET")
         if isinstance(auto_pad, bytes):
             auto_pad = auto_pad.decode()
+        _check_window(node, nd, kernel, strides, dilations, pads)
         begin, end, out = pads[:nd], pads[nd:], []
         for i in range(nd):
             eff = (kernel[i] - 1) * dilations[i] + 1
@@ -49,6 +50,16 @@ class Window:
             out.append((spatial[i] + begin[i] + end[i] - eff) // strides[i] + 1)
         return cls(tuple(kernel), tuple(strides), tuple(dilations), tuple(begin), tuple(end),
                    tuple(out))
+
+
+def _check_window(node, nd: int, kernel, strides, dilations, pads) -> None:
+    """The spec's limits, before any size is computed from them: a negative
+    pad once let a pool write outside its output buffer."""
+    for name, values, length, low in (("kernel_shape", kernel, nd, 1), ("strides", strides, nd, 1),
+                                      ("dilations", dilations, nd, 1), ("pads", pads, 2 * nd, 0)):
+        if len(values) != length or any(int(v) < low for v in values):
+            raise ModelError(f"{node.label()}: attribute {name}={list(values)} must hold "
+                             f"{length} values of at least {low} for {nd} spatial dims")
 
 
 @dataclass(frozen=True)
