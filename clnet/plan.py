@@ -291,6 +291,11 @@ def lower_graph(graph: Graph, ctx: LowerCtx) -> None:
             entry.fn(ctx, node)
         except ClnetError:
             raise
+        except OverflowError as exc:    # a size past a kernel's 32-bit int arguments
+            raise UnsupportedOpError(
+                f"{node.label()}: input shapes "
+                f"{[ctx.shape(v) if v is not None else None for v in node.inputs]} exceed "
+                f"the 32-bit sizes clnet's kernels index with ({exc})") from None
         except (ValueError, IndexError, KeyError, TypeError, ZeroDivisionError) as exc:
             raise ModelError(f"{node.label()}: invalid attributes or input shapes "
                              f"{[ctx.shape(v) if v is not None else None for v in node.inputs]}: "

@@ -182,3 +182,15 @@ def test_window_attributes_outside_the_spec(device, op, attrs, named):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(ModelError, match=f"{op}.*attribute {named}="):
         clnet.InferenceSession(model.SerializeToString(), device=device)
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
+def test_sizes_past_32_bit_indexing_are_refused_before_allocating(device, op):
+    """An input of 2.5e9 elements: a clnet error at planning, no allocation."""
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [1, 1, 50000, 50000])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(UnsupportedOpError, match="32-bit"):
+        clnet.InferenceSession(model.SerializeToString(), device=device)
