@@ -194,3 +194,19 @@ def test_sizes_past_32_bit_indexing_are_refused_before_allocating(device, op):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(UnsupportedOpError, match="32-bit"):
         clnet.InferenceSession(model.SerializeToString(), device=device)
+
+
+def test_batchnorm_with_mismatched_parameters_is_a_model_error(device):
+    """BatchNorm folding skips malformed parameters (it raised a bare
+    ValueError); the BatchNorm lowering then names the node."""
+    inits = [numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "w")]
+    inits += [numpy_helper.from_array(np.ones(n, np.float32), name)
+              for name, n in (("g", 4), ("b", 3), ("m", 4), ("v", 4))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(ModelError, match="BatchNormalization"):
+        clnet.InferenceSession(model.SerializeToString(), device=device)

@@ -46,10 +46,13 @@ def fold_batchnorm(graph: Graph) -> Graph:
             continue
         if node.input(2) is not None and node.input(2).name and not _is_const(node.input(2)):
             continue
+        channels = np.shape(node.inputs[1].data)[:1]
+        params = list(bn.inputs[1:5]) + ([node.input(2)] if node.input(2) is not None
+                                         and node.input(2).name else [])
+        if not channels or any(np.shape(v.data) != channels for v in params):
+            continue    # malformed: left to the lowerings, whose errors name the node
         scale, shift = node_batchnorm_affine(bn)
         weight = np.asarray(node.inputs[1].data, np.float32)
-        if weight.shape[0] != scale.shape[0]:
-            continue
         scale_w = scale.astype(np.float32).reshape((-1,) + (1,) * (weight.ndim - 1))
         if weight.flags.writeable and weight.flags.owndata \
                 and len(consumers.get(node.inputs[1], ())) == 1:
