@@ -139,7 +139,7 @@ def summary(rows: list) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=None, help="comma-separated names (default: all)")
+    ap.add_argument("--models", default=None, help="comma-separated names, zoo or corpus")
     ap.add_argument("--corpus", action="store_true", help="add the model corpus")
     ap.add_argument("--cache", type=Path, default=model_corpus.default_cache(),
                     help="folder of the corpus's exported models")
@@ -151,12 +151,14 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = ap.parse_args()
+    # --models picks from everything; without it: the zoo, plus the corpus
+    # with --corpus (which includes --wheels), or plus the shipped models.
     loaders = {name: zoo_loader(build) for name, build in ZOO.items()}
-    if args.corpus:
-        loaders.update(model_corpus.corpus(args.cache, args.wheels))
-    elif args.wheels:
-        loaders.update(model_corpus.shipped(args.wheels, args.cache))
-    names = args.models.split(",") if args.models else list(loaders)
+    shipped = model_corpus.shipped(args.wheels, args.cache) if args.wheels else {}
+    corpus = model_corpus.corpus(args.cache, args.wheels)
+    loaders.update(corpus)
+    default = list(loaders) if args.corpus else list(ZOO) + list(shipped)
+    names = args.models.split(",") if args.models else default
     unknown = [n for n in names if n not in loaders]
     if unknown:
         ap.error(f"unknown models {unknown}; known: {', '.join(loaders)}")
