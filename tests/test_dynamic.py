@@ -105,3 +105,17 @@ def test_data_dependent_ops_on_inputs_and_clear_error_otherwise(device):
                       inputs, outputs, opset=13)
     with pytest.raises(UnsupportedOpError, match="'nz'.*NonZero.*computed on the device"):
         clnet.InferenceSession(computed.SerializeToString(), device=device)
+
+
+def test_negative_declared_dim_is_free(device):
+    """PaddleOCR exports declare [-1, 3, ?, ?]; onnxruntime reads -1 as a free
+    dim, so any batch size runs (and get_inputs shows it as symbolic)."""
+    model = _model([helper.make_node("Relu", ["x"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, 5])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3, 5])])
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    assert not isinstance(session.get_inputs()[0].shape[0], int)
+    for batch in (1, 4):
+        x = RNG.standard_normal((batch, 3, 5)).astype(np.float32)
+        got = session.run(None, {"x": x})
+        assert_close(got, reference(model, {"x": x}))

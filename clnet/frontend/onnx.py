@@ -100,9 +100,17 @@ def _value_info_shape(info) -> tuple:
         return None, None
     shape = None
     if ttype.HasField("shape"):
-        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                      for d in ttype.shape.dim)
+        shape = tuple(_dim(d) for d in ttype.shape.dim)
     return shape, _dtype(ttype.elem_type)
+
+
+def _dim(dim):
+    """One declared dim: an int, a symbol's name, or None when free.  A
+    negative dim_value (PaddleOCR exports write -1) is free, as onnxruntime
+    reads it."""
+    if dim.HasField("dim_value"):
+        return dim.dim_value if dim.dim_value >= 0 else None
+    return dim.dim_param or None
 
 
 def attribute_value(attr):
