@@ -119,3 +119,20 @@ def test_negative_declared_dim_is_free(device):
         x = RNG.standard_normal((batch, 3, 5)).astype(np.float32)
         got = session.run(None, {"x": x})
         assert_close(got, reference(model, {"x": x}))
+
+
+def test_question_mark_dims_are_independent(device):
+    """A "?" dim is unknown: two of them need not be equal (PaddleOCR's
+    [-1, 3, ?, ?] takes 48x192 images), while a named symbol still binds."""
+    import pytest
+    from clnet.errors import InputError
+    model = _model([helper.make_node("Add", ["x", "b"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "?", "?"]),
+                    helper.make_tensor_value_info("b", TensorProto.FLOAT, ["n", 1, 1])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    feeds = {"x": RNG.standard_normal((2, 3, 7)).astype(np.float32),
+             "b": RNG.standard_normal((2, 1, 1)).astype(np.float32)}
+    assert_close(session.run(None, feeds), reference(model, feeds))
+    with pytest.raises(InputError, match="'n'"):
+        session.run(None, {"x": feeds["x"], "b": np.zeros((3, 1, 1), np.float32)})
