@@ -71,11 +71,33 @@ def value_keyed_inputs(graph) -> set:
             value = node.input(index)
             if value is not None:
                 (direct if node.op in host else deciding).add(value)
-    for node in reversed(graph.nodes):
-        if node.op not in ("Shape", "Size") and any(v in deciding for v in node.outputs):
-            deciding.update(v for v in node.inputs if v is not None)
+    deciding = _sources(graph, deciding)
     names = {v.name for v in graph.inputs}
-    return {v.name for v in deciding | direct if v.name in names}
+    return {v.name for v in deciding | direct if v.name in names} | _condition_inputs(graph)
+
+
+def _sources(graph, values: set) -> set:
+    """`values` and every value they are computed from (not through Shape/Size)."""
+    found = set(values)
+    for node in reversed(graph.nodes):
+        if node.op not in ("Shape", "Size") and any(v in found for v in node.outputs):
+            found.update(v for v in node.inputs if v is not None)
+    return found
+
+
+MAX_CONDITION_ELEMENTS = 16   # larger integer inputs are data, never keyed by value
+
+
+def _condition_inputs(graph) -> set:
+    """Small integer/bool graph inputs an If condition is computed from (a
+    sample rate, a mode flag).  Keyed by value, the condition is a constant
+    and only the taken branch is inlined: the other may not even be valid
+    for the fed shapes (silero-vad's 8 kHz branch on a 16 kHz chunk)."""
+    conditions = {node.input(0) for node in graph.nodes if node.op == "If" and not node.domain}
+    sources = _sources(graph, conditions - {None})
+    return {v.name for v in graph.inputs
+            if v in sources and v.dtype is not None and v.dtype.kind in "biu"
+            and v.is_static and v.size <= MAX_CONDITION_ELEMENTS}
 
 
 def bind_signature(graph, signature: tuple) -> None:

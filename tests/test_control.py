@@ -32,14 +32,18 @@ def branches():
 @pytest.mark.parametrize("flag", [True, False])
 def test_if_runtime_condition(device, precision, flag):
     then, other = branches()
+    # the condition is computed on the device (a bool input would be keyed by value)
     nodes = [helper.make_node("Relu", ["x0"], ["x"]),
+             helper.make_node("Greater", ["s", "zero"], ["c"]),
              helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other),
              helper.make_node("Sigmoid", ["y"], ["z"])]
     w = numpy_helper.from_array(np.linspace(-1, 1, 13, dtype=np.float32), "w")
-    model = model_of(nodes, [info("x0", F, [3, 13]), info("c", TensorProto.BOOL, [])],
-                     [info("z", F, [3, 13])], [w])
+    zero = numpy_helper.from_array(np.zeros((), np.float32), "zero")
+    model = model_of(nodes, [info("x0", F, [3, 13]), info("s", F, [])],
+                     [info("z", F, [3, 13])], [w, zero])
     x = np.random.default_rng(1).standard_normal((3, 13)).astype(np.float32)
-    got, want = run_both(model, {"x0": x, "c": np.array(flag)}, device, precision)
+    feeds = {"x0": x, "s": np.array(1.0 if flag else -1.0, np.float32)}
+    got, want = run_both(model, feeds, device, precision)
     assert_close(got, want, precision)
 
 
@@ -67,11 +71,40 @@ def test_if_different_shapes_at_run_time_is_refused(device):
                              [info("t", F, None)])
     other = helper.make_graph([helper.make_node("Concat", ["x", "x"], ["e"], axis=0)],
                               "else", [], [info("e", F, None)])
-    model = model_of([helper.make_node("If", ["c"], ["y"], then_branch=then,
+    model = model_of([helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+                      helper.make_node("Cast", ["m"], ["c"], to=TensorProto.BOOL),
+                      helper.make_node("If", ["c"], ["y"], then_branch=then,
                                        else_branch=other)],
-                     [info("x", F, [3]), info("c", TensorProto.BOOL, [])], [info("y", F, None)])
+                     [info("x", F, [3])], [info("y", F, None)])
     with pytest.raises(ClnetError, match="then_branch.*else_branch"):
         clnet.InferenceSession(model.SerializeToString(), device=device)
+
+
+def test_if_condition_from_integer_input_takes_one_branch(device):
+    """A condition computed from a small integer graph input (silero-vad's
+    sample rate) is keyed by value: only the taken branch is inlined, so the
+    other need not be valid for the fed shapes (here its MatMul is not)."""
+    import clnet
+    from conftest import reference
+
+    def branch(tag, rows):
+        weight = numpy_helper.from_array(
+            np.linspace(-1, 1, rows * 2, dtype=np.float32).reshape(rows, 2), f"w{tag}")
+        return helper.make_graph([helper.make_node("MatMul", ["x", f"w{tag}"], [f"y{tag}"])],
+                                 tag, [], [info(f"y{tag}", F, None)], [weight])
+
+    sixteen = numpy_helper.from_array(np.array(16000, np.int64), "sixteen")
+    nodes = [helper.make_node("Equal", ["sr", "sixteen"], ["c"]),
+             helper.make_node("If", ["c"], ["y"], then_branch=branch("then", 4),
+                              else_branch=branch("else", 8))]
+    model = model_of(nodes, [info("x", F, [1, "n"]), info("sr", TensorProto.INT64, [])],
+                     [info("y", F, None)], [sixteen])
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    rng = np.random.default_rng(3)
+    for rate, width in ((16000, 4), (8000, 8), (16000, 4)):
+        feeds = {"x": rng.standard_normal((1, width)).astype(np.float32),
+                 "sr": np.array(rate, np.int64)}
+        assert_close(session.run(None, feeds), reference(model, feeds))
 
 
 def loop_body(with_if: bool):

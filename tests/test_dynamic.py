@@ -105,3 +105,34 @@ def test_data_dependent_ops_on_inputs_and_clear_error_otherwise(device):
                       inputs, outputs, opset=13)
     with pytest.raises(UnsupportedOpError, match="'nz'.*NonZero.*computed on the device"):
         clnet.InferenceSession(computed.SerializeToString(), device=device)
+
+
+def test_negative_declared_dim_is_free(device):
+    """PaddleOCR exports declare [-1, 3, ?, ?]; onnxruntime reads -1 as a free
+    dim, so any batch size runs (and get_inputs shows it as symbolic)."""
+    model = _model([helper.make_node("Relu", ["x"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, 5])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3, 5])])
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    assert not isinstance(session.get_inputs()[0].shape[0], int)
+    for batch in (1, 4):
+        x = RNG.standard_normal((batch, 3, 5)).astype(np.float32)
+        got = session.run(None, {"x": x})
+        assert_close(got, reference(model, {"x": x}))
+
+
+def test_question_mark_dims_are_independent(device):
+    """A "?" dim is unknown: two of them need not be equal (PaddleOCR's
+    [-1, 3, ?, ?] takes 48x192 images), while a named symbol still binds."""
+    import pytest
+    from clnet.errors import InputError
+    model = _model([helper.make_node("Add", ["x", "b"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "?", "?"]),
+                    helper.make_tensor_value_info("b", TensorProto.FLOAT, ["n", 1, 1])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    feeds = {"x": RNG.standard_normal((2, 3, 7)).astype(np.float32),
+             "b": RNG.standard_normal((2, 1, 1)).astype(np.float32)}
+    assert_close(session.run(None, feeds), reference(model, feeds))
+    with pytest.raises(InputError, match="'n'"):
+        session.run(None, {"x": feeds["x"], "b": np.zeros((3, 1, 1), np.float32)})

@@ -250,3 +250,56 @@ def test_weight_only_int8_digits_accuracy(device, precision):
     base = accuracy()
     quantized = accuracy(weight_int8=True, precision=precision)
     assert quantized >= base - 0.01, f"int8 accuracy {quantized:.3f} vs fp32 {base:.3f}"
+
+
+@pytest.mark.parametrize("per_column", [False, True])
+def test_dynamic_quantize_lstm_against_onnxruntime(device, per_column):
+    """com.microsoft DynamicQuantizeLSTM (ddddocr's common_old.onnx): equal to
+    ONNX LSTM on the dequantized weights, and close to onnxruntime's own
+    kernel, which also rounds the activations to uint8."""
+    ort = pytest.importorskip("onnxruntime")
+    import clnet
+    from conftest import assert_close, reference
+    rng = np.random.default_rng(5)
+    dirs, seq, batch, n_in, hidden = 2, 5, 3, 7, 6
+    shape = (dirs, 4 * hidden) if per_column else (dirs,)
+    w_q = rng.integers(0, 256, (dirs, n_in, 4 * hidden)).astype(np.uint8)
+    r_q = rng.integers(0, 256, (dirs, hidden, 4 * hidden)).astype(np.uint8)
+    quant = {"w_q": w_q, "w_s": rng.uniform(0.002, 0.004, shape).astype(np.float32),
+             "w_z": np.full(shape, 131, np.uint8), "r_q": r_q,
+             "r_s": rng.uniform(0.002, 0.004, shape).astype(np.float32),
+             "r_z": np.full(shape, 124, np.uint8),   # onnxruntime: one per tensor
+             "b": rng.uniform(-0.2, 0.2, (dirs, 8 * hidden)).astype(np.float32)}
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in
+              (("x", [seq, batch, n_in]), ("h0", [dirs, batch, hidden]),
+               ("c0", [dirs, batch, hidden]))]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+               for n in ("y", "h", "c")]
+    node = helper.make_node("DynamicQuantizeLSTM", ["x", "w_q", "r_q", "b", "", "h0", "c0", "",
+                                                    "w_s", "w_z", "r_s", "r_z"],
+                            ["y", "h", "c"], domain="com.microsoft", hidden_size=hidden,
+                            direction="bidirectional")
+    inits = [numpy_helper.from_array(a, n) for n, a in quant.items()]
+    graph = helper.make_graph([node], "dqlstm", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    feeds = {"x": rng.standard_normal((seq, batch, n_in)).astype(np.float32),
+             "h0": rng.uniform(-0.5, 0.5, (dirs, batch, hidden)).astype(np.float32),
+             "c0": rng.uniform(-0.5, 0.5, (dirs, batch, hidden)).astype(np.float32)}
+    got = clnet.InferenceSession(model.SerializeToString(), device=device).run(None, feeds)
+    want = ort.InferenceSession(model.SerializeToString(),
+                                providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert_close(got, want, rtol=2e-2)
+
+    def dequantized(q, s, z):
+        cut = (slice(None), None) if per_column else (slice(None), None, None)
+        return ((q.astype(np.float32) - z[cut]) * s[cut]).transpose(0, 2, 1)
+
+    w = dequantized(quant["w_q"], quant["w_s"], quant["w_z"])
+    r = dequantized(quant["r_q"], quant["r_s"], quant["r_z"])
+    plain = helper.make_node("LSTM", ["x", "w", "r", "b", "", "h0", "c0"], ["y", "h", "c"],
+                             hidden_size=hidden, direction="bidirectional")
+    floats = [numpy_helper.from_array(np.ascontiguousarray(a), n)
+              for n, a in (("w", w), ("r", r), ("b", quant["b"]))]
+    float_model = _model([plain], inputs, outputs, floats)
+    assert_close(got, reference(float_model, feeds))

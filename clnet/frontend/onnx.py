@@ -100,9 +100,21 @@ def _value_info_shape(info) -> tuple:
         return None, None
     shape = None
     if ttype.HasField("shape"):
-        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                      for d in ttype.shape.dim)
+        shape = tuple(_dim(d) for d in ttype.shape.dim)
     return shape, _dtype(ttype.elem_type)
+
+
+FREE_SYMBOLS = ("", "?")   # dim_params meaning "unknown", not a name shared between dims
+
+
+def _dim(dim):
+    """One declared dim: an int, a symbol's name, or None when free.  A
+    negative dim_value (PaddleOCR exports write -1) is free, as onnxruntime
+    reads it, and so is "?" (PaddleOCR writes [-1, 3, ?, ?] for any height
+    and width, not for equal ones)."""
+    if dim.HasField("dim_value"):
+        return dim.dim_value if dim.dim_value >= 0 else None
+    return None if dim.dim_param in FREE_SYMBOLS else dim.dim_param
 
 
 def attribute_value(attr):

@@ -5,8 +5,9 @@ fresh copy of the branch or body (clnet.subgraph.instantiate) is lowered
 into the enclosing plan per branch or iteration, with its inputs bound to
 the enclosing values.  What is known at load decides the shape of it:
 
-* If with a constant condition inlines the taken branch only; with a
-  run-time condition both branches run and a Where selects each output
+* If with a constant condition inlines the taken branch only (a condition
+  computed from small integer/bool graph inputs is one: the session keys its
+  plans by their values); with a run-time condition both branches run and a Where selects each output
   (ONNX branches have no side effects), so their output shapes must agree.
 * Loop needs its trip count at load (a constant, computed from shapes, or a
   graph input, which the session keys its plans by) or a condition that
@@ -89,7 +90,8 @@ def if_op(ctx, node) -> None:
                 f"{node.label()}: the condition {cond.name!r} is known only at run time and "
                 f"output {out.name!r} has shape {ctx.shape(a)} in then_branch but "
                 f"{ctx.shape(b)} in else_branch; clnet runs both branches and selects, which "
-                f"needs equal shapes (make the condition a constant or computed from shapes)")
+                f"needs equal shapes (make the condition a constant, computed from shapes or "
+                f"from a small integer graph input)")
         selects.append(Node("Where", [flag, a, b], [out], name=f"{node.name}/select_{out.name}"))
     _lower_nodes(ctx, node, selects)
 

@@ -7,6 +7,8 @@
   float tensor and the Cast kernel's rounding), DynamicQuantizeLinear;
   MatMulInteger, ConvInteger, QLinearMatMul and QLinearConv for 8- and
   16-bit integers, with int32 accumulation.
+* onnxruntime's DynamicQuantizeLSTM (com.microsoft): LSTM on its int8
+  weights dequantized at load.
 * ``int8_weight``: weight-only int8 for float models (per output channel),
   dequantized by a small kernel right before the GEMM that reads it.
 """
@@ -15,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedOpError
-from ..graph import Node, Value
+from ..graph import Graph, Node, Value
+from ..subgraph import const_value
 from ._util import int_vec
 from .conv.shape import ConvShape
 from .elementwise import NARROW, emit_cast
@@ -329,6 +332,36 @@ def qlinear_conv(ctx, node):
 
     _conv_int(ctx, node, x, w, zx if zx is not None and zx.name else None,
               zw if zw is not None and zw.name else None, requant)
+
+
+# ------------------------------------------------ DynamicQuantizeLSTM ----
+@op("DynamicQuantizeLSTM", domain="com.microsoft")
+def dynamic_quantize_lstm(ctx, node):
+    """An ONNX LSTM on the weights dequantized at load.  onnxruntime also
+    rounds X and each step's h to uint8 before its integer GEMMs; clnet keeps
+    them float: ddddocr's common_old.onnx differs from onnxruntime by 2.8e-3
+    of the output range, with the same argmax at every step."""
+    w, r = (_lstm_weight(node, 1 + k, 8 + 2 * k) for k in (0, 1))
+    weights = [const_value(f"{node.name}/{tag}", data) for tag, data in (("W", w), ("R", r))]
+    lstm = Node("LSTM", [node.input(0)] + weights + node.inputs[3:8], node.outputs,
+                {k: v for k, v in node.attrs.items() if not k.startswith("_")},
+                name=f"{node.name}/lstm")
+    ctx.lower_subgraph(Graph([lstm], [], [], ctx.opset))
+    ctx.begin_node(node)
+
+
+def _lstm_weight(node, index: int, scale_index: int) -> np.ndarray:
+    """Input `index` ([dirs, in, 4*hidden] int8/uint8, scales and zero points
+    per direction or per column) as ONNX LSTM's float [dirs, 4*hidden, in]."""
+    q, scale, zero = node.input(index), node.input(scale_index), node.input(scale_index + 1)
+    if not all(v is not None and v.is_const for v in (q, scale, zero)):
+        raise UnsupportedOpError(f"{node.label()}: the quantized weight {q.name!r}, its scale "
+                                 f"and zero point must be initializers")
+    data = np.asarray(q.data, np.float32)
+    scale, zero = np.asarray(scale.data, np.float32), np.asarray(zero.data, np.float32)
+    per_dir = (slice(None), None, None) if scale.ndim == 1 else (slice(None), None)
+    weight = (data - zero[per_dir]) * scale[per_dir]
+    return np.ascontiguousarray(weight.transpose(0, 2, 1))
 
 
 # --------------------------------------------------- weight-only int8 ----
