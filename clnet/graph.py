@@ -36,7 +36,7 @@ class Value:
 # Activations a GEMM or conv epilogue applies: op -> the code of epilogue.h's
 # switch (its compile-time macro is ACT_<OP in capitals>).
 EPILOGUE_ACTIVATIONS = {"Relu": 1, "Clip": 2, "LeakyRelu": 3, "Sigmoid": 4, "Tanh": 5,
-                        "HardSigmoid": 6, "HardSwish": 7, "Gelu": 8}
+                        "HardSigmoid": 6, "HardSwish": 7, "Gelu": 8, "Swish": 9}
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,13 @@ class Node:
     name: str = ""
     domain: str = ""
     epilogue: Optional[Epilogue] = None   # set on fused nodes by passes/fusion.py
+    body: Optional[list] = None   # a fused chain (passes/chains.py): the nodes it replaced
+
+    def map_inputs(self, mapping: dict) -> None:
+        """Replace inputs found in mapping (Value -> Value), in the body too."""
+        self.inputs = [mapping.get(v, v) if v is not None else None for v in self.inputs]
+        for member in self.body or ():
+            member.map_inputs(mapping)
 
     def input(self, i: int) -> Optional[Value]:
         return self.inputs[i] if i < len(self.inputs) else None
@@ -97,8 +104,12 @@ class Graph:
                 mapping[value] = Value(value.name, value.shape, value.dtype, value.data)
             return mapping[value]
 
-        nodes = [Node(n.op, [clone(v) for v in n.inputs], [clone(v) for v in n.outputs],
-                      dict(n.attrs), n.name, n.domain, n.epilogue) for n in self.nodes]
+        def clone_node(n: Node) -> Node:
+            body = [clone_node(m) for m in n.body] if n.body is not None else None
+            return Node(n.op, [clone(v) for v in n.inputs], [clone(v) for v in n.outputs],
+                        dict(n.attrs), n.name, n.domain, n.epilogue, body)
+
+        nodes = [clone_node(n) for n in self.nodes]
         graph = Graph(nodes, [clone(v) for v in self.inputs], [clone(v) for v in self.outputs],
                       self.opset, self.name)
         graph.values = {v.name: v for v in mapping.values()}

@@ -274,7 +274,7 @@ def lower_graph(graph: Graph, ctx: LowerCtx) -> None:
         present = [v for v in node.inputs if v is not None]
         if node.op not in NEVER_FOLD \
                 and all(v.is_const for v in present) \
-                and node.epilogue is None \
+                and node.epilogue is None and node.body is None \
                 and not any(k.startswith("_") for k in node.attrs):
             for value, data in zip(node.outputs, evaluate(node, ctx.opset)):
                 ctx.set_const(value, data)

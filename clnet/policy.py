@@ -29,6 +29,8 @@ VARIANTS = {
     "reduce_items": "True/False: a work-item per output in reductions",
     "copy_reps": "vectors of a contiguous run per work-item of a raw copy",
     "dft_double": "True/False: DFT/STFT twiddles and sums in double (needs cl_khr_fp64)",
+    "fuse_elementwise": "True/False: elementwise chains run as one fused kernel",
+    "elementwise_width": "elements per work-item (1, 2, 4, 8, 16) of fused elementwise kernels",
 }
 
 
@@ -160,6 +162,21 @@ class KernelPolicy:
         """Most vectors of a contiguous run one work-item of a raw copy moves
         (a power of two; several per item amortise a CPU's per-item cost)."""
         return int(self.forced("copy_reps", 8 if self.is_cpu else 1))
+
+    @property
+    def fuse_elementwise(self) -> bool:
+        """Whether FusedElementwise nodes run as one kernel (else node by node)."""
+        return bool(self.forced("fuse_elementwise", True))
+
+    @property
+    def elementwise_width(self) -> int:
+        """Elements per work-item of a fused elementwise kernel: the CPU's
+        vector width (vector math is what makes exp and tanh cheap there),
+        4 on GPUs (one float4 load per input)."""
+        width = int(self.forced("elementwise_width", self.vector_width if self.is_cpu else 4))
+        if width not in (1, 2, 4, 8, 16):
+            raise ClnetError(f"policy elementwise_width must be 1, 2, 4, 8 or 16, got {width}")
+        return width
 
     def dft_double(self) -> bool:
         """DFT and STFT accumulate in double wherever the device has fp64."""

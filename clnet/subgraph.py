@@ -66,7 +66,7 @@ def instantiate(sub: Subgraph, bindings: dict, prefix: str) -> Graph:
             value.name = prefix + value.name
     for node in graph.nodes:
         node.name = prefix + node.name
-        node.inputs = [mapping.get(v, v) if v is not None else None for v in node.inputs]
+        node.map_inputs(mapping)
     graph.outputs = [mapping.get(v, v) for v in graph.outputs]
     graph.inputs = [mapping.get(v, v) for v in graph.inputs]
     return graph

@@ -108,3 +108,9 @@ def assert_close(got, want, precision: str = "fp32", rtol: float = None) -> None
         scale = max(float(np.abs(w).max()) if w.size else 0.0, 1e-6)
         err = float(np.abs(g.astype(np.float64) - w).max()) if w.size else 0.0
         assert err <= rtol * scale, f"max |diff| {err:.3g} > {rtol} x {scale:.3g}"
+
+
+def node_ops(graph) -> list:
+    """The graph's op names, fused elementwise chains listed as their nodes."""
+    return [op for n in graph.nodes
+            for op in ([m.op for m in n.body] if n.body is not None else [n.op])]

@@ -67,62 +67,35 @@ for _name, (_fexpr, _iexpr) in UNARY.items():
     op(_name)(_unary(_fexpr, _iexpr))
 
 
-def _act(ctx, node, expr: str, *params: float) -> None:
+# op: (float expression in a and the parameters P0/P1, ((attribute, default), ...))
+ACTIVATIONS = {
+    "LeakyRelu": ("a>0.0f?a:a*P0", (("alpha", 0.01),)),
+    "HardSigmoid": ("clamp(a*P0+P1,0.0f,1.0f)", (("alpha", 0.2), ("beta", 0.5))),
+    "Elu": ("a>0.0f?a:P0*(exp(a)-1.0f)", (("alpha", 1.0),)),
+    "Selu": ("a>0.0f?P1*a:P1*P0*(exp(a)-1.0f)", (("alpha", 1.67326319217681884765625),
+                                                  ("gamma", 1.05070102214813232421875))),
+    "Celu": ("fmax(a,0.0f)+fmin(P0*(exp(a/P0)-1.0f),0.0f)", (("alpha", 1.0),)),
+    "ThresholdedRelu": ("a>P0?a:0.0f", (("alpha", 1.0),)),
+    "Shrink": ("a<-P1?a+P0:(a>P1?a-P0:0.0f)", (("bias", 0.0), ("lambd", 0.5))),
+    "Swish": ("a/(1.0f+exp(-P0*a))", (("alpha", 1.0),)),
+}
+
+
+def activation_expr(node) -> tuple:
+    """(float expression in a, P0, P1; its parameters) of an activation op."""
+    if node.op == "Gelu":
+        if node.attrs.get("approximate", "none") == "tanh":
+            return "0.5f*a*(1.0f+tanh(0.7978845608028654f*(a+0.044715f*a*a*a)))", ()
+        return "0.5f*a*(1.0f+erf_fast(a*0.7071067811865476f))", ()
+    expr, attrs = ACTIVATIONS[node.op]
+    return expr, tuple(float(node.attrs.get(name, default)) for name, default in attrs)
+
+
+@op("Gelu", *ACTIVATIONS)
+def activation(ctx, node):
     require_float(ctx, node)
+    expr, params = activation_expr(node)
     emit_map(ctx, node.outputs[0], [node.inputs[0]], expr, params)
-
-
-@op("LeakyRelu")
-def leaky_relu(ctx, node, alpha: float = 0.01):
-    _act(ctx, node, "a>0.0f?a:a*P0", node.attrs.get("alpha", alpha))
-
-
-@op("HardSigmoid")
-def hard_sigmoid(ctx, node, alpha: float = 0.2, beta: float = 0.5):
-    _act(ctx, node, "clamp(a*P0+P1,0.0f,1.0f)", node.attrs.get("alpha", alpha),
-         node.attrs.get("beta", beta))
-
-
-@op("Elu")
-def elu(ctx, node, alpha: float = 1.0):
-    _act(ctx, node, "a>0.0f?a:P0*(exp(a)-1.0f)", node.attrs.get("alpha", alpha))
-
-
-@op("Selu")
-def selu(ctx, node, alpha: float = 1.67326319217681884765625,
-         gamma: float = 1.05070102214813232421875):
-    _act(ctx, node, "a>0.0f?P1*a:P1*P0*(exp(a)-1.0f)", node.attrs.get("alpha", alpha),
-         node.attrs.get("gamma", gamma))
-
-
-@op("Celu")
-def celu(ctx, node, alpha: float = 1.0):
-    _act(ctx, node, "fmax(a,0.0f)+fmin(0.0f,P0*(exp(a/P0)-1.0f))",
-         node.attrs.get("alpha", alpha))
-
-
-@op("ThresholdedRelu")
-def thresholded_relu(ctx, node, alpha: float = 1.0):
-    _act(ctx, node, "a>P0?a:0.0f", node.attrs.get("alpha", alpha))
-
-
-@op("Shrink")
-def shrink(ctx, node, bias: float = 0.0, lambd: float = 0.5):
-    _act(ctx, node, "a<-P1?a+P0:(a>P1?a-P0:0.0f)", node.attrs.get("bias", bias),
-         node.attrs.get("lambd", lambd))
-
-
-@op("Swish")
-def swish(ctx, node, alpha: float = 1.0):
-    _act(ctx, node, "a/(1.0f+exp(-P0*a))", node.attrs.get("alpha", alpha))
-
-
-@op("Gelu")
-def gelu(ctx, node, approximate: str = "none"):
-    if node.attrs.get("approximate", approximate) == "tanh":
-        _act(ctx, node, "0.5f*a*(1.0f+tanh(0.7978845608028654f*(a+0.044715f*a*a*a)))")
-    else:
-        _act(ctx, node, "0.5f*a*(1.0f+erf_fast(a*0.7071067811865476f))")
 
 
 @op("IsInf")

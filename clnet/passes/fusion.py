@@ -19,6 +19,7 @@ import numpy as np
 
 from ..graph import EPILOGUE_ACTIVATIONS, Epilogue, Graph, Node, Value
 from .batchnorm import node_batchnorm_affine
+from .chains import fuse_elementwise
 
 
 
@@ -280,4 +281,4 @@ def optimize(graph: Graph) -> Graph:
     graph = fold_batchnorm(graph)
     graph = fuse_gelu(graph)
     graph = fuse_epilogues(graph)
-    return graph
+    return fuse_elementwise(graph)

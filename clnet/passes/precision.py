@@ -268,7 +268,7 @@ def _insert_conversions(graph: Graph, storage: dict, report: list) -> None:
                 if key not in made:
                     made[key] = _convert_node(graph, v, want, storage, report)
                     nodes.append(made[key])
-                node.inputs[i] = made[key].outputs[0]
+                node.map_inputs({v: made[key].outputs[0]})
         nodes.append(node)
     graph.nodes = nodes
 

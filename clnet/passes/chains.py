@@ -1,0 +1,65 @@
+"""Elementwise chains: each tree of elementwise nodes becomes one node.
+
+``fuse_elementwise`` groups, from each graph's last node back, an
+elementwise node with the elementwise producers of its inputs wherever it
+is their only consumer (so a group is a tree: only its last node's output
+is seen outside, and no path leaves a group and comes back), up to
+``ops.fused.MAX_INPUTS`` run-time inputs (one-element constants become
+literals and do not count).  Each group, one node or many, becomes a
+``FusedElementwise`` node whose ``body`` is its nodes in order; the
+lowering (clnet/ops/fused.py) runs it as one kernel, or node by node where
+types or shapes do not allow that.
+"""
+from __future__ import annotations
+
+from ..graph import Graph, Node
+from ..ops.fused import BOOL_OUT, DOMAIN, MAX_INPUTS, OP, fusible, literal_input
+
+
+def _externals(members: set) -> set:
+    produced = {m.outputs[0] for m in members}
+    return {v for m in members for v in m.inputs
+            if v is not None and v.name and v not in produced and not literal_input(v)}
+
+
+def fuse_elementwise(graph: Graph) -> Graph:
+    producers = graph.producers()
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+    ok = {n for n in graph.nodes if fusible(n, graph.opset)}
+    grouped: set = set()
+    groups: dict = {}     # sink -> members
+    for sink in reversed(graph.nodes):
+        if sink not in ok or sink in grouped or sink.op in BOOL_OUT:
+            continue
+        members, stack = {sink}, [sink]
+        while stack:
+            node = stack.pop()
+            for value in node.inputs:
+                producer = producers.get(value)
+                if producer is None or producer not in ok or producer in grouped \
+                        or producer in members or value in outputs \
+                        or {id(c) for c in consumers.get(value, ())} != {id(node)}:
+                    continue
+                if len(_externals(members | {producer})) > MAX_INPUTS:
+                    continue
+                members.add(producer)
+                stack.append(producer)
+        grouped |= members
+        groups[sink] = members
+    if not groups:
+        return graph
+    nodes = []
+    for node in graph.nodes:
+        if node in groups:
+            members = groups[node]
+            body = [n for n in graph.nodes if n in members]
+            inputs = sorted(_externals(members) | {v for m in members for v in m.inputs
+                                                   if literal_input(v)},
+                            key=lambda v: v.name)
+            nodes.append(Node(OP, inputs, [node.outputs[0]], {},
+                              "+".join(n.name or n.op for n in body), DOMAIN, None, body))
+        elif node not in grouped:
+            nodes.append(node)
+    graph.nodes = nodes
+    return graph

@@ -1,0 +1,212 @@
+"""Fused elementwise chains (passes/chains.py, ops/fused.py, kernels_cl/fused.cl)
+against the same graph run node by node and against the reference, on odd
+shapes (vector blocks with tails, broadcasts along inner, middle and outer
+axes), in fp32 and fp16 storage, at every vector width."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import clnet
+from clnet.frontend import load_model
+from clnet.passes import optimize
+from conftest import assert_close, reference
+
+RNG = np.random.default_rng(77)
+F = TensorProto.FLOAT
+
+
+def _model(nodes, inputs: dict, outputs, inits=None, opset=18):
+    ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+           for n, a in inputs.items()]
+    init = [numpy_helper.from_array(np.asarray(a), n) for n, a in (inits or {}).items()]
+    outs = [helper.make_tensor_value_info(n, t, None) for n, t in outputs]
+    graph = helper.make_graph(nodes, "chain", ins, outs, init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def _run(model, feeds, device, precision, **policy):
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     precision=precision, policy=policy or None)
+    return session.run(None, feeds), len(session.last_plan.calls)
+
+
+def _check(model, feeds, device, precision, rtol=None, widths=(None,)):
+    """Fused (at each width) == node by node == reference; the launch counts."""
+    want = reference(model, feeds)
+    unfused, plain = _run(model, feeds, device, precision, fuse_elementwise=False)
+    assert_close(unfused, want, precision, rtol)
+    counts = []
+    for width in widths:
+        policy = {} if width is None else {"elementwise_width": width}
+        got, launches = _run(model, feeds, device, precision, **policy)
+        assert_close(got, want, precision, rtol)
+        for g, u in zip(got, unfused):
+            assert g.dtype == u.dtype
+        counts.append(launches)
+    return counts, plain
+
+
+def _x(*shape, low=-3.0, high=3.0):
+    return RNG.uniform(low, high, shape).astype(np.float32)
+
+
+SHAPES = [(5,), (3, 13), (2, 3, 7, 9), (1, 4, 33)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_silu_is_one_launch(device, precision, shape):
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["y"])]
+    counts, plain = _check(_model(nodes, {"x": _x(*shape)}, [("y", F)]), {"x": _x(*shape)},
+                           device, precision, widths=(1, 4, 16))
+    assert counts == [1, 1, 1] and plain == 2
+
+
+def test_gelu_tanh_written_out(device, precision):
+    """GPT-2's GELU as exporters write it: eight nodes, one launch."""
+    c = {"half": np.float32(0.5), "one": np.float32(1.0), "k": np.float32(0.7978845608),
+         "cub": np.float32(0.044715), "three": np.float32(3.0)}
+    nodes = [helper.make_node("Pow", ["x", "three"], ["x3"]),
+             helper.make_node("Mul", ["x3", "cub"], ["a"]),
+             helper.make_node("Add", ["x", "a"], ["b"]),
+             helper.make_node("Mul", ["b", "k"], ["d"]),
+             helper.make_node("Tanh", ["d"], ["t"]),
+             helper.make_node("Add", ["t", "one"], ["u"]),
+             helper.make_node("Mul", ["x", "half"], ["h"]),
+             helper.make_node("Mul", ["h", "u"], ["y"])]
+    x = _x(3, 2, 37)
+    counts, plain = _check(_model(nodes, {"x": x}, [("y", F)], c), {"x": x}, device, precision,
+                           widths=(1, 8, 16))
+    assert counts == [1, 1, 1] and plain == 8
+
+
+@pytest.mark.parametrize("exponent", [2.0, 3.0, 0.5, -0.5, -1.0, 1.7, 0.0])
+def test_pow_constant_exponent(device, precision, exponent):
+    low = 0.2 if exponent != int(exponent) or exponent < 0 else -3.0
+    x = _x(4, 21, low=low)
+    model = _model([helper.make_node("Pow", ["x", "e"], ["y"])], {"x": x}, [("y", F)],
+                   {"e": np.float32(exponent)})
+    _check(model, {"x": x}, device, precision, widths=(1, 16))
+
+
+def test_pow_tensor_exponent_signs(device):
+    """POW's special cases: negative bases with integer and fractional
+    exponents, zero bases, zero exponents."""
+    x = np.array([-2.0, -2.0, -0.5, 0.0, 0.0, 0.0, 3.0, 2.0, -1.0, 4.0, 1.5, -3.0, 0.25] * 3,
+                 np.float32).reshape(3, 13)
+    e = np.array([3.0, 2.0, 0.5, 2.0, 0.0, -1.0, 0.0, -2.0, 5.0, 0.5, 2.5, 1.0, -0.5] * 3,
+                 np.float32).reshape(3, 13)
+    model = _model([helper.make_node("Pow", ["x", "e"], ["y"])], {"x": x, "e": e}, [("y", F)])
+    got, _ = _run(model, {"x": x, "e": e}, device, "fp32")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.power(x.astype(np.float64), e)
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("hw", [(7, 7), (14, 14), (5, 3)])
+def test_squeeze_excitation_gate_computed_once(device, precision, hw):
+    """x * sigmoid(s) with s one value per channel: the gate gets its own
+    small launch, the product a vector one."""
+    x, s = _x(1, 12, *hw), _x(1, 12, 1, 1)
+    nodes = [helper.make_node("Sigmoid", ["s"], ["g"]), helper.make_node("Mul", ["x", "g"], ["y"])]
+    counts, plain = _check(_model(nodes, {"x": x, "s": s}, [("y", F)]), {"x": x, "s": s},
+                           device, precision, widths=(1, 16))
+    assert counts == [2, 2] and plain == 2
+
+
+def test_where_and_comparisons_inside_a_chain(device, precision):
+    x, m = _x(2, 5, 19), _x(5, 1)
+    nodes = [helper.make_node("Less", ["x", "m"], ["c"]),
+             helper.make_node("Exp", ["x"], ["e"]),
+             helper.make_node("Mul", ["x", "two"], ["d"]),
+             helper.make_node("Where", ["c", "d", "e"], ["w"]),
+             helper.make_node("Clip", ["w", "lo", "hi"], ["y"])]
+    inits = {"two": np.float32(2.0), "lo": np.float32(-4.0), "hi": np.float32(9.0)}
+    counts, plain = _check(_model(nodes, {"x": x, "m": m}, [("y", F)], inits), {"x": x, "m": m},
+                           device, precision, widths=(1, 4, 16))
+    assert counts == [1, 1, 1] and plain == 5
+
+
+def test_bool_and_int_inputs(device, precision):
+    """A bool mask and int64 positions read as their own C types."""
+    x = _x(2, 3, 11)
+    mask = RNG.random((3, 11)) > 0.5
+    pos = RNG.integers(0, 50, (11,)).astype(np.int64)
+    nodes = [helper.make_node("Cast", ["pos"], ["pf"], to=F),
+             helper.make_node("Mul", ["x", "pf"], ["a"]),
+             helper.make_node("Where", ["mask", "a", "neg"], ["y"])]
+    model = _model(nodes, {"x": x, "mask": mask, "pos": pos}, [("y", F)],
+                   {"neg": np.float32(-1e4)})
+    counts, _ = _check(model, {"x": x, "mask": mask, "pos": pos}, device, precision,
+                       widths=(1, 16))
+    assert counts == [1, 1]
+
+
+def test_many_inputs_split_into_several_kernels(device, precision):
+    names = [f"x{i}" for i in range(11)]
+    feeds = {n: _x(3, 9) for n in names}
+    nodes, acc = [], names[0]
+    for i, n in enumerate(names[1:]):
+        nodes.append(helper.make_node("Add" if i % 2 else "Mul", [acc, n], [f"s{i}"]))
+        acc = f"s{i}"
+    nodes[-1].output[0] = "y"
+    counts, plain = _check(_model(nodes, feeds, [("y", F)]), feeds, device, precision)
+    assert 1 < counts[0] < plain
+
+
+def test_shared_and_visible_inner_values(device, precision):
+    """A value used twice, and one that is also a graph output, are kept."""
+    x = _x(4, 10)
+    nodes = [helper.make_node("Exp", ["x"], ["e"]),
+             helper.make_node("Add", ["e", "x"], ["a"]),
+             helper.make_node("Mul", ["e", "a"], ["m"]),
+             helper.make_node("Tanh", ["m"], ["y"])]
+    model = _model(nodes, {"x": x}, [("y", F), ("m", F)])
+    _check(model, {"x": x}, device, precision, widths=(1, 16))
+
+
+def test_integer_chains_run_unfused(device):
+    a = RNG.integers(-20, 20, (3, 7)).astype(np.int64)
+    b = RNG.integers(1, 5, (7,)).astype(np.int64)
+    nodes = [helper.make_node("Mul", ["a", "b"], ["m"]), helper.make_node("Div", ["m", "b"], ["d"]),
+             helper.make_node("Add", ["d", "a"], ["y"])]
+    model = _model(nodes, {"a": a, "b": b}, [("y", TensorProto.INT64)])
+    got, _ = _run(model, {"a": a, "b": b}, device, "fp32")
+    np.testing.assert_array_equal(got[0], reference(model, {"a": a, "b": b})[0])
+
+
+def test_chains_are_one_node_after_the_passes():
+    x = _x(2, 8)
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["m"]),
+             helper.make_node("Softmax", ["m"], ["p"]), helper.make_node("Exp", ["p"], ["y"])]
+    graph = optimize(load_model(_model(nodes, {"x": x}, [("y", F)]).SerializeToString()))
+    assert [n.op for n in graph.nodes] == ["FusedElementwise", "Softmax", "FusedElementwise"]
+    assert [m.op for m in graph.nodes[0].body] == ["Sigmoid", "Mul"]
+    copy = graph.copy()
+    assert copy.nodes[0].body[1].outputs[0] is copy.nodes[0].outputs[0]
+
+
+def test_fused_small_case(device):
+    """Small enough for Oclgrind: a tail, a splat, a bool, a transcendental."""
+    x, s = _x(2, 3, 21), _x(3, 1)
+    nodes = [helper.make_node("Greater", ["x", "s"], ["c"]),
+             helper.make_node("Tanh", ["x"], ["t"]),
+             helper.make_node("Erf", ["s"], ["e"]),
+             helper.make_node("Where", ["c", "t", "e"], ["w"]),
+             helper.make_node("Mul", ["w", "x"], ["y"])]
+    for precision in ("fp32", "fp16"):
+        _check(_model(nodes, {"x": x, "s": s}, [("y", F)]), {"x": x, "s": s}, device, precision,
+               widths=(1, 8))
+
+
+def test_policy_width_is_checked(device):
+    x = _x(3)
+    model = _model([helper.make_node("Exp", ["x"], ["y"])], {"x": x}, [("y", F)])
+    with pytest.raises(clnet.ClnetError, match="elementwise_width"):
+        _run(model, {"x": x}, device, "fp32", elementwise_width=3)
+
+
+
