@@ -210,3 +210,45 @@ def test_policy_width_is_checked(device):
 
 
 
+
+def _norm_nodes(kind: str):
+    """Exporters' written-out norms over the last axis."""
+    nodes = []
+    x = "x"
+    if kind == "layer":
+        nodes += [helper.make_node("ReduceMean", ["x", "ax"], ["m"]),
+                  helper.make_node("Sub", ["x", "m"], ["d"])]
+        x = "d"
+    nodes += [helper.make_node("Pow", [x, "two"], ["sq"]),
+              helper.make_node("ReduceMean", ["sq", "ax"], ["v"]),
+              helper.make_node("Add", ["v", "eps"], ["ve"]),
+              helper.make_node("Sqrt", ["ve"], ["s"])]
+    if kind == "recip":
+        nodes += [helper.make_node("Reciprocal", ["s"], ["r"]),
+                  helper.make_node("Mul", [x, "r"], ["n"])]
+    elif kind == "one_over":
+        nodes += [helper.make_node("Div", ["one", "s"], ["r"]),
+                  helper.make_node("Mul", ["r", x], ["n"])]
+    else:
+        nodes += [helper.make_node("Div", [x, "s"], ["n"])]
+    nodes += [helper.make_node("Mul", ["w", "n"], ["g"])]
+    if kind == "layer":
+        nodes += [helper.make_node("Add", ["g", "b"], ["y"])]
+    else:
+        nodes[-1].output[0] = "y"
+    return nodes
+
+
+@pytest.mark.parametrize("kind", ["div", "recip", "one_over", "layer"])
+def test_written_out_norms_become_one_node(device, precision, kind):
+    x = _x(2, 5, 48)
+    inits = {"ax": np.array([-1], np.int64), "two": np.float32(2.0), "eps": np.float32(1e-6),
+             "one": np.float32(1.0), "w": _x(48), "b": _x(48)}
+    model = _model(_norm_nodes(kind), {"x": x}, [("y", F)], inits)
+    graph = optimize(load_model(model.SerializeToString()))
+    want_op = "LayerNormalization" if kind == "layer" else "RMSNormalization"
+    assert [n.op for n in graph.nodes] == [want_op]
+    got, launches = _run(model, {"x": x}, device, precision)
+    assert_close(got, reference(model, {"x": x}), precision)
+    assert launches == 1
+
