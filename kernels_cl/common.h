@@ -95,6 +95,7 @@
 #define ACT_TANH(x) tanh(x)
 #define ACT_HARDSIGMOID(x) clamp((x) * (float)(P0) + (float)(P1), 0.0f, 1.0f)
 #define ACT_HARDSWISH(x) ((x) * clamp((x) * (1.0f / 6.0f) + 0.5f, 0.0f, 1.0f))
+#define ACT_SWISH(x) ((x) / (1.0f + exp(-(float)(P0) * (x))))
 // GELU (exact form, 0.5 x (1 + erf(x / sqrt 2))) with erf from Abramowitz &
 // Stegun 7.1.26 (absolute error 1.5e-7): one expression of overloaded
 // builtins, so it serves floats and float vectors (repeats fold away).

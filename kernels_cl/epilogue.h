@@ -26,6 +26,7 @@
     case 6: return ACT_HARDSIGMOID(x); \
     case 7: return ACT_HARDSWISH(x); \
     case 8: return ACT_GELU(x); \
+    case 9: return ACT_SWISH(x); \
     default: return (x); \
     }
 

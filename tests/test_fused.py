@@ -252,3 +252,23 @@ def test_written_out_norms_become_one_node(device, precision, kind):
     assert_close(got, reference(model, {"x": x}), precision)
     assert launches == 1
 
+
+@pytest.mark.parametrize("kind", ["depthwise", "conv", "matmul"])
+def test_silu_in_the_epilogue(device, precision, kind):
+    """x * sigmoid(x) after a conv or a MatMul runs in its epilogue."""
+    if kind == "matmul":
+        x, w = _x(3, 10, 24), _x(24, 20, low=-0.3, high=0.3)
+        first = helper.make_node("MatMul", ["x", "w"], ["c"])
+    else:
+        x = _x(1, 6, 9, 11)
+        group = 6 if kind == "depthwise" else 1
+        w = _x(6, 6 // group, 3, 3, low=-0.3, high=0.3)
+        first = helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3],
+                                 pads=[1, 1, 1, 1], group=group)
+    nodes = [first, helper.make_node("Sigmoid", ["c"], ["s"]),
+             helper.make_node("Mul", ["c", "s"], ["y"])]
+    model = _model(nodes, {"x": x}, [("y", F)], {"w": w})
+    graph = optimize(load_model(model.SerializeToString()))
+    assert [n.op for n in graph.nodes] == [first.op_type]
+    got, _ = _run(model, {"x": x}, device, precision)
+    assert_close(got, reference(model, {"x": x}), precision)

@@ -110,7 +110,7 @@ def test_conv(device, precision, xs, ws, attrs, bias):
 
 
 @pytest.mark.parametrize("act", ["Relu", "Clip", "HardSwish", "LeakyRelu", "Sigmoid", "Tanh",
-                                 "HardSigmoid"])
+                                 "HardSigmoid", "SiLU"])
 @pytest.mark.parametrize("k", [3, 1])
 def test_conv_fused_activation_and_residual(device, precision, act, k):
     """Every fused activation, inline or out of line in the epilogue (3x3:
@@ -123,6 +123,9 @@ def test_conv_fused_activation_and_residual(device, precision, act, k):
     if act == "Clip":
         inits.update(lo=np.float32(0.0), hi=np.float32(6.0))
         nodes.append(helper.make_node("Clip", ["r", "lo", "hi"], ["y"]))
+    elif act == "SiLU":     # x * sigmoid(x), as exporters write it
+        nodes += [helper.make_node("Sigmoid", ["r"], ["s"]),
+                  helper.make_node("Mul", ["s", "r"], ["y"])]
     else:
         nodes.append(helper.make_node(act, ["r"], ["y"]))
     check(device, precision, nodes, {"x": x}, inits, opset=14)

@@ -98,6 +98,8 @@ def _activation_params(node: Node, opset: int):
         return ("Clip", lo, hi)
     if node.op == "LeakyRelu":
         return ("LeakyRelu", node.attrs.get("alpha", 0.01), 0.0)
+    if node.op == "Swish":
+        return ("Swish", node.attrs.get("alpha", 1.0), 0.0)
     if node.op == "HardSigmoid":
         return ("HardSigmoid", node.attrs.get("alpha", 0.2), node.attrs.get("beta", 0.5))
     if node.op == "Gelu" and node.attrs.get("approximate", "none") not in ("none", b"none"):
@@ -171,6 +173,12 @@ def fuse_epilogues(graph: Graph) -> Graph:
                 removed.add(nxt)
                 moves[node] = order[nxt]
                 nxt = _single_consumer(graph, node.outputs[0], consumers)
+        silu = _silu_after(graph, node, consumers) if nxt is None else None
+        if silu is not None and silu[0] not in removed and silu[1] not in removed:
+            epilogue = replace(epilogue or Epilogue(), act=("Swish", 1.0, 0.0))
+            node.outputs = [silu[1].outputs[0]]
+            removed.update(silu)
+            moves[node] = max(moves.get(node, 0), order[silu[0]], order[silu[1]])
         if nxt is not None:
             act = _activation_params(nxt, graph.opset)
             if act is not None:
@@ -185,6 +193,22 @@ def fuse_epilogues(graph: Graph) -> Graph:
         keyed = [(moves.get(n, order[n]), order[n], n) for n in graph.nodes if n not in removed]
         graph.nodes = [n for _, _, n in sorted(keyed, key=lambda t: (t[0], t[1]))]
     return graph
+
+
+def _silu_after(graph: Graph, node: Node, consumers: dict):
+    """(Sigmoid, Mul) when node's output x is used only by x * sigmoid(x)
+    (SiLU, EfficientNet's and YOLO's activation), else None."""
+    x = node.outputs[0]
+    users = consumers.get(x, [])
+    if len(users) != 2 or x in graph.outputs:
+        return None
+    sig = next((u for u in users if u.op == "Sigmoid"), None)
+    mul = next((u for u in users if u.op == "Mul" and u is not sig), None)
+    if sig is None or mul is None or _other_input(mul, x) is not sig.outputs[0]:
+        return None
+    if _single_consumer(graph, sig.outputs[0], consumers) is not mul:
+        return None
+    return sig, mul
 
 
 def _const_scale(node: Node, nxt: Node):
