@@ -272,3 +272,22 @@ def test_silu_in_the_epilogue(device, precision, kind):
     assert [n.op for n in graph.nodes] == [first.op_type]
     got, _ = _run(model, {"x": x}, device, precision)
     assert_close(got, reference(model, {"x": x}), precision)
+
+
+@pytest.mark.parametrize("act", [None, "Sigmoid", "SiLU"])
+def test_squeeze_excitation_convs_are_gemms(device, precision, act):
+    """1x1 convs on a pooled 1x1 map run as one GEMM each (no im2col)."""
+    x = _x(2, 24, 5, 7)
+    w, b = _x(10, 24, 1, 1, low=-0.3, high=0.3), _x(10)
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+             helper.make_node("Conv", ["p", "w", "b"], ["c"], kernel_shape=[1, 1])]
+    if act == "SiLU":
+        nodes += [helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["y"])]
+    elif act:
+        nodes.append(helper.make_node(act, ["c"], ["y"]))
+    else:
+        nodes[-1].output[0] = "y"
+    model = _model(nodes, {"x": x}, [("y", F)], {"w": w, "b": b})
+    got, launches = _run(model, {"x": x}, device, precision)
+    assert_close(got, reference(model, {"x": x}), precision)
+    assert launches == 2

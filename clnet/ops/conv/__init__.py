@@ -11,7 +11,7 @@ import numpy as np
 
 from ...graph import Node, Value
 from .._util import require_float
-from ..gemm import ACT_MACROS, fused_act, residual_of
+from ..gemm import ACT_MACROS, fused_act, gemm, residual_of
 from ..registry import op
 from ..strided import emit_map
 from .depthwise import emit_depthwise
@@ -45,6 +45,10 @@ def conv(ctx, node):
     bias = None
     if b is not None and b.name:
         bias = np.asarray(b.data, np.float32) if b.is_const else b
+    if shape.taps == shape.H * shape.W == shape.pixels == 1 and shape.group == 1 \
+            and w.is_const and residual is None:
+        _as_fully_connected(ctx, node, x, out, shape)
+        return
     if shape.group == shape.C and ctx.shape(w)[1] == 1 and residual is None:
         emit_depthwise(ctx, node, x, out, weights, bias, shape)
         return
@@ -55,6 +59,21 @@ def conv(ctx, node):
         emit_direct(ctx, node, algorithm, x, out, weights, bias, residual, shape)
     else:
         emit_im2col(ctx, node, x, out, weights, bias, residual, shape)
+
+
+def _as_fully_connected(ctx, node, x, out, shape) -> None:
+    """A 1x1 conv on a 1x1 map (squeeze-excitation, classifier heads) is a
+    Gemm on [N, C] (an M-row GEMM with the weights as B: no im2col
+    of one pixel, no tiles of one column)."""
+    w, b = node.inputs[1], node.input(2)
+    flat = Value(x.name + "/fc")
+    ctx.alias(flat, x, (shape.N, shape.C))
+    result = Value(out.name + "/fc")
+    ctx.alias(out, result, shape.out_shape)
+    weights = Value(w.name + "/fc", (shape.M, shape.C), np.dtype(np.float32),
+                    np.asarray(w.data, np.float32).reshape(shape.M, shape.C))
+    inputs = [flat, weights] + ([b] if b is not None and b.name else [])
+    gemm(ctx, Node("Gemm", inputs, [result], {"transB": 1}, node.name, "", node.epilogue))
 
 
 def choose_conv(ctx, weights, shape) -> str:
