@@ -291,3 +291,20 @@ def test_squeeze_excitation_convs_are_gemms(device, precision, act):
     got, launches = _run(model, {"x": x}, device, precision)
     assert_close(got, reference(model, {"x": x}), precision)
     assert launches == 2
+
+
+@pytest.mark.parametrize("shapes", [((3, 10, 24), (24, 20)), ((2, 3, 9, 16), (2, 3, 16, 11)),
+                                    ((5, 16), (16, 7))])
+def test_matmul_without_bias_takes_the_residual(device, precision, shapes):
+    """x @ w + r (T5's and Llama's bias-free projections, attention scores
+    plus a position bias) is one GEMM with the residual in its epilogue."""
+    a, b = _x(*shapes[0]), _x(*shapes[1], low=-0.5, high=0.5)
+    out_shape = np.matmul(a, b).shape
+    r = _x(*out_shape)
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["m"]),
+             helper.make_node("Add", ["r", "m"], ["y"])]
+    model = _model(nodes, {"a": a, "b": b, "r": r}, [("y", F)])
+    graph = optimize(load_model(model.SerializeToString()))
+    assert [n.op for n in graph.nodes] == ["MatMul"]
+    got, _ = _run(model, {"a": a, "b": b, "r": r}, device, precision)
+    assert_close(got, reference(model, {"a": a, "b": b, "r": r}), precision)

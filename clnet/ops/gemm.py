@@ -219,9 +219,10 @@ def matmul(ctx, node):
                                   and tuple(ctx.shape(residual)) != out_shape):
         _matmul_post_adds(ctx, node, out, (a, a2, b, b2, full, M, N, K), bias, residual)
         return
-    bias_buf = _bias_col(ctx, bias, ctx.policy.gemm_params(M, N, K, _kind(ctx, a))["TN"], N)
+    bias_buf = None if bias is None else \
+        _bias_col(ctx, bias, ctx.policy.gemm_params(M, N, K, _kind(ctx, a))["TN"], N)
     gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=alpha, bias=bias_buf,
-                 bias_mode="col", residual=residual)
+                 bias_mode="col" if bias is not None else None, residual=residual)
 
 
 def _bias_col(ctx, bias, tn: int, N: int):

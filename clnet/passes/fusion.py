@@ -161,7 +161,8 @@ def fuse_epilogues(graph: Graph) -> Graph:
             moves[node] = order[nxt]
             nxt = _single_consumer(graph, node.outputs[0], consumers)
         if (nxt is not None and nxt.op == "Add" and not _is_depthwise(node)
-                and (node.op == "Conv" or (epilogue is not None and epilogue.bias))
+                and (node.op == "Conv" or (epilogue is not None and epilogue.bias)
+                     or (node.op == "MatMul" and len(node.inputs) == 2))
                 and len([v for v in nxt.inputs if v is not None]) == 2):
             other = nxt.inputs[1] if nxt.inputs[0] is node.outputs[0] else nxt.inputs[0]
             if other is not node.outputs[0] and not other.is_const:
