@@ -308,3 +308,48 @@ def test_matmul_without_bias_takes_the_residual(device, precision, shapes):
     assert [n.op for n in graph.nodes] == ["MatMul"]
     got, _ = _run(model, {"a": a, "b": b, "r": r}, device, precision)
     assert_close(got, reference(model, {"a": a, "b": b, "r": r}), precision)
+
+
+@pytest.mark.parametrize("heads,dim,seq", [(3, 8, 5), (6, 16, 1), (2, 4, 7)])
+def test_split_heads_is_one_copy_per_head_tensor(device, precision, heads, dim, seq):
+    """GPT-2's fused QKV: Split, Reshape to heads, Transpose (K also to K^T)
+    become one strided copy each; the Split itself never runs."""
+    hidden = heads * dim
+    x = _x(2, seq, 3 * hidden)
+    shape = np.array([2, seq, heads, dim], np.int64)
+    nodes = [helper.make_node("Split", ["x", "sizes"], ["q", "k", "v"], axis=2),
+             helper.make_node("Reshape", ["q", "shape"], ["qr"]),
+             helper.make_node("Transpose", ["qr"], ["qh"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["k", "shape"], ["kr"]),
+             helper.make_node("Transpose", ["kr"], ["kh"], perm=[0, 2, 1, 3]),
+             helper.make_node("Transpose", ["kr"], ["kt"], perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["v", "shape0"], ["vr"]),
+             helper.make_node("Transpose", ["vr"], ["vh"], perm=[0, 2, 1, 3])]
+    inits = {"sizes": np.array([hidden] * 3, np.int64), "shape": shape,
+             "shape0": np.array([0, 0, heads, -1], np.int64)}
+    model = _model(nodes, {"x": x}, [("qh", F), ("kh", F), ("kt", F), ("vh", F)], inits)
+    graph = optimize(load_model(model.SerializeToString()))
+    assert [n.op for n in graph.nodes] == ["MovementChain"] * 4
+    got, launches = _run(model, {"x": x}, device, precision)
+    assert_close(got, reference(model, {"x": x}), precision)
+    assert launches == 4
+
+
+def test_split_chain_keeps_split_when_read_elsewhere(device):
+    x = _x(3, 12)
+    nodes = [helper.make_node("Split", ["x"], ["a", "b"], axis=1, num_outputs=2),
+             helper.make_node("Reshape", ["a", "shape"], ["ar"]),
+             helper.make_node("Transpose", ["ar"], ["at"], perm=[0, 2, 1]),
+             helper.make_node("Relu", ["b"], ["y"])]
+    model = _model(nodes, {"x": x}, [("at", F), ("y", F)],
+                   {"shape": np.array([3, 2, 3], np.int64)})
+    got, _ = _run(model, {"x": x}, device, "fp32")
+    assert_close(got, reference(model, {"x": x}), "fp32")
+
+
+def test_view_strides():
+    from clnet.ops.views import view_strides
+    assert view_strides((4, 6), (12, 1), (4, 2, 3)) == (12, 3, 1)
+    assert view_strides((2, 3, 4), (24, 4, 1), (2, 12)) == (24, 1)
+    assert view_strides((2, 3, 4), (12, 1, 3), (2, 12)) is None      # not contiguous
+    assert view_strides((1, 5, 6), (30, 6, 1), (5, 1, 2, 3)) == (6, 0, 3, 1)

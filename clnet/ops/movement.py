@@ -29,10 +29,13 @@ def identity(ctx, node):
 
 @op("Reshape", shape_inputs=(1,))
 def reshape(ctx, node):
-    x = node.inputs[0]
+    shape_of(ctx, node, reshaped(ctx, node, ctx.shape(node.inputs[0])))
+
+
+def reshaped(ctx, node, in_shape) -> list:
+    """The output shape of Reshape `node` on an input of in_shape."""
     target = const_input(ctx, node, 1, "the target shape") if ctx.opset >= 5 \
         else np.asarray(node.attrs["shape"])
-    in_shape = ctx.shape(x)
     allowzero = node.attrs.get("allowzero", 0)
     dims = [int(d) for d in target.reshape(-1)]
     out = []
@@ -48,7 +51,7 @@ def reshape(ctx, node):
         out[out.index(-1)] = total // known
     if int(np.prod(out, dtype=np.int64)) != int(np.prod(in_shape, dtype=np.int64)):
         raise ValueError(f"cannot reshape {in_shape} to {dims}")
-    shape_of(ctx, node, out)
+    return out
 
 
 @op("Flatten")

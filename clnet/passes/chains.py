@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..graph import Graph, Node
 from ..ops.fused import BOOL_OUT, DOMAIN, MAX_INPUTS, OP, fusible, literal_input
+from ..ops.views import DOMAIN as MOVE_DOMAIN, OP as MOVE_OP
 
 
 def _externals(members: set) -> set:
@@ -62,4 +63,56 @@ def fuse_elementwise(graph: Graph) -> Graph:
         elif node not in grouped:
             nodes.append(node)
     graph.nodes = nodes
+    return graph
+
+
+def _const_or_absent(value) -> bool:
+    return value is None or not value.name or value.is_const
+
+
+def fuse_movement(graph: Graph) -> Graph:
+    """Split -> Reshape(s) -> Transpose becomes one MovementChain node (one
+    strided copy, ops/views.py); a Split or Reshape all of whose outputs
+    such chains read is dropped."""
+    producers = graph.producers()
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+    chains = []
+    for sink in graph.nodes:
+        if sink.op != "Transpose" or sink.domain:
+            continue
+        path, producer = [sink], producers.get(sink.inputs[0])
+        while producer is not None and producer.op == "Reshape" and not producer.domain \
+                and _const_or_absent(producer.input(1)):
+            path.insert(0, producer)
+            producer = producers.get(producer.inputs[0])
+        if producer is None or producer.op != "Split" or producer.domain \
+                or not _const_or_absent(producer.input(1)):
+            continue
+        chains.append((sink, [producer] + path))
+    if not chains:
+        return graph
+    sinks = {sink for sink, _ in chains}
+    candidates = {n for _, body in chains for n in body[:-1]}
+    removable: set = set()
+    changed = True
+    while changed:
+        changed = False
+        for node in candidates - removable:
+            users = [u for v in node.outputs for u in consumers.get(v, ())]
+            if not any(v in outputs for v in node.outputs) \
+                    and all(u in sinks or u in removable for u in users):
+                removable.add(node)
+                changed = True
+    replaced = {}
+    for sink, body in chains:
+        produced = {v for n in body for v in n.outputs}
+        inputs = []
+        for n in body:
+            for v in n.inputs:
+                if v is not None and v.name and v not in produced and v not in inputs:
+                    inputs.append(v)
+        replaced[sink] = Node(MOVE_OP, inputs, [sink.outputs[0]], {}, sink.name or "chain",
+                              MOVE_DOMAIN, None, body)
+    graph.nodes = [replaced.get(n, n) for n in graph.nodes if n not in removable]
     return graph

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..graph import EPILOGUE_ACTIVATIONS, Epilogue, Graph, Node, Value
 from .batchnorm import node_batchnorm_affine
-from .chains import fuse_elementwise
+from .chains import fuse_elementwise, fuse_movement
 from .fold import evaluate
 
 
@@ -444,4 +444,5 @@ def optimize(graph: Graph) -> Graph:
     graph = fuse_gelu(graph)
     graph = fuse_norms(graph)
     graph = fuse_epilogues(graph)
+    graph = fuse_movement(graph)
     return fuse_elementwise(graph)

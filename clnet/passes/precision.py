@@ -51,7 +51,7 @@ SENSITIVE = {
 # outputs share memory with (views) or are bit copies of their float inputs
 TIED = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose",
         "Slice", "Concat", "Expand", "Split", "Tile", "Gather", "DepthToSpace",
-        "SpaceToDepth"}
+        "SpaceToDepth", "MovementChain"}
 NO_DATA = {"Shape", "Size"}
 # a sensitive input made by one of these from one run-time tensor (a scaled
 # score, a shifted logit) is kept fp32 back to where it was computed
