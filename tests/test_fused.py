@@ -353,3 +353,19 @@ def test_view_strides():
     assert view_strides((2, 3, 4), (24, 4, 1), (2, 12)) == (24, 1)
     assert view_strides((2, 3, 4), (12, 1, 3), (2, 12)) is None      # not contiguous
     assert view_strides((1, 5, 6), (30, 6, 1), (5, 1, 2, 3)) == (6, 0, 3, 1)
+
+
+@pytest.mark.parametrize("logic", ["And", "Or", "Xor"])
+def test_mask_logic_in_a_chain(device, precision, logic):
+    """GPT-2's mask: int64 padding mask cast to bool, combined with a causal
+    bool constant, turned into an additive float mask: one launch."""
+    mask = (RNG.random((2, 1, 1, 9)) > 0.3).astype(np.int64)
+    causal = np.tril(np.ones((9, 9), bool)).reshape(1, 1, 9, 9)
+    nodes = [helper.make_node("Cast", ["mask"], ["mb"], to=TensorProto.BOOL),
+             helper.make_node(logic, ["causal", "mb"], ["both"]),
+             helper.make_node("Not", ["both"], ["off"]),
+             helper.make_node("Where", ["off", "neg", "zero"], ["y"])]
+    inits = {"causal": causal, "neg": np.float32(-1e4), "zero": np.float32(0.0)}
+    model = _model(nodes, {"mask": mask}, [("y", F)], inits)
+    counts, plain = _check(model, {"mask": mask}, device, precision, widths=(1, 4))
+    assert counts == [1, 1] and plain == 4

@@ -32,15 +32,17 @@ BINARY = {"Add": "a+b", "Sub": "a-b", "Mul": "a*b", "Div": "a/b", "PRelu": "a<0.
 VARIADIC = {"Sum": "+", "Mean": "+", "Max": "fmax", "Min": "fmin"}
 COMPARE = {"Equal": "==", "Less": "<", "Greater": ">", "LessOrEqual": "<=",
            "GreaterOrEqual": ">="}
-BOOL_OUT = set(COMPARE) | {"Not"}   # values these make live only inside a chain
+LOGIC = {"And": "({0}*{1})", "Or": "fmax({0},{1})", "Xor": "fabs({0}-{1})"}  # on 1/0 floats
+BOOL_OUT = set(COMPARE) | set(LOGIC) | {"Not"}   # bool values live only inside a chain
 FLOAT_TYPES = (1, 11)               # Cast to float or double (computed as float)
+BOOL_TYPE = 9
 UNARY_FLOAT = {name for name, (fexpr, _) in UNARY.items()
                if fexpr is not None and name not in ("Not", "IsNaN")}
 ELEMENTWISE = UNARY_FLOAT | set(ACTIVATIONS) | {"Gelu", "Pow", "Clip", "Where", "Cast"} \
     | set(BINARY) | set(VARIADIC) | BOOL_OUT
 # ops cheaper to recompute for every output element than to launch apart
 CHEAP = {"Add", "Sub", "Mul", "Neg", "Abs", "Relu", "Cast", "Clip", "Max", "Min", "Sum", "Where",
-         "Not", "Floor", "Ceil", "Round", "Sign", "PRelu", "LeakyRelu"} | set(COMPARE)
+         "Not", "Floor", "Ceil", "Round", "Sign", "PRelu", "LeakyRelu"} | set(COMPARE) | set(LOGIC)
 EXPENSIVE = 4      # an inner value this many times smaller than the output gets its own launch
 _TOKEN = re.compile(r"\b([abc]|P[01])\b")
 
@@ -56,10 +58,16 @@ def fusible(node, opset: int) -> bool:
         return all(v is None or not v.name or (v.is_const and np.size(v.data) == 1)
                    for v in node.inputs[1:3])
     if node.op == "Cast":
-        return int(node.attrs.get("to", 0)) in FLOAT_TYPES
+        return int(node.attrs.get("to", 0)) in FLOAT_TYPES + (BOOL_TYPE,)
     if node.op in VARIADIC:
         return len([v for v in node.inputs if v is not None and v.name]) >= 1
     return True
+
+
+def bool_out(node) -> bool:
+    """Whether a chain node makes a bool (kept inside chains: never a sink)."""
+    return node.op in BOOL_OUT or (node.op == "Cast"
+                                   and int(node.attrs.get("to", 0)) == BOOL_TYPE)
 
 
 def literal_input(value) -> bool:
@@ -120,11 +128,15 @@ def node_expr(node, args: list, opset: int) -> str:
         return f"({expr})*{_literal(1.0 / len(args))}" if name == "Mean" else expr
     if name in COMPARE:
         return f"(({args[0]}){COMPARE[name]}({args[1]}))?{ONE}:{ZERO}"
+    if name in LOGIC:
+        return LOGIC[name].format(args[0], args[1])
     if name == "Not":
         return f"({args[0]}=={ZERO})?{ONE}:{ZERO}"
     if name == "Where":
         return f"({args[0]}!={ZERO})?({args[1]}):({args[2]})"
     if name == "Cast":
+        if int(node.attrs.get("to", 0)) == BOOL_TYPE:
+            return f"({args[0]}!={ZERO})?{ONE}:{ZERO}"
         return args[0]
     raise KeyError(name)
 
@@ -153,6 +165,8 @@ def body_dtypes(body: list):
             ok = got[0] in C_TYPES or got[0] in (np.float32, np.float64)
         elif node.op == "Not":
             ok = kinds == "b"
+        elif node.op in LOGIC:
+            ok = kinds == "bb"
         elif node.op == "Pow":
             ok = kinds[:1] == "f" and kinds[1:] in ("f", "i")
         elif node.op == "Clip":

@@ -13,7 +13,7 @@ types or shapes do not allow that.
 from __future__ import annotations
 
 from ..graph import Graph, Node
-from ..ops.fused import BOOL_OUT, DOMAIN, MAX_INPUTS, OP, fusible, literal_input
+from ..ops.fused import DOMAIN, MAX_INPUTS, OP, bool_out, fusible, literal_input
 from ..ops.views import DOMAIN as MOVE_DOMAIN, OP as MOVE_OP
 
 
@@ -31,7 +31,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
     grouped: set = set()
     groups: dict = {}     # sink -> members
     for sink in reversed(graph.nodes):
-        if sink not in ok or sink in grouped or sink.op in BOOL_OUT:
+        if sink not in ok or sink in grouped or bool_out(sink):
             continue
         members, stack = {sink}, [sink]
         while stack:
