@@ -251,3 +251,77 @@ __kernel void fused(__global STORE_T *out,
         STOREF(out, base + e, RESULT);
     }
 }
+
+
+// The chain, then a softmax along each row (the innermost dim, `inner`
+// long): one work-item per row computes the chain into out while keeping
+// the row's max, then exponentiates and normalises in place (an additive
+// attention mask or a position bias before a Softmax: one launch, not two).
+__kernel void fused_softmax(__global STORE_T *out,
+                            __global const X0_T *in0, __global const X1_T *in1,
+                            __global const X2_T *in2, __global const X3_T *in3,
+                            __global const X4_T *in4, __global const X5_T *in5,
+                            __global const X6_T *in6, __global const X7_T *in7,
+                            const int rows, const int inner, const int8 shape,
+                            const int8 s0, const int8 s1, const int8 s2, const int8 s3,
+                            const int8 s4, const int8 s5, const int8 s6, const int8 s7,
+                            const int8 inner_s)
+{
+    const int row = get_global_id(0);
+    if (row >= rows)
+        return;
+    int o0 = 0, o1 = 0, o2 = 0, o3 = 0, o4 = 0, o5 = 0, o6 = 0, o7 = 0;
+    int rem = row;
+    OSTEP(6) OSTEP(5) OSTEP(4) OSTEP(3) OSTEP(2) OSTEP(1) OSTEP(0)
+    const int i0 = inner_s.s0, i1 = inner_s.s1, i2 = inner_s.s2, i3 = inner_s.s3;
+    const int i4 = inner_s.s4, i5 = inner_s.s5, i6 = inner_s.s6, i7 = inner_s.s7;
+    __global STORE_T *y = out + (size_t)row * inner;
+    float mx = -INFINITY;
+    int j = 0;
+#if VW > 1
+    for (; j + VW <= inner; j += VW) {
+        #define ERF erf_v
+        #define TANH tanh_v
+        #define POW pow_v
+        #define FT VT
+        #define LET(n, v) const VT n = (v);
+        LOADS(VLOAD)
+        BODY
+        const VT r = RESULT;
+        STOREFN(VW, y, j, r);
+        const VT m = LOADFN(VW, y, j);    // as stored (half storage rounds)
+        for (int l = 0; l < VW; ++l)
+            mx = FMAX(mx, ((const float *)&m)[l]);
+        #undef ERF
+        #undef TANH
+        #undef POW
+        #undef FT
+        #undef LET
+    }
+#endif
+    for (int e = j; e < inner; ++e) {
+        #define ERF erf_s
+        #define TANH tanh_s
+        #define POW pow_s
+        #define FT float
+        #define LET(n, v) const float n = (v);
+        LOADS(SLOAD)
+        BODY
+        STOREF(y, e, RESULT);
+        mx = FMAX(mx, LOADF(y, e));
+        #undef ERF
+        #undef TANH
+        #undef POW
+        #undef FT
+        #undef LET
+    }
+    float sum = 0.0f;
+    for (int e = 0; e < inner; ++e) {
+        const float v = exp(LOADF(y, e) - mx);
+        sum += v;
+        STOREF(y, e, v);
+    }
+    const float inv = 1.0f / sum;
+    for (int e = 0; e < inner; ++e)
+        STOREF(y, e, LOADF(y, e) * inv);
+}

@@ -183,8 +183,8 @@ def test_chains_are_one_node_after_the_passes():
     nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["m"]),
              helper.make_node("Softmax", ["m"], ["p"]), helper.make_node("Exp", ["p"], ["y"])]
     graph = optimize(load_model(_model(nodes, {"x": x}, [("y", F)]).SerializeToString()))
-    assert [n.op for n in graph.nodes] == ["FusedElementwise", "Softmax", "FusedElementwise"]
-    assert [m.op for m in graph.nodes[0].body] == ["Sigmoid", "Mul"]
+    assert [n.op for n in graph.nodes] == ["FusedElementwise", "FusedElementwise"]
+    assert [m.op for m in graph.nodes[0].body] == ["Sigmoid", "Mul", "Softmax"]
     copy = graph.copy()
     assert copy.nodes[0].body[1].outputs[0] is copy.nodes[0].outputs[0]
 
@@ -369,3 +369,27 @@ def test_mask_logic_in_a_chain(device, precision, logic):
     model = _model(nodes, {"mask": mask}, [("y", F)], inits)
     counts, plain = _check(model, {"mask": mask}, device, precision, widths=(1, 4))
     assert counts == [1, 1] and plain == 4
+
+
+@pytest.mark.parametrize("shapes", [((2, 3, 5, 9), (2, 1, 1, 9)), ((4, 37), (37,)),
+                                    ((1, 6, 16, 16), (1, 1, 16, 16)), ((3, 1, 17), (3, 2, 1))])
+def test_mask_add_and_softmax_are_one_launch(device, precision, shapes):
+    """scores + mask (and a scale) then Softmax: the chain and the softmax
+    run in one kernel, at every vector width, tails and broadcasts."""
+    s, m = _x(*shapes[0]), _x(*shapes[1])
+    nodes = [helper.make_node("Mul", ["s", "k"], ["a"]),
+             helper.make_node("Add", ["a", "m"], ["b"]),
+             helper.make_node("Softmax", ["b"], ["y"], axis=-1)]
+    model = _model(nodes, {"s": s, "m": m}, [("y", F)], {"k": np.float32(0.7)})
+    counts, plain = _check(model, {"s": s, "m": m}, device, precision, widths=(1, 4, 16))
+    assert counts == [1, 1, 1] and plain == 3
+
+
+def test_softmax_on_another_axis_stays_apart(device):
+    s = _x(2, 5, 3)
+    nodes = [helper.make_node("Exp", ["s"], ["a"]),
+             helper.make_node("Softmax", ["a"], ["y"], axis=1)]
+    model = _model(nodes, {"s": s}, [("y", F)])
+    got, launches = _run(model, {"s": s}, device, "fp32")
+    assert_close(got, reference(model, {"s": s}), "fp32")
+    assert launches == 2

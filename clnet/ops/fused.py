@@ -185,17 +185,24 @@ def body_dtypes(body: list):
 
 @op(OP, domain=DOMAIN)
 def fused_elementwise(ctx, node):
-    body = list(node.body or ())
+    full = list(node.body or ())
+    softmax = full[-1].op == "Softmax"     # a chain ending in a row softmax
+    body = full[:-1] if softmax else full
     inputs = [v for v in node.inputs if v is not None and v.name]
     dtypes = body_dtypes(body)
     if not ctx.policy.fuse_elementwise or all(v.is_const for v in inputs) or dtypes is None:
-        _unfused(ctx, node, body)
+        _unfused(ctx, node, full)
         return
     shapes = {v: ctx.shape(v) for v in inputs}
     for member in body:   # every inner value's broadcast shape
         shapes[member.outputs[0]] = tuple(np.broadcast_shapes(
             *[shapes[v] for v in member.inputs if v is not None and v.name]))
-    out = node.outputs[0]
+    out = body[-1].outputs[0]
+    rank = len(shapes[out])
+    if softmax and (ctx.opset < 13 or rank == 0
+                    or int(full[-1].attrs.get("axis", -1)) % rank != rank - 1):
+        _unfused(ctx, node, full)
+        return
     size = int(np.prod(shapes[out], dtype=np.int64))
     small = {m for m in body if m.outputs[0] is not out
              and int(np.prod(shapes[m.outputs[0]], dtype=np.int64)) * EXPENSIVE <= size}
@@ -207,12 +214,13 @@ def fused_elementwise(ctx, node):
             if all(m.op in CHEAP for m in part):
                 continue                  # cheaper to recompute than to launch
             if not _emit(ctx, part, head.outputs[0], shapes, np.float32):
-                _unfused(ctx, node, body)
+                _unfused(ctx, node, full)
                 return
             done.update(part)
     rest = [m for m in body if m not in done]
-    if not _emit(ctx, rest, out, shapes, dtypes[out]):
-        _unfused(ctx, node, body)
+    if not _emit(ctx, rest, out, shapes, dtypes[out],
+                 node.outputs[0] if softmax else None, softmax):
+        _unfused(ctx, node, full)
 
 
 def _ancestors(sink, body: list, members: set) -> list:
@@ -233,8 +241,11 @@ def _unfused(ctx, node, body: list) -> None:
     ctx.begin_node(node)
 
 
-def _emit(ctx, body: list, out: Value, shapes: dict, dtype) -> bool:
-    """One launch of fused.cl computing `out` from body; False if it cannot."""
+def _emit(ctx, body: list, out: Value, shapes: dict, dtype, target=None,
+          softmax: bool = False) -> bool:
+    """One launch of fused.cl computing `out` from body into `target` (default
+    out itself), softmax: then a softmax along the last axis; False if it
+    cannot."""
     produced = {m.outputs[0] for m in body}
     externals: list = []
     names: dict = {}
@@ -259,14 +270,20 @@ def _emit(ctx, body: list, out: Value, shapes: dict, dtype) -> bool:
         names[member.outputs[0]] = f"t{index}"
         lets.append(f"LET(t{index},{expr})")
     out_shape = shapes[out]
-    ctx.output(out, out_shape, dtype)
+    ctx.output(target or out, out_shape, dtype)
     total = int(np.prod(out_shape, dtype=np.int64))
     if total == 0:
         return True
     if total >= 2 ** 31 or not externals:
         return False
     operand_strides = [broadcast_strides(ctx.shape(v), out_shape) for v in externals]
-    mshape, mstrides = merge_dims(out_shape, [contiguous_strides(out_shape)] + operand_strides)
+    sets = [contiguous_strides(out_shape)] + operand_strides
+    if softmax:   # the rows' dim stays a dim of its own
+        oshape, ostrides = merge_dims(out_shape[:-1], [s[:-1] for s in sets])
+        mshape = tuple(oshape) + (out_shape[-1],)
+        mstrides = [tuple(o) + (s[-1],) for o, s in zip(ostrides, sets)]
+    else:
+        mshape, mstrides = merge_dims(out_shape, sets)
     if len(mshape) > MAX_RANK:
         return False
     inner, rows = mshape[-1], total // mshape[-1]
@@ -290,9 +307,10 @@ def _emit(ctx, body: list, out: Value, shapes: dict, dtype) -> bool:
     pad = [externals[0]] * (MAX_INPUTS - len(externals))
     zero = [(0,) * len(mshape)] * (MAX_INPUTS - len(externals))
     strides = [s[:-1] for s in in_strides] + [z[:-1] for z in zero]
-    items = rows * ((inner + width - 1) // width)
-    args = [out] + externals + pad + [np.int32(rows), np.int32(inner), int_vec(outer, 8)]
+    items = rows if softmax else rows * ((inner + width - 1) // width)
+    args = [target or out] + externals + pad
+    args += [np.int32(rows), np.int32(inner), int_vec(outer, 8)]
     args += [int_vec(s, 8) for s in strides]
     args += [int_vec([s[-1] for s in in_strides] + [0] * len(pad), 8)]
-    ctx.launch("fused", (items,), args, defines)
+    ctx.launch("fused", (items,), args, defines, entry="fused_softmax" if softmax else None)
     return True

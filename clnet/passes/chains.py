@@ -50,11 +50,19 @@ def fuse_elementwise(graph: Graph) -> Graph:
         groups[sink] = members
     if not groups:
         return graph
+    # a chain whose only reader is a Softmax takes it in (ops/fused.py)
+    ends = {}
+    for sink in groups:
+        users = consumers.get(sink.outputs[0], [])
+        if len(users) == 1 and users[0].op == "Softmax" and not users[0].domain \
+                and sink.outputs[0] not in outputs and users[0].inputs[0] is sink.outputs[0]:
+            ends[users[0]] = sink
     nodes = []
     for node in graph.nodes:
-        if node in groups:
-            members = groups[node]
-            body = [n for n in graph.nodes if n in members]
+        if node in groups and node not in ends.values() or node in ends:
+            sink = ends.get(node, node)
+            members = groups[sink]
+            body = [n for n in graph.nodes if n in members] + ([node] if node in ends else [])
             inputs = sorted(_externals(members) | {v for m in members for v in m.inputs
                                                    if literal_input(v)},
                             key=lambda v: v.name)

@@ -165,7 +165,9 @@ def fuse_epilogues(graph: Graph) -> Graph:
                      or (node.op == "MatMul" and len(node.inputs) == 2))
                 and len([v for v in nxt.inputs if v is not None]) == 2):
             other = nxt.inputs[1] if nxt.inputs[0] is node.outputs[0] else nxt.inputs[0]
-            if other is not node.outputs[0] and not other.is_const:
+            broadcast = other.shape is not None and node.outputs[0].shape is not None \
+                and tuple(other.shape) != tuple(node.outputs[0].shape)
+            if other is not node.outputs[0] and not other.is_const and not broadcast:
                 bias = node.input(2)
                 node.inputs = [node.inputs[0], node.inputs[1],
                                bias if bias is not None and bias.name else None, other]
