@@ -21,6 +21,7 @@ from .shape import ConvShape
 from .winograd import emit_winograd, tiles, winograd_ok
 
 WINO4_FILTER_BYTES = 4 << 20   # F(4x4) up to this many bytes of transformed filters
+C1_DEPTHWISE_TAPS = 5          # one-channel convs: the depthwise kernel up to this many taps
 
 
 @op("Conv")
@@ -45,7 +46,7 @@ def conv(ctx, node):
     bias = None
     if b is not None and b.name:
         bias = np.asarray(b.data, np.float32) if b.is_const else b
-    if shape.group == shape.C and ctx.shape(w)[1] == 1 and residual is None:
+    if depthwise(shape) and residual is None:
         emit_depthwise(ctx, node, x, out, weights, bias, shape)
         return
     algorithm = choose_conv(ctx, weights, shape)
@@ -55,6 +56,17 @@ def conv(ctx, node):
         emit_direct(ctx, node, algorithm, x, out, weights, bias, residual, shape)
     else:
         emit_im2col(ctx, node, x, out, weights, bias, residual, shape)
+
+
+def depthwise(shape) -> bool:
+    """Whether the depthwise kernels run this conv: one input channel per
+    group, and more than one group, or one channel with at most
+    C1_DEPTHWISE_TAPS taps.  One channel with a longer kernel (an STFT-like
+    1-D front end, a grayscale stem) is a GEMM with K = kh x kw: the
+    depthwise kernel, unrolled over its taps, ran 1->64 k400/160 on 16000
+    samples at 4 GFLOP/s (docs/BENCHMARKS.md, 'convs of every shape')."""
+    s = shape
+    return s.group == s.C and s.Cg == 1 and (s.C > 1 or s.taps <= C1_DEPTHWISE_TAPS)
 
 
 def choose_conv(ctx, weights, shape) -> str:
