@@ -81,9 +81,12 @@ def choose_conv(ctx, weights, shape) -> str:
     transformed filters would pass WINO4_FILTER_BYTES on a CPU with 16-wide
     vectors (where they stream from memory on every run); on smaller maps
     conv_oc where it applies, else F(2x2).  Other convs with a spatial
-    kernel run a direct kernel where one applies.
+    kernel run a direct kernel where one applies; a forced "im2col" applies
+    to every conv.
     """
     s = shape
+    if ctx.policy.forced("conv_algorithm") == "im2col":
+        return "im2col"
     direct = direct_kernel(ctx, s, weights)
     if winograd_ok(ctx, weights, s):
         chosen = ctx.policy.conv_algorithm((s.M, s.pixels * s.N, s.C * 9))
