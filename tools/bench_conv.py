@@ -12,7 +12,8 @@ kh x kw) for every algorithm, so Winograd's figure is an effective rate.
 (REAL_SHAPES: 1-D front ends, TCNs and byte/speech encoders, grouped convs
 other than depthwise, large kernels, odd strides) against onnxruntime (2
 threads): whole session.run calls, wall clock, in alternating blocks in
-this process (median), with the ratio clnet / onnxruntime and GFLOP/s.
+this process (median, and the minimum: the machine's load moves medians
+most), with the ratio of medians clnet / onnxruntime and GFLOP/s.
 
     python tools/bench_conv.py
     CLNET_DEVICE=1:0 python tools/bench_conv.py --models resnet18
@@ -109,6 +110,7 @@ def bench_real(dev, tag, x_shape, w_shape, attrs, runs: int, policy=None) -> dic
     flops = 2.0 * np.prod(want.shape) * np.prod(w_shape[1:])
     algo = "+".join(dict.fromkeys(l.entry for l in cl_sess.last_plan.launches))
     return {"tag": tag, "clnet_ms": cl_ms, "ort_ms": ort_ms, "ratio": cl_ms / ort_ms,
+            "clnet_min": min(cl_times) * 1e3, "ort_min": min(ort_times) * 1e3,
             "gflops": flops / cl_ms * 1e-6, "ort_gflops": flops / ort_ms * 1e-6,
             "algo": algo, "err": err}
 
@@ -118,13 +120,14 @@ def main_real(dev, runs: int, only) -> None:
     print(f"device: {dev.describe()}   onnxruntime {onnxruntime.__version__} (2 threads)   "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"{'shape':16s} {'clnet ms':>9} {'ort ms':>8} {'ratio':>6} {'GFLOP/s':>8} "
-          f"{'ort':>6}  {'rel err':>7}  kernels")
+          f"{'ort':>6} {'cl min':>7} {'ort min':>7}  {'rel err':>7}  kernels")
     for tag, x_shape, w_shape, attrs in REAL_SHAPES:
         if only and not any(o in tag for o in only.split(",")):
             continue
         r = bench_real(dev, tag, x_shape, w_shape, attrs, runs)
         print(f"{tag:16s} {r['clnet_ms']:>9.3f} {r['ort_ms']:>8.3f} {r['ratio']:>6.2f} "
-              f"{r['gflops']:>8.1f} {r['ort_gflops']:>6.1f}  {r['err']:>7.1e}  {r['algo']}",
+              f"{r['gflops']:>8.1f} {r['ort_gflops']:>6.1f} {r['clnet_min']:>7.3f} "
+              f"{r['ort_min']:>7.3f}  {r['err']:>7.1e}  {r['algo']}",
               flush=True)
 
 
