@@ -14,8 +14,9 @@
 //
 // conv_direct: one work-item computes TM output channels x RY output rows x
 // TN pixels of one row, in vectors along the pixels; the weights are
-// gemm.cl's packed A panels Wp[M / TM][K][TM].  Suits few input channels
-// (the RGB stem: K = 147).
+// gemm.cl's packed A panels Wp[group][Mg / TM][K][TM].  Suits few input
+// channels (the RGB stem: K = 147) and grouped convs with few channels per
+// group (ResNeXt, RegNet), whose im2col copy costs 2-4x their GEMM.
 //
 // conv_oc: one work-item computes OP pixels of one row x OV x OVW output
 // channels, in vectors along the channels: per tap, OV vector loads of
@@ -45,6 +46,12 @@
 #endif
 #ifndef SX
   #define SX 1              // horizontal stride
+#endif
+#ifndef DY
+  #define DY 1              // vertical dilation
+#endif
+#ifndef DX
+  #define DX 1              // horizontal dilation
 #endif
 #ifndef TM
   #define TM 8              // output channels per work-item
@@ -144,26 +151,30 @@ __kernel void conv_phases(__global const STORE_T *x, __global STORE_T *xp,
 #elif !defined(OC)
 
 // dims: (C, M, OH, OW); xgeo: (rows of xp, columns of xp, row groups per
-// image = ceil(OH / RY), column blocks = ceil(OW / TN)).
-// Grid: (row groups x column blocks, ceil(M / TM), N).
+// image = ceil(OH / RY), column blocks = ceil(OW / TN)); grp: (input and
+// output channels per group, channel tiles per group = ceil(Mg / TM), 0).
+// Grid: (row groups x column blocks, groups x channel tiles per group, N).
 __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
                           __global STORE_T *y, __global const STORE_T *bias,
                           __global const STORE_T *res, const int4 dims, const int4 xgeo,
-                          const int epi, const float4 epf)
+                          const int4 grp, const int epi, const float4 epf)
 {
     const int C = dims.s0, M = dims.s1, OH = dims.s2, OW = dims.s3;
     const int rows = xgeo.s0, cols = xgeo.s1, blocks = xgeo.s3;
+    const int Cg = grp.s0, Mg = grp.s1;
     const int oy0 = (get_global_id(0) / blocks) * RY;
     const int ox0 = (get_global_id(0) % blocks) * TN;
     const int mb = get_global_id(1);
     const int n = get_global_id(2);
-    const int m0 = mb * TM;
-    if (oy0 >= OH || m0 >= M)
+    const int g = mb / grp.s2;
+    const int m0 = g * Mg + (mb % grp.s2) * TM;
+    const int m_end = min(M, (g + 1) * Mg);
+    if (oy0 >= OH || m0 >= m_end)
         return;
-    const int K = C * KH * KW;
+    const int K = Cg * KH * KW;
     __global const float *ap = wp + (size_t)mb * K * TM;
     const size_t plane = (size_t)rows * cols;
-    __global const STORE_T *xn = xp + (size_t)n * C * SX * plane;
+    __global const STORE_T *xn = xp + ((size_t)n * C + g * Cg) * SX * plane;
 
     VT acc[TM][RY];
     #pragma unroll
@@ -172,13 +183,13 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
         for (int r = 0; r < RY; ++r)
             acc[i][r] = (VT)(0.0f);
 
-    for (int c = 0; c < C; ++c) {
+    for (int c = 0; c < Cg; ++c) {
         __global const STORE_T *xc = xn + (size_t)c * SX * plane;
         for (int ky = 0; ky < KH; ++ky) {
-            __global const STORE_T *xr = xc + (oy0 * SY + ky) * cols + ox0;
+            __global const STORE_T *xr = xc + (oy0 * SY + ky * DY) * cols + ox0;
             #pragma unroll
             for (int kx = 0; kx < KW; ++kx) {
-                __global const STORE_T *src = xr + (kx % SX) * plane + kx / SX;
+                __global const STORE_T *src = xr + (kx * DX % SX) * plane + kx * DX / SX;
                 VT b[RY];
                 #pragma unroll
                 for (int r = 0; r < RY; ++r)     // rows past OH read padding rows
@@ -198,7 +209,7 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
     #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int co = m0 + i;
-        if (co >= M)
+        if (co >= m_end)
             break;
         const float bv = (epi & EPI_BIAS_ROW) ? LOADF(bias, co) : 0.0f;
         #pragma unroll
@@ -236,7 +247,7 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
 #ifndef BLOCKS
   #define BLOCKS 1          // conv_oc: pixel blocks per output row = ceil(OW_C / OP)
 #endif
-#define COL(p, kx) ((p) * SX + (kx))                        // in the block's window
+#define COL(p, kx) ((p) * SX + (kx) * DX)                   // in the block's window
 #define LAST_IX0 ((BLOCKS - 1) * OP * SX - PAD_L)
 #define IN_ROW(ix) ((ix) >= 0 && (ix) < W_IN)
 #define FIRST_OK(p, kx) (IN_ROW(COL(p, kx) - PAD_L) && (p) < OW_C)
@@ -255,7 +266,7 @@ __kernel void conv_direct(__global const STORE_T *xp, __global const float *wp,
         __global const STORE_T *xc = xn + (size_t)c * H * W_IN + ix0; \
         __global const float *wc = wob + (size_t)c * taps * (OV * OVW); \
         for (int ky = 0; ky < KH; ++ky) { \
-            const int iy = iy0 + ky; \
+            const int iy = iy0 + ky * DY; \
             if (iy < 0 || iy >= H) \
                 continue; \
             __global const STORE_T *row = xc + iy * W_IN; \

@@ -469,3 +469,89 @@ def test_pointwise_conv_small_n_tiles(device, precision, x_shape, m):
     tiles = [(dict(l.defines)["TM"], dict(l.defines)["TN"]) for l in session.last_plan.launches
              if l.entry == "gemm"]
     assert tiles == [(12, 8)]
+
+
+SHAPED_CASES = [
+    # (x shape, w shape, attrs): grouped (not depthwise), 1-D, dilated
+    ((1, 12, 11, 13), (12, 3, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),         # Mg 3
+    ((2, 20, 9, 29), (30, 10, 3, 3), {"group": 2, "pads": [1, 0, 2, 1],
+                                      "strides": [2, 1]}),                         # Mg 15
+    ((1, 18, 13, 12), (27, 6, 3, 3), {"group": 3, "dilations": [2, 1],
+                                      "pads": [2, 1, 2, 1]}),
+    ((1, 64, 7, 9), (32, 16, 3, 3), {"group": 4, "strides": [3, 3], "pads": [1] * 4}),
+    ((1, 9, 5, 19), (36, 3, 1, 3), {"group": 3}),
+    ((1, 3, 301), (29, 3, 7), {"pads": [3, 2]}),                                   # 1-D, C <= 16
+    ((2, 5, 77), (13, 5, 4), {"strides": [3], "pads": [1, 2], "dilations": [2]}),
+    ((1, 40, 201), (37, 40, 3), {"pads": [4, 4], "dilations": [4]}),               # 1-D TCN
+    ((1, 24, 130), (33, 24, 5), {"strides": [2], "pads": [2, 2]}),
+    ((1, 36, 97), (18, 6, 3), {"group": 6, "pads": [1, 1]}),                       # 1-D grouped
+    ((1, 1, 999), (16, 1, 40), {"strides": [16]}),                                 # 1-D STFT-like
+    ((1, 20, 9, 17), (24, 20, 3, 3), {"dilations": [2, 3], "pads": [2, 3, 2, 3]}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(SHAPED_CASES)))
+@pytest.mark.parametrize("variant", ["direct", "im2col", None])
+@pytest.mark.parametrize("epilogue", ["relu", "residual", "Sigmoid"])
+def test_grouped_1d_dilated_convs(device, precision, case, variant, epilogue):
+    """Grouped (not depthwise), 1-D and dilated convs through each algorithm
+    that the policy can force (conv_direct with groups, dilations and
+    one-row tiles; conv_oc with dilations; im2col + GEMM), and the default
+    choice: odd lengths, channels per group not a multiple of the tile,
+    strides, dilations, uneven pads, batch 2, bias, residual Add and
+    activation fused, fp32 and fp16 storage (where the direct kernels do
+    not run)."""
+    import clnet
+    from clnet.ops.conv.direct import GROUP_MAX_C
+    x_shape, w_shape, attrs = SHAPED_CASES[case]
+    rng = np.random.default_rng(70 + case)
+    act = {"relu": "Relu", "residual": None}.get(epilogue, epilogue)
+    model = _conv_model(x_shape, w_shape, attrs, rng, act=act, residual=epilogue == "residual")
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    if epilogue == "residual":
+        plain = _conv_model(x_shape, w_shape, attrs, np.random.default_rng(0))
+        feeds["r"] = rng.standard_normal(reference(plain, feeds)[0].shape).astype(np.float32)
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     precision=precision,
+                                     policy={"conv_algorithm": variant})
+    got = session.run(None, feeds)
+    entries = {l.entry for l in session.last_plan.launches}
+    assert "depthwise" not in entries
+    taps, stride = np.prod(w_shape[2:]), max(attrs.get("strides", [1]))
+    if variant == "im2col" or precision == "fp16" or taps == 1 or stride > 4:
+        assert entries & {"im2col", "gemm"} and not entries & {"conv_direct", "conv_oc"}
+    elif variant == "direct":
+        group = attrs.get("group", 1)
+        want = "conv_direct" if group > 1 or x_shape[1] <= 16 else "conv_oc"
+        assert want in entries and w_shape[1] <= GROUP_MAX_C
+    assert_close(got[0], reference(model, feeds)[0], precision)
+
+
+TRADE_CASES = [
+    # (x shape, w shape, attrs, {vector width: (TM, RY)})
+    ((1, 3, 301), (64, 3, 7), {"pads": [3, 3]}, {16: (22, 1), 8: (6, 1), 4: (4, 1)}),
+    ((1, 128, 28, 28), (128, 4, 3, 3), {"group": 32, "pads": [1] * 4},
+     {16: (4, 6), 8: (4, 1), 4: (4, 1)}),
+    ((1, 3, 2, 40), (30, 3, 3, 3), {"pads": [1] * 4}, {16: (10, 2), 8: (6, 1), 4: (4, 1)}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(TRADE_CASES)))
+def test_direct_tile_trades_rows_for_channels(device, case):
+    """conv_direct keeps its tile's TM x RY accumulators (16-wide: 8 x 3)
+    where the conv has fewer output rows (1-D: 22 channels x 1 row, three
+    tiles over 64 channels; two rows: 10 x 2, three tiles over 30) or
+    fewer channels per group (4 channels x 6 rows), with the device's own
+    vector width (a tile forced wider crashes PyPI's PoCL 3.0)."""
+    import clnet
+    from clnet.policy import KernelPolicy
+    x_shape, w_shape, attrs, tiles = TRADE_CASES[case]
+    rng = np.random.default_rng(3)
+    model = _conv_model(x_shape, w_shape, attrs, rng, act="Relu")
+    feeds = {"x": rng.standard_normal(x_shape).astype(np.float32)}
+    session = clnet.InferenceSession(model.SerializeToString(), device=device)
+    got = session.run(None, feeds)
+    width = KernelPolicy(session.device).direct_tile_width
+    (launch,) = [l for l in session.last_plan.launches if l.entry == "conv_direct"]
+    assert (dict(launch.defines)["TM"], dict(launch.defines)["RY"]) == tiles[width]
+    assert_close(got[0], reference(model, feeds)[0])

@@ -21,6 +21,7 @@ from .shape import ConvShape
 from .winograd import emit_winograd, tiles, winograd_ok
 
 WINO4_FILTER_BYTES = 4 << 20   # F(4x4) up to this many bytes of transformed filters
+C1_DEPTHWISE_TAPS = 5          # one-channel convs: the depthwise kernel up to this many taps
 
 
 @op("Conv")
@@ -49,7 +50,7 @@ def conv(ctx, node):
             and w.is_const and residual is None:
         _as_fully_connected(ctx, node, x, out, shape)
         return
-    if shape.group == shape.C and ctx.shape(w)[1] == 1 and residual is None:
+    if depthwise(shape) and residual is None:
         emit_depthwise(ctx, node, x, out, weights, bias, shape)
         return
     algorithm = choose_conv(ctx, weights, shape)
@@ -76,6 +77,17 @@ def _as_fully_connected(ctx, node, x, out, shape) -> None:
     gemm(ctx, Node("Gemm", inputs, [result], {"transB": 1}, node.name, "", node.epilogue))
 
 
+def depthwise(shape) -> bool:
+    """Whether the depthwise kernels run this conv: one input channel per
+    group, and more than one group, or one channel with at most
+    C1_DEPTHWISE_TAPS taps.  One channel with a longer kernel (an STFT-like
+    1-D front end, a grayscale stem) is a GEMM with K = kh x kw: the
+    depthwise kernel, unrolled over its taps, ran 1->64 k400/160 on 16000
+    samples at 4 GFLOP/s (docs/BENCHMARKS.md, 'convs of every shape')."""
+    s = shape
+    return s.group == s.C and s.Cg == 1 and (s.C > 1 or s.taps <= C1_DEPTHWISE_TAPS)
+
+
 def choose_conv(ctx, weights, shape) -> str:
     """How a (non-depthwise) Conv runs: "winograd4x4", "winograd2x2",
     "conv_direct", "conv_oc" or "im2col".
@@ -88,9 +100,12 @@ def choose_conv(ctx, weights, shape) -> str:
     transformed filters would pass WINO4_FILTER_BYTES on a CPU with 16-wide
     vectors (where they stream from memory on every run); on smaller maps
     conv_oc where it applies, else F(2x2).  Other convs with a spatial
-    kernel run a direct kernel where one applies.
+    kernel run a direct kernel where one applies; a forced "im2col" applies
+    to every conv.
     """
     s = shape
+    if ctx.policy.forced("conv_algorithm") == "im2col":
+        return "im2col"
     direct = direct_kernel(ctx, s, weights)
     if winograd_ok(ctx, weights, s):
         chosen = ctx.policy.conv_algorithm((s.M, s.pixels * s.N, s.C * 9))
