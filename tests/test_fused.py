@@ -393,3 +393,36 @@ def test_softmax_on_another_axis_stays_apart(device):
     got, launches = _run(model, {"s": s}, device, "fp32")
     assert_close(got, reference(model, {"s": s}), "fp32")
     assert launches == 2
+
+
+@pytest.mark.parametrize("batch,heads,seq,dim", [(1, 3, 7, 16), (2, 2, 5, 24), (1, 4, 1, 8),
+                                                 (1, 2, 33, 20)])
+def test_attention_head_transposes_run_in_the_gemms(device, precision, batch, heads, seq, dim):
+    """Q, K, V split into heads by Reshape + Transpose, the result merged
+    back: the GEMMs read and write those layouts in place (batch 1), or the
+    copies run as before (batch 2)."""
+    hidden = heads * dim
+    q, k, v = _x(batch, seq, hidden), _x(batch, seq, hidden), _x(batch, seq, hidden)
+    shape = np.array([batch, seq, heads, dim], np.int64)
+    nodes = [helper.make_node("Reshape", ["q", "shape"], ["qr"]),
+             helper.make_node("Transpose", ["qr"], ["qh"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["k", "shape"], ["kr"]),
+             helper.make_node("Transpose", ["kr"], ["kt"], perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["v", "shape"], ["vr"]),
+             helper.make_node("Transpose", ["vr"], ["vh"], perm=[0, 2, 1, 3]),
+             helper.make_node("MatMul", ["qh", "kt"], ["s"]),
+             helper.make_node("Mul", ["s", "scale"], ["ss"]),
+             helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "vh"], ["o"]),
+             helper.make_node("Transpose", ["o"], ["ot"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["ot", "shape3"], ["y"])]
+    inits = {"shape": shape, "scale": np.float32(dim ** -0.5),
+             "shape3": np.array([batch, seq, hidden], np.int64)}
+    feeds = {"q": q, "k": k, "v": v}
+    model = _model(nodes, feeds, [("y", F)], inits)
+    ops = [n.op for n in optimize(load_model(model.SerializeToString())).nodes]
+    assert ops.count("MatMulView") == 2 and "Transpose" not in ops
+    got, launches = _run(model, feeds, device, precision)
+    assert_close(got, reference(model, feeds), precision)
+    if batch == 1:
+        assert launches <= 5

@@ -250,17 +250,24 @@ def _is_const(value) -> bool:
 
 
 def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=None,
-                 bias_mode=None, residual=None, b_strides=None):
+                 bias_mode=None, residual=None, b_strides=None, b_base=0, a_view=None,
+                 c_view=None):
     """C[full][M][N] = A[a2] @ B[b2] with batch broadcasting.
 
     a may be a Value, a constant view, or a Scratch holding a row-major A;
-    b_strides: element strides (batch, k, n) of a run-time B if not contiguous.
+    b_strides: element strides (batch, k, n) of a run-time B if not contiguous,
+    b_base its first element; a_view: (batch stride, row stride, base) of a
+    run-time A read in place (rows contiguous); c_view: (batch stride, row
+    stride) C is written with (ops/gemm_views.py: transposes read or written
+    by the GEMM itself).
     """
     p = ctx.policy.gemm_params(M, N, K, _kind(ctx, a))
+    if c_view is not None:
+        p = {k: v for k, v in p.items() if k != "KSPLIT"}   # split-K sums a contiguous C
     tm, tn = p["TM"], p["TN"]
     b_batch = int(np.prod(b2[:-2], dtype=np.int64))
     a_batch = int(np.prod(a2[:-2], dtype=np.int64))
-    if b_batch == 1 and not _is_const(a):
+    if b_batch == 1 and not _is_const(a) and a_view is None and c_view is None:
         # fold A's batch into M: one big GEMM against a 2-D B
         Mz, Z = M * a_batch, 1
         za = zb = (1, 1, 0, 0)
@@ -280,7 +287,9 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
         if b_strides[2] == 1 and N >= tn:
             b_arg, b_panels, ldb = b, 0, b_strides[1]
         else:
-            b_arg, b_panels = emit_pack_b(ctx, b, K, N, b_batch, tuple(b_strides) + (0,), tn)
+            b_arg, b_panels = emit_pack_b(ctx, b, K, N, b_batch, tuple(b_strides) + (b_base,),
+                                          tn)
+            b_base = 0
     b_zstride = b_panels * K * tn if not ldb else b_strides[0]
     if _is_const(a):
         ap = pack_a(np.asarray(a.data, np.float32).reshape(a_batch, M, K) * alpha_k, tm)
@@ -288,6 +297,9 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
         a_zstride, a_packed, alpha_k = ap.shape[1] * K * tm, True, 1.0
     else:
         a_arg, a_zstride, a_packed = a, M * K, False
+    lda, a_base = K, 0
+    if a_view is not None:
+        a_zstride, lda, a_base = a_view
     a_count = a_batch * M * K
     if za is None:
         maps = [batch_map(a2[:-2], full), batch_map(b2[:-2], full)]
@@ -296,10 +308,10 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
             maps[0], a_count = (1, Z), Z * M * K
         if maps[1] is None:
             raise UnsupportedOpError(f"{node.label()}: MatMul batch broadcast {a2} x {b2}")
-        za = (maps[0][0], maps[0][1], a_zstride, 0)
-        zb = (maps[1][0], maps[1][1], b_zstride, 0)
+        za = (maps[0][0], maps[0][1], a_zstride, a_base)
+        zb = (maps[1][0], maps[1][1], b_zstride, b_base if ldb else 0)
     big = ctx.store_half and Mz * N * K * Z >= HALF_A_CONVERT_MIN
-    a_float = big and not a_packed
+    a_float = big and not a_packed and a_view is None
     if a_float:   # one pass half -> float, so that the GEMM reads A as broadcasts
         half_a, a_arg = a_arg, ctx.scratch(a_count * 4)
         ctx.launch("quant", (a_count,), [half_a, a_arg, np.int32(a_count)], {"IN_HALF": True},
@@ -307,14 +319,15 @@ def gemm_general(ctx, node, out, a, a2, b, b2, full, M, N, K, alpha=1.0, bias=No
     # B too, where enough rows of A reuse it to repay the pass (packed
     # panels, or a contiguous row-major B; see docs/BENCHMARKS.md)
     b_count = b_batch * (b_panels * K * tn if not ldb else K * N)
-    b_float = big and Mz >= HALF_B_CONVERT_ROWS and (
+    b_float = big and Mz >= HALF_B_CONVERT_ROWS and not b_base and (
         not ldb or tuple(b_strides) == (K * N, N, 1))
     if b_float:
         half_b, b_arg = b_arg, ctx.scratch(b_count * 4)
         ctx.launch("quant", (b_count,), [half_b, b_arg, np.int32(b_count)], {"IN_HALF": True},
                    entry="convert_storage")
+    zc = (Mz * N, 0, N) if c_view is None else (c_view[0], 0, c_view[1])
     emit_gemm(ctx, out, a_arg, b_arg, Mz, N, K, Z, a_packed=a_packed, params=p, za=za,
-              zb=zb, zc=(Mz * N, 0, N), lda=K, bias=bias, bias_mode=bias_mode,
+              zb=zb, zc=zc, lda=lda, bias=bias, bias_mode=bias_mode,
               residual=residual, act=fused_act(node), alpha=alpha_k, ldb=ldb,
               a_float=a_float, b_float=b_float)
 

@@ -61,30 +61,44 @@ def view_strides(shape, strides, new_shape):
     return tuple(result) if i == len(old) else None
 
 
-@op(OP, domain=DOMAIN)
-def movement_chain(ctx, node):
-    split, *reshapes, last = node.body
-    x = split.inputs[0]
-    shape = list(ctx.shape(x))
-    strides = list(contiguous_strides(shape))
-    axis = norm_axis(split.attrs.get("axis", 0), len(shape), split)
-    sizes = split_sizes(ctx, split, shape[axis])
-    feed = (reshapes[0] if reshapes else last).inputs[0]
-    k = split.outputs.index(feed)
-    base = sum(sizes[:k]) * strides[axis]
-    shape[axis] = sizes[k]
-    for reshape in reshapes:
-        new_shape = reshaped(ctx, reshape, tuple(shape))
-        new_strides = view_strides(shape, strides, new_shape)
-        if new_strides is None:
-            ctx.lower_subgraph(Graph(list(node.body), [], []))
-            ctx.begin_node(node)
-            return
-        shape, strides = list(new_shape), list(new_strides)
+def view_of(ctx, node):
+    """(source, shape, strides, base) of what a Transpose or MovementChain
+    node makes, read in place from its source; None where a Reshape in a
+    chain would need a copy."""
+    if node.op == "Transpose":
+        x = node.inputs[0]
+        shape, strides, base = list(ctx.shape(x)), list(contiguous_strides(ctx.shape(x))), 0
+        last = node
+    else:
+        split, *reshapes, last = node.body
+        x = split.inputs[0]
+        shape = list(ctx.shape(x))
+        strides = list(contiguous_strides(shape))
+        axis = norm_axis(split.attrs.get("axis", 0), len(shape), split)
+        sizes = split_sizes(ctx, split, shape[axis])
+        k = split.outputs.index((reshapes[0] if reshapes else last).inputs[0])
+        base = sum(sizes[:k]) * strides[axis]
+        shape[axis] = sizes[k]
+        for reshape in reshapes:
+            new_shape = reshaped(ctx, reshape, tuple(shape))
+            new_strides = view_strides(shape, strides, new_shape)
+            if new_strides is None:
+                return None
+            shape, strides = list(new_shape), list(new_strides)
     perm = last.attrs.get("perm") or list(reversed(range(len(shape))))
     if sorted(perm) != list(range(len(shape))):
         raise ValueError(f"Transpose perm {list(perm)} does not fit rank {len(shape)}")
-    out_shape = tuple(shape[p] for p in perm)
+    return x, tuple(shape[p] for p in perm), tuple(strides[p] for p in perm), base
+
+
+@op(OP, domain=DOMAIN)
+def movement_chain(ctx, node):
+    view = view_of(ctx, node)
+    if view is None:
+        ctx.lower_subgraph(Graph(list(node.body), [], []))
+        ctx.begin_node(node)
+        return
+    x, out_shape, strides, base = view
     out = ctx.output(node.outputs[0], out_shape, x.dtype)
-    emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0,
-                 [(x, tuple(strides[p] for p in perm), base)], raw=True)
+    emit_strided(ctx, out, out_shape, contiguous_strides(out_shape), 0, [(x, strides, base)],
+                 raw=True)

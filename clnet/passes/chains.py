@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..graph import Graph, Node
 from ..ops.fused import DOMAIN, MAX_INPUTS, OP, bool_out, fusible, literal_input
+from ..ops.gemm_views import DOMAIN as VIEW_DOMAIN, OP as VIEW_OP, viewable
 from ..ops.views import DOMAIN as MOVE_DOMAIN, OP as MOVE_OP
 
 
@@ -123,4 +124,49 @@ def fuse_movement(graph: Graph) -> Graph:
         replaced[sink] = Node(MOVE_OP, inputs, [sink.outputs[0]], {}, sink.name or "chain",
                               MOVE_DOMAIN, None, body)
     graph.nodes = [replaced.get(n, n) for n in graph.nodes if n not in removable]
+    return graph
+
+
+def fuse_matmul_views(graph: Graph) -> Graph:
+    """A MatMul takes in the Transpose/MovementChain nodes that make an
+    operand only for it, and the Transpose that alone reads its result
+    (attention's head transposes): a MatMulView node (ops/gemm_views.py)."""
+    producers = graph.producers()
+    consumers = graph.consumers()
+    outputs = set(graph.outputs)
+
+    def only_for(value, node) -> bool:
+        users = consumers.get(value, [])
+        return value not in outputs and {id(u) for u in users} == {id(node)}
+
+    taken: set = set()
+    replaced = {}
+    for mm in graph.nodes:
+        if mm.op != "MatMul" or mm.domain or not viewable(mm):
+            continue
+        body = []
+        for value in mm.inputs[:2]:
+            p = producers.get(value)
+            if p is not None and p.op in ("Transpose", MOVE_OP) and p not in taken \
+                    and (p.op != "Transpose" or not p.domain) and only_for(value, mm):
+                body.append(p)
+        users = consumers.get(mm.outputs[0], [])
+        after = users[0] if len(users) == 1 and users[0].op == "Transpose" \
+            and not users[0].domain and mm.outputs[0] not in outputs else None
+        if not body and after is None:
+            continue
+        body = body + [mm] + ([after] if after is not None else [])
+        taken.update(body)
+        produced = {v for n in body for v in n.outputs}
+        inputs = []
+        for n in body:
+            for v in n.inputs:
+                if v is not None and v.name and v not in produced and v not in inputs:
+                    inputs.append(v)
+        last = body[-1]
+        replaced[last] = Node(VIEW_OP, inputs, [last.outputs[0]], {}, mm.name or "matmul",
+                              VIEW_DOMAIN, None, body)
+    if replaced:
+        graph.nodes = [replaced.get(n, n) for n in graph.nodes
+                       if n in replaced or n not in taken]
     return graph

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..graph import EPILOGUE_ACTIVATIONS, Epilogue, Graph, Node, Value
 from .batchnorm import node_batchnorm_affine
-from .chains import fuse_elementwise, fuse_movement
+from .chains import fuse_elementwise, fuse_matmul_views, fuse_movement
 from .fold import evaluate
 
 
@@ -447,4 +447,5 @@ def optimize(graph: Graph) -> Graph:
     graph = fuse_norms(graph)
     graph = fuse_epilogues(graph)
     graph = fuse_movement(graph)
+    graph = fuse_matmul_views(graph)
     return fuse_elementwise(graph)
