@@ -9,6 +9,7 @@ from ._util import RAW_TYPES, const_input, contiguous_strides, int_vec, norm_axi
 from .registry import op
 
 MODES = {"constant": 0, "reflect": 1, "edge": 2, "wrap": 3}
+PAD_CHUNK = 32   # output elements per work-item (pad.cl CHUNK)
 
 
 def pad_amounts(ctx, node, rank: int) -> tuple:
@@ -73,10 +74,11 @@ def emit_pad(ctx, x, out, begin, end, mode: str = "constant", constant=0, tensor
     dims = _merge_unpadded(out_shape, length, first, [max(b, 0) for b in begin],
                            list(contiguous_strides(shape)))
     rows = int(np.prod(dims[0][:-1], dtype=np.int64)) if out.size else 0
-    ctx.launch("pad", (dims[0][-1] if out.size else 0, rows),
+    runs = -(-dims[0][-1] // PAD_CHUNK) if out.size else 0
+    ctx.launch("pad", (rows * runs,),
                [x, out, np.int32(len(dims[0]))] + [int_vec(d, 8) for d in dims]
-               + [np.uint64(raw), tensor if tensor is not None else x],
-               {"T": RAW_TYPES[ctx.itemsize(x)], "PAD_MODE": MODES[mode],
+               + [np.uint64(raw), tensor if tensor is not None else x, np.int32(rows)],
+               {"T": RAW_TYPES[ctx.itemsize(x)], "PAD_MODE": MODES[mode], "CHUNK": PAD_CHUNK,
                 **({"VALUE_TENSOR": True} if tensor is not None else {})})
 
 
