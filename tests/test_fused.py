@@ -426,3 +426,24 @@ def test_attention_head_transposes_run_in_the_gemms(device, precision, batch, he
     assert_close(got, reference(model, feeds), precision)
     if batch == 1:
         assert launches <= 5
+
+
+@pytest.mark.parametrize("pads,opset", [([0, 0, 4, 0, 0, 0], 18), ([0, 0, 1, 2, 0, 0, 3, 0], 18),
+                                        ([0, 0, 2, 0, 0, 1], 10)])
+def test_zero_pad_becomes_the_convs_padding(device, precision, pads, opset):
+    rank = len(pads) // 2
+    x = _x(1, 3, *([11] * (rank - 2)))
+    w = _x(4, 3, *([3] * (rank - 2)), low=-0.5, high=0.5)
+    if opset < 11:
+        pad = helper.make_node("Pad", ["x"], ["p"], pads=pads)
+        inits = {"w": w}
+    else:
+        pad = helper.make_node("Pad", ["x", "pads"], ["p"])
+        inits = {"w": w, "pads": np.array(pads, np.int64)}
+    conv = helper.make_node("Conv", ["p", "w"], ["y"], pads=[1] * (2 * (rank - 2)),
+                            dilations=[2] * (rank - 2))
+    model = _model([pad, conv], {"x": x}, [("y", F)], inits, opset=opset)
+    graph = optimize(load_model(model.SerializeToString()))
+    assert [n.op for n in graph.nodes] == ["Conv"]
+    got, launches = _run(model, {"x": x}, device, precision)
+    assert_close(got, reference(model, {"x": x}), precision)

@@ -439,9 +439,58 @@ def constant_nodes(graph: Graph) -> Graph:
     return graph
 
 
+def _pad_amounts(pad: Node, opset: int):
+    """(pads, value) of a constant-mode Pad known at load, else None."""
+    if pad.attrs.get("mode", "constant") not in ("constant", b"constant"):
+        return None
+    if opset < 11:
+        return list(pad.attrs.get("pads") or []), float(pad.attrs.get("value", 0.0))
+    if not _is_const(pad.input(1)) or (pad.input(3) is not None and pad.input(3).name):
+        return None
+    value = pad.input(2)
+    fill = 0.0
+    if value is not None and value.name:
+        if not _is_const(value) or np.size(value.data) != 1:
+            return None
+        fill = float(np.asarray(value.data).reshape(-1)[0])
+    return [int(p) for p in np.asarray(pad.inputs[1].data).reshape(-1)], fill
+
+
+def fold_pad_into_conv(graph: Graph) -> Graph:
+    """A zero Pad of a conv's spatial dims only (a causal 1-D conv, explicit
+    'same' padding) becomes the conv's own pads: no copy."""
+    consumers = graph.consumers()
+    removed = set()
+    for pad in graph.nodes:
+        if pad.op != "Pad" or pad.domain:
+            continue
+        conv = _single_consumer(graph, pad.outputs[0], consumers)
+        if conv is None or conv.op != "Conv" or conv.inputs[0] is not pad.outputs[0] \
+                or conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+            continue
+        amounts = _pad_amounts(pad, graph.opset)
+        if amounts is None or amounts[1] != 0.0 or len(amounts[0]) < 6 \
+                or len(amounts[0]) % 2:
+            continue
+        pads, rank = amounts[0], len(amounts[0]) // 2
+        begin, end = pads[:rank], pads[rank:]
+        spatial = rank - 2
+        old = list(conv.attrs.get("pads") or [0] * 2 * spatial)
+        if any(p < 0 for p in pads) or begin[:2] != [0, 0] or end[:2] != [0, 0] \
+                or len(old) != 2 * spatial:
+            continue
+        conv.attrs["pads"] = [old[i] + begin[2 + i] for i in range(spatial)] + \
+            [old[spatial + i] + end[2 + i] for i in range(spatial)]
+        conv.inputs = [pad.inputs[0]] + list(conv.inputs[1:])
+        removed.add(pad)
+    graph.nodes = [n for n in graph.nodes if n not in removed]
+    return graph
+
+
 def optimize(graph: Graph) -> Graph:
     """The load-time passes that need no shapes, in order."""
     graph = constant_nodes(graph)
+    graph = fold_pad_into_conv(graph)
     graph = fold_batchnorm(graph)
     graph = fuse_gelu(graph)
     graph = fuse_norms(graph)
