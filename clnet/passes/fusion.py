@@ -20,7 +20,7 @@ import numpy as np
 from ..graph import EPILOGUE_ACTIVATIONS, Epilogue, Graph, Node, Value
 from .batchnorm import node_batchnorm_affine
 from .chains import fuse_elementwise, fuse_matmul_views, fuse_movement
-from .fold import evaluate
+from .fold import NEVER_FOLD, evaluate
 
 
 
@@ -421,10 +421,25 @@ def fuse_norms(graph: Graph) -> Graph:
 
 
 def constant_nodes(graph: Graph) -> Graph:
-    """Constant nodes become constant values (exporters write every scalar
-    as one), so that the patterns below see them."""
+    """Constant nodes, and nodes all of whose inputs are constant (the
+    exporters' shape and pad arithmetic), become constant values, so that
+    the patterns below see them (the planner would fold them anyway)."""
     kept = []
     for node in graph.nodes:
+        present = [v for v in node.inputs if v is not None and v.name]
+        if node.op != "Constant" and present and all(v.is_const for v in present) \
+                and not node.domain and node.op not in NEVER_FOLD \
+                and node.epilogue is None and node.body is None \
+                and not any(k.startswith("_") for k in node.attrs):
+            try:
+                results = evaluate(node, graph.opset)
+            except Exception:   # left to the planner, whose error names the node
+                kept.append(node)
+                continue
+            for value, data in zip(node.outputs, results):
+                data = np.asarray(data)
+                value.data, value.shape, value.dtype = data, tuple(data.shape), data.dtype
+            continue
         if node.op == "Constant" and not node.domain and len(node.outputs) == 1:
             try:
                 data = np.asarray(evaluate(node, graph.opset)[0])
