@@ -447,3 +447,15 @@ def test_zero_pad_becomes_the_convs_padding(device, precision, pads, opset):
     assert [n.op for n in graph.nodes] == ["Conv"]
     got, launches = _run(model, {"x": x}, device, precision)
     assert_close(got, reference(model, {"x": x}), precision)
+
+
+def test_batchnorm_then_relu_is_one_launch(device, precision):
+    """DenseNet's BN -> ReLU (no conv before it to fold into)."""
+    x = _x(2, 5, 7, 3)
+    inits = {"g": _x(5), "b": _x(5), "m": _x(5), "v": _x(5, low=0.5, high=2.0)}
+    nodes = [helper.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["n"],
+                              epsilon=1e-3),
+             helper.make_node("Relu", ["n"], ["y"])]
+    counts, plain = _check(_model(nodes, {"x": x}, [("y", F)], inits), {"x": x}, device,
+                           precision, widths=(1, 16))
+    assert counts == [1, 1] and plain == 3

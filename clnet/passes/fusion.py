@@ -502,11 +502,43 @@ def fold_pad_into_conv(graph: Graph) -> Graph:
     return graph
 
 
+def batchnorm_as_affine(graph: Graph) -> Graph:
+    """An inference BatchNorm that no conv took (DenseNet's and pre-activation
+    ResNets' BN -> ReLU -> Conv) becomes x * scale + shift, which the
+    elementwise chains then fuse with the activation after it."""
+    nodes = []
+    for node in graph.nodes:
+        x = node.inputs[0] if node.inputs else None
+        params = node.inputs[1:5]
+        if node.op != "BatchNormalization" or node.domain or len(node.outputs) != 1 \
+                or node.attrs.get("training_mode", 0) or len(params) != 4 \
+                or x is None or x.shape is None or len(x.shape) < 2 \
+                or not all(_is_const(v) and np.ndim(v.data) == 1 for v in params) \
+                or len({np.size(v.data) for v in params}) != 1:
+            nodes.append(node)
+            continue
+        scale, shift = node_batchnorm_affine(node)
+        shape = (scale.size,) + (1,) * (len(x.shape) - 2)
+        name = node.name or node.outputs[0].name
+        values = []
+        for tag, data in (("scale", scale), ("shift", shift)):
+            value = Value(f"{name}/bn_{tag}", shape, np.dtype(np.float32), data.reshape(shape))
+            graph.values[value.name] = value
+            values.append(value)
+        mid = Value(f"{name}/bn_scaled", x.shape, x.dtype)
+        graph.values[mid.name] = mid
+        nodes += [Node("Mul", [x, values[0]], [mid], {}, name + "/bn_mul"),
+                  Node("Add", [mid, values[1]], [node.outputs[0]], {}, name + "/bn_add")]
+    graph.nodes = nodes
+    return graph
+
+
 def optimize(graph: Graph) -> Graph:
     """The load-time passes that need no shapes, in order."""
     graph = constant_nodes(graph)
     graph = fold_pad_into_conv(graph)
     graph = fold_batchnorm(graph)
+    graph = batchnorm_as_affine(graph)
     graph = fuse_gelu(graph)
     graph = fuse_norms(graph)
     graph = fuse_epilogues(graph)
