@@ -36,7 +36,8 @@ class Value:
 # Activations a GEMM or conv epilogue applies: op -> the code of epilogue.h's
 # switch (its compile-time macro is ACT_<OP in capitals>).
 EPILOGUE_ACTIVATIONS = {"Relu": 1, "Clip": 2, "LeakyRelu": 3, "Sigmoid": 4, "Tanh": 5,
-                        "HardSigmoid": 6, "HardSwish": 7, "Gelu": 8, "Swish": 9}
+                        "HardSigmoid": 6, "HardSwish": 7, "Gelu": 8, "Swish": 9,
+                        "GeluTanh": 10}
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,9 @@
 #define ACT_HARDSIGMOID(x) clamp((x) * (float)(P0) + (float)(P1), 0.0f, 1.0f)
 #define ACT_HARDSWISH(x) ((x) * clamp((x) * (1.0f / 6.0f) + 0.5f, 0.0f, 1.0f))
 #define ACT_SWISH(x) ((x) / (1.0f + exp(-(float)(P0) * (x))))
+// GELU's tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), through
+// 1 + tanh(u) = 2 / (1 + exp(-2u)): one exp, for floats and float vectors
+#define ACT_GELUTANH(x) ((x) / (1.0f + exp(-1.5957691216057308f * ((x) + 0.044715f * (x) * (x) * (x)))))
 // GELU (exact form, 0.5 x (1 + erf(x / sqrt 2))) with erf from Abramowitz &
 // Stegun 7.1.26 (absolute error 1.5e-7): one expression of overloaded
 // builtins, so it serves floats and float vectors (repeats fold away).

@@ -27,6 +27,7 @@
     case 7: return ACT_HARDSWISH(x); \
     case 8: return ACT_GELU(x); \
     case 9: return ACT_SWISH(x); \
+    case 10: return ACT_GELUTANH(x); \
     default: return (x); \
     }
 

@@ -197,9 +197,12 @@ def test_fused_small_case(device):
              helper.make_node("Erf", ["s"], ["e"]),
              helper.make_node("Where", ["c", "t", "e"], ["w"]),
              helper.make_node("Mul", ["w", "x"], ["y"])]
+    soft = nodes[:-1] + [helper.make_node("Mul", ["w", "x"], ["z"]),
+                         helper.make_node("Softmax", ["z"], ["y"], axis=-1)]
     for precision in ("fp32", "fp16"):
-        _check(_model(nodes, {"x": x, "s": s}, [("y", F)]), {"x": x, "s": s}, device, precision,
-               widths=(1, 8))
+        for graph in (nodes, soft):
+            _check(_model(graph, {"x": x, "s": s}, [("y", F)]), {"x": x, "s": s}, device,
+                   precision, widths=(1, 8))
 
 
 def test_policy_width_is_checked(device):
@@ -459,3 +462,44 @@ def test_batchnorm_then_relu_is_one_launch(device, precision):
     counts, plain = _check(_model(nodes, {"x": x}, [("y", F)], inits), {"x": x}, device,
                            precision, widths=(1, 16))
     assert counts == [1, 1] and plain == 3
+
+
+@pytest.mark.parametrize("form", ["gelu_tanh", "gelu_tanh_cubed", "hardswish", "silu_div"])
+def test_written_out_activation_joins_the_gemm(device, precision, form):
+    """A one-input chain after a MatMul that computes a known activation
+    (checked on sample points) runs in the GEMM's epilogue."""
+    x, w = _x(3, 9, 20), _x(20, 24, low=-0.4, high=0.4)
+    c = {"half": np.float32(0.5), "one": np.float32(1.0), "k": np.float32(0.7978845608028654),
+         "cub": np.float32(0.044715), "three": np.float32(3.0), "six": np.float32(6.0),
+         "zero": np.float32(0.0)}
+    mm = helper.make_node("MatMul", ["x", "w"], ["m"])
+    if form.startswith("gelu"):
+        cube = [helper.make_node("Pow", ["m", "three"], ["m3"])] if form == "gelu_tanh" else \
+            [helper.make_node("Mul", ["m", "m"], ["m2"]), helper.make_node("Mul", ["m2", "m"], ["m3"])]
+        nodes = [mm] + cube + [
+            helper.make_node("Mul", ["cub", "m3"], ["a"]), helper.make_node("Add", ["m", "a"], ["b"]),
+            helper.make_node("Mul", ["k", "b"], ["d"]), helper.make_node("Tanh", ["d"], ["t"]),
+            helper.make_node("Add", ["one", "t"], ["u"]), helper.make_node("Mul", ["m", "half"], ["h"]),
+            helper.make_node("Mul", ["h", "u"], ["y"])]
+    elif form == "hardswish":        # x * relu6(x + 3) / 6
+        nodes = [mm, helper.make_node("Add", ["m", "three"], ["a"]),
+                 helper.make_node("Clip", ["a", "zero", "six"], ["r"]),
+                 helper.make_node("Mul", ["m", "r"], ["p"]), helper.make_node("Div", ["p", "six"], ["y"])]
+    else:                            # x / (1 + exp(-x))
+        nodes = [mm, helper.make_node("Neg", ["m"], ["n"]), helper.make_node("Exp", ["n"], ["e"]),
+                 helper.make_node("Add", ["e", "one"], ["d"]), helper.make_node("Div", ["m", "d"], ["y"])]
+    model = _model(nodes, {"x": x}, [("y", F)], dict(c, w=w))
+    graph = optimize(load_model(model.SerializeToString()))
+    assert [n.op for n in graph.nodes] == ["MatMul"] and graph.nodes[0].epilogue.act
+    got, launches = _run(model, {"x": x}, device, precision)
+    assert_close(got, reference(model, {"x": x}), precision)
+    assert launches == 1
+
+
+def test_lookalike_chain_stays_a_chain():
+    x, w = _x(3, 9, 20), _x(20, 24)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Sigmoid", ["m"], ["s"]),
+             helper.make_node("Mul", ["s", "m"], ["p"]), helper.make_node("Mul", ["p", "k"], ["y"])]
+    model = _model(nodes, {"x": x}, [("y", F)], {"w": w, "k": np.float32(1.001)})
+    graph = optimize(load_model(model.SerializeToString()))
+    assert [n.op for n in graph.nodes] == ["MatMul", "FusedElementwise"]

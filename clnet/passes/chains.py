@@ -12,10 +12,15 @@ types or shapes do not allow that.
 """
 from __future__ import annotations
 
-from ..graph import Graph, Node
+import math
+
+import numpy as np
+
+from ..graph import Graph, Node, Value
 from ..ops.fused import DOMAIN, MAX_INPUTS, OP, bool_out, fusible, literal_input
 from ..ops.gemm_views import DOMAIN as VIEW_DOMAIN, OP as VIEW_OP, viewable
 from ..ops.views import DOMAIN as MOVE_DOMAIN, OP as MOVE_OP
+from .fold import evaluate
 
 
 def _externals(members: set) -> set:
@@ -169,4 +174,72 @@ def fuse_matmul_views(graph: Graph) -> Graph:
     if replaced:
         graph.nodes = [replaced.get(n, n) for n in graph.nodes
                        if n in replaced or n not in taken]
+    return graph
+
+
+def _erf(x):
+    return np.vectorize(math.erf)(x)
+
+
+# activations a chain may turn out to compute: (op, attributes) -> f(x)
+KNOWN = {
+    ("Gelu", (("approximate", "tanh"),)):
+        lambda x: 0.5 * x * (1 + np.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3))),
+    ("Gelu", (("approximate", "none"),)): lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+    ("Swish", ()): lambda x: x / (1 + np.exp(-x)),
+    ("HardSwish", ()): lambda x: x * np.clip(x / 6 + 0.5, 0, 1),
+    ("Sigmoid", ()): lambda x: 1 / (1 + np.exp(-x)),
+}
+SAMPLES = np.concatenate([np.linspace(-9, 9, 181), [-30.0, -0.01, 0.0, 0.01, 30.0]])
+
+
+def _chain_function(node, opset: int):
+    """The values of a one-input chain on SAMPLES (the ONNX reference runs
+    its nodes), or None where it cannot be evaluated."""
+    x = next(v for v in node.inputs if not literal_input(v))
+    values = {x: SAMPLES.astype(np.float32)}
+    for member in node.body:
+        inputs = [None if v is None else Value(v.name, None, None, values.get(v, v.data))
+                  for v in member.inputs]
+        if any(v is not None and v.data is None for v in inputs):
+            return None
+        probe = Node(member.op, inputs, [Value(o.name) for o in member.outputs],
+                     dict(member.attrs), member.name, member.domain)
+        try:
+            values[member.outputs[0]] = np.asarray(evaluate(probe, opset)[0])
+        except Exception:     # not evaluable: left as a chain
+            return None
+    return values[node.outputs[0]]
+
+
+def name_activations(graph: Graph) -> Graph:
+    """A chain of one input right after a Conv/Gemm/MatMul that computes a
+    known activation (GELU's tanh form written out, x * sigmoid(x), ...),
+    checked on sample points against it, becomes that activation node, and
+    then part of the GEMM's or conv's epilogue."""
+    producers = graph.producers()
+    consumers = graph.consumers()
+    seen: dict = {}
+    for index, node in enumerate(graph.nodes):
+        if node.op != OP or len(node.body) < 2 or node.body[-1].op == "Softmax":
+            continue
+        runtime = [v for v in node.inputs if not literal_input(v)]
+        producer = producers.get(runtime[0]) if len(runtime) == 1 else None
+        if producer is None or producer.op not in ("Conv", "Gemm", "MatMul") \
+                or {id(u) for u in consumers.get(runtime[0], ())} != {id(node)} \
+                or runtime[0] in graph.outputs \
+                or (producer.epilogue is not None and producer.epilogue.act):
+            continue
+        key = tuple((m.op, repr(sorted(m.attrs.items())),
+                     tuple(repr(np.asarray(v.data).tolist()) if literal_input(v) else None
+                           for v in m.inputs)) for m in node.body)
+        if key not in seen:
+            got = _chain_function(node, graph.opset)
+            seen[key] = None if got is None else next(
+                (name for name, f in KNOWN.items()
+                 if np.allclose(got, f(SAMPLES), rtol=1e-5, atol=1e-6)), None)
+        if seen[key] is not None:
+            op, attrs = seen[key]
+            graph.nodes[index] = Node(op, runtime, list(node.outputs), dict(attrs),
+                                      node.name, "")
     return graph

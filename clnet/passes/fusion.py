@@ -19,7 +19,7 @@ import numpy as np
 
 from ..graph import EPILOGUE_ACTIVATIONS, Epilogue, Graph, Node, Value
 from .batchnorm import node_batchnorm_affine
-from .chains import fuse_elementwise, fuse_matmul_views, fuse_movement
+from .chains import fuse_elementwise, fuse_matmul_views, fuse_movement, name_activations
 from .fold import NEVER_FOLD, evaluate
 
 
@@ -103,7 +103,8 @@ def _activation_params(node: Node, opset: int):
     if node.op == "HardSigmoid":
         return ("HardSigmoid", node.attrs.get("alpha", 0.2), node.attrs.get("beta", 0.5))
     if node.op == "Gelu" and node.attrs.get("approximate", "none") not in ("none", b"none"):
-        return None
+        return ("GeluTanh", 0.0, 0.0) if node.attrs["approximate"] in ("tanh", b"tanh") \
+            else None
     return (node.op, 0.0, 0.0)
 
 
@@ -533,6 +534,26 @@ def batchnorm_as_affine(graph: Graph) -> Graph:
     return graph
 
 
+def attach_activations(graph: Graph) -> Graph:
+    """An activation node the chains revealed (name_activations) joins the
+    epilogue of the Conv/Gemm/MatMul before it."""
+    consumers = graph.consumers()
+    removed = set()
+    for node in graph.nodes:
+        if node.op not in ("Conv", "Gemm", "MatMul") or node in removed \
+                or (node.epilogue is not None and node.epilogue.act):
+            continue
+        nxt = _single_consumer(graph, node.outputs[0], consumers)
+        act = _activation_params(nxt, graph.opset) if nxt is not None else None
+        if act is None:
+            continue
+        node.epilogue = replace(node.epilogue or Epilogue(), act=act)
+        node.outputs = [nxt.outputs[0]]
+        removed.add(nxt)
+    graph.nodes = [n for n in graph.nodes if n not in removed]
+    return graph
+
+
 def optimize(graph: Graph) -> Graph:
     """The load-time passes that need no shapes, in order."""
     graph = constant_nodes(graph)
@@ -544,4 +565,5 @@ def optimize(graph: Graph) -> Graph:
     graph = fuse_epilogues(graph)
     graph = fuse_movement(graph)
     graph = fuse_matmul_views(graph)
-    return fuse_elementwise(graph)
+    graph = fuse_elementwise(graph)
+    return attach_activations(name_activations(graph))
