@@ -26,7 +26,7 @@ import pyopencl as cl
 import clnet
 from clnet.device import select_device
 
-from bench_models import MODELS, feeds_for, ort_session
+from bench_models import ZOO, feeds_for, ort_session
 
 
 def ort_node_times(profile_path: str) -> list:
@@ -46,7 +46,7 @@ def ort_node_times(profile_path: str) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="resnet18", choices=sorted(MODELS))
+    ap.add_argument("--model", default="resnet18", choices=sorted(ZOO))
     ap.add_argument("--device", default=None)
     ap.add_argument("--blocks", type=int, default=12, help="alternating blocks of 5 runs")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
@@ -54,7 +54,7 @@ def main() -> None:
 
     import onnxruntime as ort
     dev = select_device(args.device)
-    model = MODELS[args.model]()
+    model = ZOO[args.model]()
     data, feeds = model.SerializeToString(), feeds_for(model)
     session = clnet.InferenceSession(data, device=dev)
     session.run(None, feeds)
