@@ -96,10 +96,22 @@ def emit_strided(ctx, out, shape, out_strides, out_base, operands, expr="a",
                           cltypes.make_int2(mstrides[0][axis], mstrides[1][-1])],
                        dict(defines, TILE=COPY_TILE), entry="copy_tiles")
             return
+        inner = mshape[-1]
+        rows = total // inner
+        runs = -(-inner // COPY_ROW_RUN)
+        outer = list(mshape[:-1])
+        ctx.launch("elementwise", (rows * runs,),
+                   [out, operands[0][0], np.int32(rows), np.int32(inner), _int8(outer),
+                    _int8(mstrides[0][:-1]), _int8(mstrides[1][:-1]),
+                    cltypes.make_int2(out_base, operands[0][2]),
+                    cltypes.make_int2(mstrides[0][-1], mstrides[1][-1])],
+                   dict(defines, ROWS=COPY_ROW_RUN), entry="copy_rows")
+        return
     ctx.launch("elementwise", (items,), args, defines)
 
 
 COPY_TILE = 8  # side of the tiles of a raw copy that transposes (copy_tiles)
+COPY_ROW_RUN = 64   # elements of a row one work-item of copy_rows moves
 
 
 def _tile_axis(mshape, mstrides):
