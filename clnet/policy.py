@@ -26,6 +26,7 @@ VARIANTS = {
     "gemm": "dict of GEMM parameters (TM, TN, VW, ...) for every GEMM",
     "small_n_tile": "True/False: 12-row tiles for 1x1 convs on few pixels",
     "softmax_rows": "True/False: softmax_rows (a row per work-item) on any device",
+    "softmax_cols": "True/False: softmax_cols (8 columns per work-item) where inner % 8 == 0",
     "reduce_items": "True/False: a work-item per output in reductions",
     "copy_reps": "vectors of a contiguous run per work-item of a raw copy",
     "dft_double": "True/False: DFT/STFT twiddles and sums in double (needs cl_khr_fp64)",
@@ -150,6 +151,12 @@ class KernelPolicy:
     def softmax_rows(self, inner: int) -> bool:
         """softmax_rows (a contiguous row per work-item, in vectors) on CPUs."""
         return inner == 1 and bool(self.forced("softmax_rows", self.is_cpu))
+
+    def softmax_cols(self) -> bool:
+        """softmax_cols (8 neighbouring columns per work-item, in vectors)
+        for a softmax over a non-innermost axis, on CPUs (a GPU's work-items
+        already read neighbouring columns together)."""
+        return bool(self.forced("softmax_cols", self.is_cpu))
 
     def reduce_items(self, nout: int) -> bool:
         """A work-item per output even for long rows: on a CPU once `nout`

@@ -129,3 +129,38 @@ __kernel void hardmax(__global const STORE_T *x, __global STORE_T *y,
     for (int i = 0; i < L; ++i)
         STOREF(y, base + i * inner, i == best ? 1.0f : 0.0f);
 }
+
+// Softmax (or -DLOG_SOFTMAX) along an axis with 8 or more contiguous
+// elements after it (inner % 8 == 0: a segmenter's softmax over channels):
+// a work-item takes 8 neighbouring columns of one outer index and walks the
+// axis with float8 loads (one column per work-item walked it with scalar
+// exp: 1x80x3000 over axis 1 took 2 ms).
+__kernel void softmax_cols(__global const STORE_T *x, __global STORE_T *y,
+                           const int cols, const int L, const int inner)
+{
+    const int c = get_global_id(0);
+    if (c >= cols)
+        return;
+    const int per = inner / 8;
+    const int base = (c / per) * L * inner + (c % per) * 8;
+    float8 mx = (float8)(-INFINITY);
+    for (int i = 0; i < L; ++i)
+        mx = FMAX(mx, LOAD8(x, base + i * inner));
+    float8 sum = (float8)(0.0f);
+#ifdef LOG_SOFTMAX
+    for (int i = 0; i < L; ++i)
+        sum += exp(LOAD8(x, base + i * inner) - mx);
+    const float8 shift = mx + log(sum);
+    for (int i = 0; i < L; ++i)
+        STOREFN(8, y, base + i * inner, LOAD8(x, base + i * inner) - shift);
+#else
+    for (int i = 0; i < L; ++i) {
+        const float8 e = exp(LOAD8(x, base + i * inner) - mx);
+        sum += e;
+        STOREFN(8, y, base + i * inner, e);
+    }
+    const float8 inv = 1.0f / sum;
+    for (int i = 0; i < L; ++i)
+        STOREFN(8, y, base + i * inner, LOAD8(y, base + i * inner) * inv);
+#endif
+}

@@ -128,3 +128,14 @@ def test_batch_norm_runtime_parameters(device, precision, training):
     node = helper.make_node("BatchNormalization", list(inputs), outputs, epsilon=1e-3,
                             momentum=0.8, training_mode=training)
     check(device, precision, node, inputs, opset=15)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("cols", [True, False])
+@pytest.mark.parametrize("shape,axis", [((2, 5, 16), 1), ((1, 7, 3, 8), 1), ((3, 24), 0)])
+def test_softmax_columns(device, precision, op, cols, shape, axis):
+    """A softmax over a non-innermost axis with 8k columns after it, with
+    softmax_cols forced on and off."""
+    x = (RNG.standard_normal(shape) * 4).astype(np.float32)
+    check(device, precision, helper.make_node(op, ["x"], ["y"], axis=axis), {"x": x},
+          opset=13, policy={"softmax_cols": cols})

@@ -35,6 +35,12 @@ def emit_softmax(ctx, x, out, axis: int, coerce_2d: bool = False, log: bool = Fa
         ctx.launch("softmax", (rows,), [x, out, np.int32(rows), np.int32(length)], defines,
                    entry="softmax_rows", lsize=(1,))
         return
+    if entry == "softmax" and inner % 8 == 0 and ctx.policy.softmax_cols():
+        # columns along the axis, 8 at a time in vectors (softmax.cl)
+        cols = rows // 8
+        ctx.launch("softmax", (cols,), [x, out, np.int32(cols), np.int32(length),
+                                        np.int32(inner)], defines, entry="softmax_cols")
+        return
     ctx.launch("softmax", (rows,), [x, out, np.int32(rows), np.int32(length), np.int32(inner)],
                defines, entry=entry)
 
