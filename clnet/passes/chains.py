@@ -120,6 +120,11 @@ def fuse_movement(graph: Graph) -> Graph:
                 changed = True
     replaced = {}
     for sink, body in chains:
+        # each chain its own copies of the nodes chains share (the Split):
+        # a later rewrite of one chain's inputs (a storage conversion) must
+        # not reach into another's
+        body = [Node(n.op, list(n.inputs), list(n.outputs), dict(n.attrs), n.name, n.domain)
+                if n is not sink else n for n in body]
         produced = {v for n in body for v in n.outputs}
         inputs = []
         for n in body:
