@@ -134,7 +134,9 @@ def _op_rules(graph: Graph, floats: set, forced: dict) -> None:
     """Sensitive ops keep their tensors fp32; so do huge constants' readers."""
     producers = graph.producers()
     for node in graph.nodes:
-        kind = SENSITIVE.get(node.op)
+        # a fused chain is as sensitive as the ops it holds (a Softmax at its end)
+        kind = SENSITIVE.get(node.op) or next(
+            (SENSITIVE[m.op] for m in node.body or () if m.op in SENSITIVE), None)
         if kind:
             for v in list(node.inputs) + list(node.outputs):
                 if v in floats:
