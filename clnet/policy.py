@@ -32,6 +32,8 @@ VARIANTS = {
     "dft_double": "True/False: DFT/STFT twiddles and sums in double (needs cl_khr_fp64)",
     "fuse_elementwise": "True/False: elementwise chains run as one fused kernel",
     "elementwise_width": "elements per work-item (1, 2, 4, 8, 16) of fused elementwise kernels",
+    "rnn_fused_steps": "True/False: RNN/GRU/LSTM run all time steps in one launch where they fit",
+    "rnn_units": "hidden units per work-item (1, 2, 4, 8, 16) of the one-launch recurrence",
 }
 
 
@@ -184,6 +186,30 @@ class KernelPolicy:
         if width not in (1, 2, 4, 8, 16):
             raise ClnetError(f"policy elementwise_width must be 1, 2, 4, 8 or 16, got {width}")
         return width
+
+    def rnn_sequence_units(self, hidden: int, gates: int) -> int:
+        """Hidden units per work-item of rnn.cl's one-launch recurrence
+        (rnn_seq, gru_seq, lstm_seq), or 0 for the launch-per-step kernels.
+        One work-group per (batch entry, direction) then runs every step, so
+        it must hold H / units items and h (and GRU's r * h) in local memory.
+        A CPU takes it (a launch per step cost PoCL 11-25 us, more than the
+        step's work: docs/BENCHMARKS.md, 'recurrent layers') with its vector
+        width of units; a GPU only for small cells (R of up to 64K elements,
+        a guess: one compute unit runs the whole recurrence there)."""
+        if not self.forced("rnn_fused_steps",
+                           self.is_cpu or gates * hidden * hidden <= 1 << 16):
+            return 0
+        units = int(self.forced("rnn_units", self.vector_width if self.is_cpu else 1))
+        if units not in (1, 2, 4, 8, 16):
+            raise ClnetError(f"policy rnn_units must be 1, 2, 4, 8 or 16, got {units}")
+        if self.is_cpu:     # wider crashed PyPI's PoCL 3.0 where it lacks the CPU (quirks)
+            units = min(units, self.vector_width)
+        while units > 1 and units >= 2 * hidden:
+            units //= 2
+        padded = -(-hidden // units) * units
+        fits = padded // units <= self.dev.max_work_group_size \
+            and 3 * padded * 4 <= self.dev.local_mem
+        return units if fits else 0
 
     def dft_double(self) -> bool:
         """DFT and STFT accumulate in double wherever the device has fp64."""

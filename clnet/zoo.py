@@ -221,3 +221,30 @@ def single_conv(x_shape, w_shape, attrs) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model
+
+
+def recurrent(op: str, seq: int, n_in: int, hidden: int, *, layers: int = 1,
+              bidirectional: bool = False, batch: int = 1, seed: int = 0,
+              **attrs) -> onnx.ModelProto:
+    """`layers` stacked RNN/GRU/LSTM nodes (a CRNN's head with layers=2): input
+    "x" [seq, batch, n_in], output "y" [seq, batch, dirs * hidden]; between
+    layers Y [seq, dirs, batch, hidden] is transposed and reshaped as
+    exporters write it."""
+    gates = {"RNN": 1, "GRU": 3, "LSTM": 4}[op]
+    dirs = 2 if bidirectional else 1
+    b = Builder(seed)
+    x, width = "x", n_in
+    merged = b.const(np.array([seq, batch, dirs * hidden], np.int64), "shape")
+    for _ in range(layers):
+        scale = 1.0 / np.sqrt(hidden)
+        w = (b.rng.uniform(-scale, scale, (dirs, gates * hidden, width))).astype(np.float32)
+        r = (b.rng.uniform(-scale, scale, (dirs, gates * hidden, hidden))).astype(np.float32)
+        bias = (b.rng.uniform(-scale, scale, (dirs, 2 * gates * hidden))).astype(np.float32)
+        y = b.node(op, [x, b.const(w), b.const(r), b.const(bias, "b")], hidden_size=hidden,
+                   direction="bidirectional" if bidirectional else "forward", **attrs)[0]
+        y = b.node("Transpose", [y], perm=[0, 2, 1, 3])[0]
+        x, width = b.node("Reshape", [y, merged])[0], dirs * hidden
+    b.nodes[-1].output[0] = "y"
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [seq, batch, n_in])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [seq, batch, dirs * hidden])
+    return b.model([inp], [out], 14, op.lower())

@@ -202,3 +202,258 @@ __kernel void gru_reset(__global const STORE_T *xw, __global const STORE_T *R,
     zbuf[si + j] = zr[0];
     rh[si + j] = zr[1] * h_prev[si + j];
 }
+
+// ---------------------------------------------------------------------------
+// A whole sequence in one launch (rnn_seq, gru_seq, lstm_seq; built with
+// -DRNN_HIDDEN=H).  One work-group per (batch entry, direction) runs every
+// time step in a loop: work-item i owns the RNN_UNITS consecutive hidden
+// units from i * RNN_UNITS (the group has ceil(H / RNN_UNITS) items; the
+// last one's lanes past H compute on zero rows of RT and are not stored),
+// h lives in local memory as ping-pong halves, so one barrier per step
+// separates the reads of h_t from the writes of h_t+1 (GRU without
+// linear_before_reset: two, r * h must be complete before h~).  RT is R
+// packed per direction (rnn.py, _recurrent_weights_packed): with one unit
+// per item R transposed, [H][gates * H], so neighbouring items read
+// neighbouring floats; with more, each item's rows as one contiguous run
+// [k][gate][unit] (RNN_BLOCKED).  The loop count is the batch entry's
+// sequence length, uniform in the group, so every item meets every barrier;
+// the steps past it only get Y = 0.  States stay float; c and the gates stay
+// in the owning item's registers.
+//
+// geo (int8): xw t stride, xw b stride, Y t/d/b strides, Y_h d/b strides, seq
+// flags (int4): has initial h, has initial c, wants Y_h/Y_c (bit 0/1), reversed
+//               directions (bit d)
+// acts, alphas, betas: the cell's functions (as the step kernels' act, alpha,
+//               beta) of direction 0 in .lo, of direction 1 in .hi
+#ifdef RNN_HIDDEN
+#ifndef RNN_UNITS
+  #define RNN_UNITS 1   // hidden units per work-item (a float vector of them)
+#endif
+#define H RNN_HIDDEN
+#if RNN_UNITS == 1
+  #define VT float
+  #define LOADV(p, i) LOADF(p, i)
+  #define STOREV(p, i, v) STOREF(p, i, v)
+  #define LOADL(p, i) ((p)[i])
+  #define STOREL(p, i, v) ((p)[i] = (v))
+#else
+  #define VT CAT(float, RNN_UNITS)
+  #define LOADV(p, i) LOADFN(RNN_UNITS, p, i)
+  #define STOREV(p, i, v) STOREFN(RNN_UNITS, p, i, v)
+  #define LOADL(p, i) CAT(vload, RNN_UNITS)(0, (p) + (i))
+  #define STOREL(p, i, v) CAT(vstore, RNN_UNITS)((v), 0, (p) + (i))
+#endif
+// H rounded up to whole work-items: RT and the local h have HP units
+#define HP ((H + RNN_UNITS - 1) / RNN_UNITS * RNN_UNITS)
+
+// LOADP / STOREP: a work-item's units of a per-unit tensor (xw, biases, Y,
+// states); the last item's run may end past H, its extra lanes read as 0
+// and are not written
+#if H % RNN_UNITS
+VT load_part(__global const STORE_T *p, int i, int n)
+{
+    float lanes[RNN_UNITS];
+    for (int l = 0; l < RNN_UNITS; ++l)
+        lanes[l] = l < n ? LOADF(p, i + l) : 0.0f;
+    return CAT(vload, RNN_UNITS)(0, lanes);
+}
+
+void store_part(__global STORE_T *p, int i, VT v, int n)
+{
+    float lanes[RNN_UNITS];
+    CAT(vstore, RNN_UNITS)(v, 0, lanes);
+    for (int l = 0; l < n; ++l)
+        STOREF(p, i + l, lanes[l]);
+}
+  #define LOADP(p, i) (j0 + RNN_UNITS <= H ? LOADV(p, i) : load_part(p, i, H - j0))
+  #define STOREP(p, i, v) \
+      { if (j0 + RNN_UNITS <= H) STOREV(p, i, v); else store_part(p, i, v, H - j0); }
+#else
+  #define LOADP(p, i) LOADV(p, i)
+  #define STOREP(p, i, v) STOREV(p, i, v)
+#endif
+
+
+// rnn_act on RNN_UNITS lanes at once
+VT rnn_actv(int kind, VT x, float alpha, float beta)
+{
+    switch (kind) {
+    case 0: return fmax(x, 0.0f);
+    case 1: return tanh(x);
+    case 2: return 1.0f / (1.0f + exp(-x));
+    case 3: return alpha * x + beta;
+    case 4: return select(alpha * x, x, x >= 0.0f);
+    case 5: return select((VT)(0.0f), x, x > alpha);
+    case 6: return alpha * tanh(beta * x);
+    case 7: return clamp(alpha * x + beta, 0.0f, 1.0f);
+    case 8: return select(alpha * (exp(x) - 1.0f), x, x >= 0.0f);
+    case 9: return x / (1.0f + fabs(x));
+    default: return select(log1p(exp(x)), x, x > 20.0f);
+    }
+}
+
+VT clippedv(VT x, float clip)
+{
+    return clip > 0.0f ? clamp(x, -clip, clip) : x;
+}
+
+// where RT holds R[q * H + j0 .. + RNN_UNITS][k] (see rnn.py, _recurrent_weights_packed)
+#ifdef RNN_BLOCKED
+  #define R_AT(k, q) (r_base + j0 * GH + ((k) * NG + (q)) * RNN_UNITS)
+#else
+  #define R_AT(k, q) (r_base + (k) * GH + (q) * H + j0)
+#endif
+#ifndef RNN_KSTEP
+  #define RNN_KSTEP 4   // k (h elements) per iteration of the dot products' loop
+#endif
+// a0 .. a<n-1> += sum_k RT[k][gate q0 + i] * src[k] (n <= 4, a literal: the
+// unused accumulators and their branches compile away).  Named accumulators,
+// not an array: PoCL kept an array indexed in a loop in memory, a load and a
+// store per multiply-add.  a * b + c, not fma(): see gemm.cl.
+#define SEQ_FMA(n, k, q0, src, a0, a1, a2, a3) { \
+        const VT hk = (VT)(src[k]); \
+        a0 = LOADV(RT, R_AT(k, (q0))) * hk + a0; \
+        if ((n) > 1) a1 = LOADV(RT, R_AT(k, (q0) + 1)) * hk + a1; \
+        if ((n) > 2) a2 = LOADV(RT, R_AT(k, (q0) + 2)) * hk + a2; \
+        if ((n) > 3) a3 = LOADV(RT, R_AT(k, (q0) + 3)) * hk + a3; \
+    }
+#define SEQ_DOT(n, q0, src, a0, a1, a2, a3) { \
+        int k = 0; \
+        for (; k + RNN_KSTEP <= H; k += RNN_KSTEP) { \
+            _Pragma("unroll") \
+            for (int u = 0; u < RNN_KSTEP; ++u) \
+                SEQ_FMA(n, k + u, q0, src, a0, a1, a2, a3) \
+        } \
+        for (; k < H; ++k) \
+            SEQ_FMA(n, k, q0, src, a0, a1, a2, a3) \
+    }
+
+// The set-up every sequence kernel shares: where this group's direction and
+// batch entry live, its sequence length, and h_0 into local memory.
+#define SEQ_SETUP(G) \
+    const int NG = (G), GH = (G) * H; \
+    const int j0 = get_local_id(0) * RNN_UNITS, b = get_group_id(1), d = get_group_id(2); \
+    const int batch = get_num_groups(1), seq = geo.s7; \
+    const int len = clamp(lens[b], 0, seq); \
+    const bool reverse = (flags.s3 >> d) & 1; \
+    const int r_base = d * HP * GH, b_base = d * 2 * GH, st = (d * batch + b) * H + j0; \
+    const int xw_d = d * GH, y_d = d * geo.s3 + b * geo.s4 + j0; \
+    const int4 act = d ? acts.hi : acts.lo; \
+    const float4 alpha = d ? alphas.hi : alphas.lo, beta = d ? betas.hi : betas.lo; \
+    __local float hs[2 * HP]; \
+    VT h_own = flags.s0 ? LOADP(h0, st) : (VT)(0.0f); \
+    STOREL(hs, j0, h_own); \
+    for (int t = len; t < seq; ++t) \
+        STOREP(Y, t * geo.s2 + y_d, (VT)(0.0f)); \
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+// this step's time index, xw row and the two halves of hs
+#define SEQ_STEP(step) \
+    const int t = reverse ? len - 1 - (step) : (step); \
+    const int xrow = t * geo.s0 + b * geo.s1 + xw_d; \
+    __local const float *h_prev = hs + ((step) & 1) * HP; \
+    __local float *h_next = hs + (((step) + 1) & 1) * HP;
+
+// Y_h (or Y_c, flag bit 1) from a final state; zeros for an empty sequence
+#define SEQ_FINAL(bit, out, state) \
+    if (flags.s2 & (bit)) \
+        STOREP(out, d * geo.s5 + b * geo.s6 + j0, len > 0 ? (state) : (VT)(0.0f));
+
+#define SEQ_ARGS \
+    __global const STORE_T *xw, __global const STORE_T *RT, __global const STORE_T *B, \
+    __global const int *lens, __global const STORE_T *h0, __global STORE_T *Y, \
+    __global STORE_T *Yh, const int8 geo, const int4 flags, \
+    const int8 acts, const float8 alphas, const float8 betas, const float clip
+
+__kernel void rnn_seq(SEQ_ARGS)
+{
+    SEQ_SETUP(1)
+    const VT bias = LOADP(B, b_base + j0) + LOADP(B, b_base + H + j0);
+    for (int step = 0; step < len; ++step) {
+        SEQ_STEP(step)
+        VT acc = LOADP(xw, xrow + j0) + bias;
+        SEQ_DOT(1, 0, h_prev, acc, acc, acc, acc)
+        h_own = rnn_actv(act.s0, clippedv(acc, clip), alpha.s0, beta.s0);
+        STOREL(h_next, j0, h_own);
+        STOREP(Y, t * geo.s2 + y_d, h_own);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    SEQ_FINAL(1, Yh, h_own)
+}
+
+// gate order i, o, f, c; B = [Wb (4H), Rb (4H)]; P = [Pi, Po, Pf]
+__kernel void lstm_seq(SEQ_ARGS, __global const STORE_T *c0, __global STORE_T *Yc,
+                       __global const STORE_T *P)
+{
+    SEQ_SETUP(4)
+    VT c_own = flags.s1 ? LOADP(c0, st) : (VT)(0.0f);
+    VT bias[4];
+    for (int q = 0; q < 4; ++q)
+        bias[q] = LOADP(B, b_base + q * H + j0) + LOADP(B, b_base + (4 + q) * H + j0);
+    const VT pi = LOADP(P, d * 3 * H + j0), po = LOADP(P, d * 3 * H + H + j0);
+    const VT pf = LOADP(P, d * 3 * H + 2 * H + j0);
+    for (int step = 0; step < len; ++step) {
+        SEQ_STEP(step)
+        VT gi = LOADP(xw, xrow + j0) + bias[0], go = LOADP(xw, xrow + H + j0) + bias[1];
+        VT gf = LOADP(xw, xrow + 2 * H + j0) + bias[2];
+        VT gc = LOADP(xw, xrow + 3 * H + j0) + bias[3];
+        SEQ_DOT(4, 0, h_prev, gi, go, gf, gc)
+        const VT i_gate = rnn_actv(act.s0, clippedv(gi + pi * c_own, clip), alpha.s0, beta.s0);
+#ifdef INPUT_FORGET
+        const VT f_gate = 1.0f - i_gate;
+#else
+        const VT f_gate = rnn_actv(act.s0, clippedv(gf + pf * c_own, clip), alpha.s0, beta.s0);
+#endif
+        const VT cand = rnn_actv(act.s1, clippedv(gc, clip), alpha.s1, beta.s1);
+        c_own = f_gate * c_own + i_gate * cand;
+        const VT o_gate = rnn_actv(act.s0, clippedv(go + po * c_own, clip), alpha.s0, beta.s0);
+        h_own = o_gate * rnn_actv(act.s2, c_own, alpha.s2, beta.s2);
+        STOREL(h_next, j0, h_own);
+        STOREP(Y, t * geo.s2 + y_d, h_own);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    SEQ_FINAL(1, Yh, h_own)
+    SEQ_FINAL(2, Yc, c_own)
+}
+
+// gate order z, r, h; B = [Wb (3H), Rb (3H)]
+__kernel void gru_seq(SEQ_ARGS)
+{
+    SEQ_SETUP(3)
+    VT bias[3];
+    for (int q = 0; q < 3; ++q)
+        bias[q] = LOADP(B, b_base + q * H + j0) + LOADP(B, b_base + (3 + q) * H + j0);
+    const VT wbh = LOADP(B, b_base + 2 * H + j0), rbh = LOADP(B, b_base + 5 * H + j0);
+#ifndef LINEAR_BEFORE_RESET
+    __local float rh[HP];
+#endif
+    for (int step = 0; step < len; ++step) {
+        SEQ_STEP(step)
+        VT gz = LOADP(xw, xrow + j0) + bias[0], gr = LOADP(xw, xrow + H + j0) + bias[1];
+        VT gh = (VT)(0.0f);
+#ifdef LINEAR_BEFORE_RESET
+        SEQ_DOT(3, 0, h_prev, gz, gr, gh, gh)
+#else
+        SEQ_DOT(2, 0, h_prev, gz, gr, gh, gh)
+#endif
+        const VT z = rnn_actv(act.s0, clippedv(gz, clip), alpha.s0, beta.s0);
+        const VT r = rnn_actv(act.s0, clippedv(gr, clip), alpha.s0, beta.s0);
+        const VT xh = LOADP(xw, xrow + 2 * H + j0) + wbh;
+#ifdef LINEAR_BEFORE_RESET
+        const VT pre = xh + r * (gh + rbh);
+#else
+        STOREL(rh, j0, r * h_own);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        VT pre = xh + rbh;
+        SEQ_DOT(1, 2, rh, pre, pre, pre, pre)
+#endif
+        const VT cand = rnn_actv(act.s1, clippedv(pre, clip), alpha.s1, beta.s1);
+        h_own = (1.0f - z) * cand + z * h_own;
+        STOREL(h_next, j0, h_own);
+        STOREP(Y, t * geo.s2 + y_d, h_own);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    SEQ_FINAL(1, Yh, h_own)
+}
+#undef H
+#endif  // RNN_HIDDEN

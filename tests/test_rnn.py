@@ -138,3 +138,100 @@ def test_only_final_states_requested(device):
     del model.graph.output[0]
     got, want = run_both(model, feeds, device)
     assert_close(got, want)
+
+
+# The one-launch recurrence (rnn.cl rnn_seq & co) beside the launch-per-step
+# kernels, forced through the policy: one unit per work-item (R transposed),
+# 4 (a ragged last item at H=13) and 16 (one item), and the step kernels.
+SEQUENCE_POLICIES = {
+    "steps": {"rnn_fused_steps": False},
+    "seq1": {"rnn_fused_steps": True, "rnn_units": 1},
+    "seq4": {"rnn_fused_steps": True, "rnn_units": 4},
+    "seq16": {"rnn_fused_steps": True, "rnn_units": 16},
+}
+
+
+def run_policy(model, feeds: dict, device, precision: str, variant: str):
+    """(clnet outputs under a SEQUENCE_POLICIES variant, reference outputs),
+    after checking that the variant's kernels ran."""
+    import clnet
+    from conftest import reference
+
+    session = clnet.InferenceSession(model.SerializeToString(), device=device,
+                                     precision=precision, policy=SEQUENCE_POLICIES[variant])
+    got = session.run(None, feeds)
+    entries = {launch.entry for launch in session.last_plan.launches}
+    fused = any(e.endswith("_seq") for e in entries)
+    assert fused == (variant != "steps"), sorted(entries)
+    return got, reference(model, feeds)
+
+
+@pytest.mark.parametrize("variant", sorted(SEQUENCE_POLICIES))
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+def test_sequence_variants(device, precision, variant, op, direction):
+    model, feeds = recurrent_model(op, 9, 2, 5, 13, direction=direction, lens=[9, 4],
+                                   initial=True, peephole=op == "LSTM", seed=3, clip=1.5)
+    got, want = run_policy(model, feeds, device, precision, variant)
+    assert_close(got, want, precision)
+
+
+@pytest.mark.parametrize("variant", sorted(SEQUENCE_POLICIES))
+@pytest.mark.parametrize("op", ["GRU", "LSTM"])
+@pytest.mark.parametrize("seq,hidden", [(1, 13), (6, 16), (5, 33)])
+def test_sequence_lengths_and_sizes(device, variant, op, seq, hidden):
+    model, feeds = recurrent_model(op, seq, 1, 7, hidden, direction="bidirectional")
+    got, want = run_policy(model, feeds, device, "fp32", variant)
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("variant", sorted(SEQUENCE_POLICIES))
+@pytest.mark.parametrize("lbr", [0, 1])
+def test_sequence_gru_layout(device, precision, variant, lbr):
+    # (the reference for layout 1 is onnx.reference: it ignores sequence_lens and clip)
+    model, feeds = recurrent_model("GRU", 6, 3, 4, 13, direction="bidirectional", layout=1,
+                                   initial=True, linear_before_reset=lbr)
+    got, want = run_policy(model, feeds, device, precision, variant)
+    assert_close(got, want, precision)
+
+
+@pytest.mark.parametrize("variant", sorted(SEQUENCE_POLICIES))
+@pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
+def test_sequence_runtime_weights_zero_lengths(device, variant, op):
+    """R fed at run time is packed per run (units then divide H: 12 -> 4)."""
+    model, feeds = recurrent_model(op, 5, 3, 4, 12, direction="bidirectional",
+                                   const_weights=False, lens=[5, 0, 3], initial=True)
+    got, want = run_policy(model, feeds, device, "fp32", variant)
+    assert_close(got, want)
+
+
+def test_sequence_lstm_input_forget_only_final_states(device, precision):
+    model, feeds = recurrent_model("LSTM", 7, 2, 3, 13, direction="reverse", peephole=True,
+                                   initial=True, clip=0.7, input_forget=1)
+    model.graph.node[0].output[0] = ""
+    del model.graph.output[0]
+    for variant in ("seq4", "seq16"):
+        got, want = run_policy(model, feeds, device, precision, variant)
+        assert_close(got, want, precision)
+
+
+ALL_ACTIVATIONS = ["Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRelu",
+                   "ScaledTanh", "HardSigmoid", "Elu", "Softsign", "Softplus"]
+
+
+@pytest.mark.parametrize("variant", ["seq1", "seq16"])
+@pytest.mark.parametrize("kind", ALL_ACTIVATIONS)
+def test_sequence_every_activation(device, variant, kind):
+    """Each kind as the RNN's function of direction 1 (direction 0: Tanh), with
+    its alpha/beta where it takes them."""
+    takes = {"Affine": (0.7, 0.1), "LeakyRelu": (0.05,), "ThresholdedRelu": (0.3,),
+             "ScaledTanh": (0.9, 1.2), "HardSigmoid": (0.3, 0.4), "Elu": (0.8,)}
+    params = takes.get(kind, ())
+    attrs = {"activations": ["Tanh", kind]}
+    if params:
+        attrs["activation_alpha"] = [params[0]]
+    if len(params) > 1:
+        attrs["activation_beta"] = [params[1]]
+    model, feeds = recurrent_model("RNN", 5, 2, 3, 13, direction="bidirectional", **attrs)
+    got, want = run_policy(model, feeds, device, "fp32", variant)
+    assert_close(got, want)

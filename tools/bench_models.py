@@ -12,6 +12,11 @@ mean of the ratios.
     python tools/bench_models.py
     CLNET_DEVICE=1:0 python tools/bench_models.py --models resnet18 --runs 30
     CLNET_DEVICE=0:0 python tools/bench_models.py --corpus --runs 10 --json rows.json
+    CLNET_DEVICE=0:0 python tools/bench_models.py --rnn [--policy rnn_fused_steps=false]
+
+`--rnn` runs RECURRENT instead: one-node LSTM/GRU models at batch 1 (and a
+CRNN's 2-layer BiLSTM), the shapes of speech and tagging models, where a
+recurrent layer's per-step cost decides the latency.
 """
 from __future__ import annotations
 
@@ -33,6 +38,20 @@ ZOO = {
     "mobilenet_v2": lambda: zoo.mobilenet_v2(),
     "bert_encoder": lambda: zoo.bert_encoder(layers=4, hidden=256, seq=128),
 }
+
+
+# name -> builder: LSTMs at T 100/300/600, input 64/128, hidden 64/128, one
+# and both directions; GRUs with and without linear_before_reset; a CRNN head
+RECURRENT = {
+    f"lstm t{t} i{i} h{h}{' bi' if bi else ''}":
+        (lambda t=t, i=i, h=h, bi=bi: zoo.recurrent("LSTM", t, i, h, bidirectional=bi))
+    for t in (100, 300, 600) for i in (64, 128) for h in (64, 128) for bi in (False, True)}
+RECURRENT.update({
+    f"gru t100 i64 h{h} lbr{lbr}":
+        (lambda h=h, lbr=lbr: zoo.recurrent("GRU", 100, 64, h, linear_before_reset=lbr))
+    for h in (64, 128) for lbr in (0, 1)})
+RECURRENT["crnn bilstm2 t48 h48"] = lambda: zoo.recurrent("LSTM", 48, 48, 48, layers=2,
+                                                          bidirectional=True)
 
 
 def zoo_loader(build):
@@ -80,7 +99,8 @@ def timed(fn, count: int) -> list:
     return times
 
 
-def bench(name: str, load, runs: int, threads: int, device, precision: str) -> dict:
+def bench(name: str, load, runs: int, threads: int, device, precision: str,
+          policy=None) -> dict:
     """One model's row; {"model", "error"} where either runtime cannot run it."""
     loaded = load()
     if loaded is None:      # a corpus entry that cannot be made here (dynamo export)
@@ -89,7 +109,8 @@ def bench(name: str, load, runs: int, threads: int, device, precision: str) -> d
     data = str(data) if isinstance(data, Path) else data
     start = time.perf_counter()
     try:
-        cl_sess = clnet.InferenceSession(data, device=device, precision=precision)
+        cl_sess = clnet.InferenceSession(data, device=device, precision=precision,
+                                         policy=policy)
         load_s = time.perf_counter() - start
         got = cl_sess.run(None, feeds)
     except Exception as exc:  # noqa: BLE001 - any failure is a row saying why
@@ -149,6 +170,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--device", default=None)
     ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    ap.add_argument("--rnn", action="store_true", help="the RECURRENT models instead")
+    ap.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE",
+                    help="a kernel policy switch for clnet (repeatable)")
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = ap.parse_args()
     # --models picks from everything; without it: the zoo, plus the corpus
@@ -158,16 +182,20 @@ def main() -> None:
     corpus = model_corpus.corpus(args.cache, args.wheels)
     loaders.update(corpus)
     default = list(loaders) if args.corpus else list(ZOO) + list(shipped)
+    loaders.update({name: zoo_loader(build) for name, build in RECURRENT.items()})
+    if args.rnn:
+        default = list(RECURRENT)
     names = args.models.split(",") if args.models else default
     unknown = [n for n in names if n not in loaders]
     if unknown:
         ap.error(f"unknown models {unknown}; known: {', '.join(loaders)}")
     import onnxruntime
     from clnet.device import select_device
+    from clnet.policy import parse_override
     dev = select_device(args.device)
     header = [f"device: {dev.describe()}",
               f"onnxruntime {onnxruntime.__version__}, {args.threads} threads; clnet "
-              f"{args.precision}; {args.runs} runs in alternating blocks; "
+              f"{args.precision} {' '.join(args.policy)}; {args.runs} runs in alternating blocks; "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
     print("\n".join(header))
     width = max(14, *(len(n) for n in names))
@@ -175,7 +203,8 @@ def main() -> None:
           f"{'ort min':>8} {'launches':>8} {'load s':>7} {'rel err':>8}")
     rows = []
     for name in names:
-        r = bench(name, loaders[name], args.runs, args.threads, dev, args.precision)
+        r = bench(name, loaders[name], args.runs, args.threads, dev, args.precision,
+                  parse_override(args.policy))
         if r is None:
             continue
         rows.append(r)
