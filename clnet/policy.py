@@ -185,7 +185,9 @@ class KernelPolicy:
         width = int(self.forced("elementwise_width", self.vector_width if self.is_cpu else 4))
         if width not in (1, 2, 4, 8, 16):
             raise ClnetError(f"policy elementwise_width must be 1, 2, 4, 8 or 16, got {width}")
-        return width
+        # never wider than a CPU compiler takes (PyPI's PoCL 3.0 crashes on
+        # 16-wide float code on a CPU its LLVM does not know: quirks.py)
+        return min(width, self.vector_width) if self.is_cpu else width
 
     def rnn_sequence_units(self, hidden: int, gates: int) -> int:
         """Hidden units per work-item of rnn.cl's one-launch recurrence
