@@ -103,6 +103,12 @@ class KernelPolicy:
         return self.forced("direct_tile", self.vector_width if self.is_cpu else 16)
 
     @property
+    def direct_conv_ok(self) -> bool:
+        """Whether direct conv kernels may be chosen without being forced
+        (not on a PoCL that aborts at exit after running one: quirks.py)."""
+        return quirks.direct_conv_ok(self.dev)
+
+    @property
     def conv_in_place(self) -> bool:
         """Whether a 1x1 conv's GEMM may read its input in place (else im2col)."""
         return not self.forced("im2col", False)

@@ -81,6 +81,16 @@ def _host_cpu_model() -> str:
     return ""
 
 
+def direct_conv_ok(dev) -> bool:
+    """Whether the direct conv kernels may be chosen by default.  PyPI's
+    PoCL 3.0 on a CPU its LLVM does not know (pocl_knows_cpu) aborts the
+    process at exit ("still have references to IRs - can't release LLVM
+    context") after running a conv_direct program: the README's digits
+    example exited with SIGABRT after printing its results.  There convs
+    take im2col or Winograd unless the policy forces "direct"."""
+    return pocl_knows_cpu(dev)
+
+
 def parallel_builds(dev) -> bool:
     """Whether programs may be built from several threads at once (the
     Oclgrind simulator's compiler crashes when they are)."""

@@ -62,6 +62,9 @@ def direct_kernel(ctx, shape, weights, anywhere: bool = False):
     measured it fastest) or the policy forces the "direct" algorithm
     (see docs/BENCHMARKS.md, 'conv and GEMM')."""
     policy = ctx.policy
+    forced = policy.forced("conv_algorithm") == "direct"
+    if not (forced or anywhere or policy.direct_conv_ok):
+        return None
     if not (isinstance(weights, np.ndarray) and shape.taps > 1
             and max(shape.sy, shape.sx) <= 4 and not ctx.store_half
             and not ctx.weight_int8):
@@ -70,7 +73,7 @@ def direct_kernel(ctx, shape, weights, anywhere: bool = False):
         return "conv_direct" if shape.Cg <= GROUP_MAX_C else None
     if shape.C <= DIRECT_MAX_C:
         return "conv_direct" if shape.M >= direct_tile(policy)[0] else None
-    if anywhere or policy.forced("conv_algorithm") == "direct":
+    if anywhere or forced:
         return "conv_oc"
     return "conv_oc" if policy.wide_cpu and shape.M >= 16 else None
 
