@@ -80,6 +80,17 @@ def fuse_elementwise(graph: Graph) -> Graph:
     return graph
 
 
+def _body_inputs(body: list) -> list:
+    """The values a body reads that none of its nodes make, in order."""
+    produced = {v for n in body for v in n.outputs}
+    inputs = []
+    for node in body:
+        for v in node.inputs:
+            if v is not None and v.name and v not in produced and v not in inputs:
+                inputs.append(v)
+    return inputs
+
+
 def _const_or_absent(value) -> bool:
     return value is None or not value.name or value.is_const
 
@@ -125,12 +136,7 @@ def fuse_movement(graph: Graph) -> Graph:
         # not reach into another's
         body = [Node(n.op, list(n.inputs), list(n.outputs), dict(n.attrs), n.name, n.domain)
                 if n is not sink else n for n in body]
-        produced = {v for n in body for v in n.outputs}
-        inputs = []
-        for n in body:
-            for v in n.inputs:
-                if v is not None and v.name and v not in produced and v not in inputs:
-                    inputs.append(v)
+        inputs = _body_inputs(body)
         replaced[sink] = Node(MOVE_OP, inputs, [sink.outputs[0]], {}, sink.name or "chain",
                               MOVE_DOMAIN, None, body)
     graph.nodes = [replaced.get(n, n) for n in graph.nodes if n not in removable]
@@ -167,12 +173,7 @@ def fuse_matmul_views(graph: Graph) -> Graph:
             continue
         body = body + [mm] + ([after] if after is not None else [])
         taken.update(body)
-        produced = {v for n in body for v in n.outputs}
-        inputs = []
-        for n in body:
-            for v in n.inputs:
-                if v is not None and v.name and v not in produced and v not in inputs:
-                    inputs.append(v)
+        inputs = _body_inputs(body)
         last = body[-1]
         replaced[last] = Node(VIEW_OP, inputs, [last.outputs[0]], {}, mm.name or "matmul",
                               VIEW_DOMAIN, None, body)
