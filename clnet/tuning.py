@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from .cache import cache_dir
+from .cache import atomic_write, cache_dir
 from .quirks import cpu_kernels, vector_width
 
 FORMAT_VERSION = 1
@@ -147,10 +147,7 @@ def save_tuning(dev, kernel: str, entries: list) -> Path:
            "kernels": {k: [{"shape": list(e["shape"]), "params": _jsonable(e["params"]),
                             "gflops": round(float(e.get("gflops", 0.0)), 2)} for e in v]
                        for k, v in current.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(doc, indent=1))
     _LOADED.pop(str(path), None)
     return path
 
