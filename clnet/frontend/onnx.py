@@ -64,6 +64,9 @@ def load_external_data(proto: "onnx.ModelProto", base) -> bool:
     for tensor in tensors:
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
+        if "\0" in location or not location:
+            raise ModelError(f"initializer {tensor.name!r}: external data location "
+                             f"{location!r} is not a file name")
         target = (base / location).resolve()
         if Path(location).is_absolute() or base not in target.parents:
             raise ModelError(f"initializer {tensor.name!r}: external data path {location!r} "
