@@ -107,3 +107,37 @@ def test_in_range_constant_indices_still_run(device):
     x = np.arange(12, dtype=np.float32).reshape(4, 3)
     got = clnet.InferenceSession(model.SerializeToString(), device=device).run(None, {"x": x})
     np.testing.assert_array_equal(got[0], x[[3, -4, 0]])
+
+
+def test_nul_byte_in_external_data_location(device, tmp_path):
+    from onnx import TensorProto as TP
+
+    weight = TP(name="w", data_type=TP.FLOAT, dims=[3])
+    weight.data_location = TP.EXTERNAL
+    for key, value in (("location", "weights\0.bin"), ("offset", "0"), ("length", "12")):
+        weight.external_data.add(key=key, value=value)
+    model = _model([helper.make_node("Add", ["x", "w"], ["y"], name="n")], [_info("x", [3])],
+                   [_info("y", [3])], [weight])
+    path = tmp_path / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ModelError, match="external data location"):
+        clnet.InferenceSession(str(path), device=device)
+
+
+@pytest.mark.parametrize("op", ["ConstantOfShape", "Expand", "Range"])
+def test_huge_constant_is_not_folded(device, op):
+    """A few bytes of shape asking numpy for 9.3 GiB at load."""
+    shape = numpy_helper.from_array(np.array([50000, 50000], np.int64), "s")
+    one = numpy_helper.from_array(np.ones(1, np.float32), "k")
+    nodes = {"ConstantOfShape": (helper.make_node("ConstantOfShape", ["s"], ["c"], name="n"),
+                                 [shape]),
+             "Expand": (helper.make_node("Expand", ["k", "s"], ["c"], name="n"), [shape, one]),
+             "Range": (helper.make_node("Range", ["a", "b", "d"], ["c"], name="n"),
+                       [numpy_helper.from_array(np.array(v, np.float32), n)
+                        for n, v in (("a", 0), ("b", 3e9), ("d", 1))])}
+    node, inits = nodes[op]
+    model = _model([node, helper.make_node("Add", ["x", "c"], ["y"])], [_info("x", [1])],
+                   [_info("y", None)], inits)
+    with pytest.raises(ModelError, match="GiB"):
+        clnet.InferenceSession(model.SerializeToString(), device=device).run(
+            None, {"x": np.ones(1, np.float32)})
