@@ -148,7 +148,9 @@ def to_graph(proto: "onnx.ModelProto", inferred: list = ()) -> Graph:
         try:
             data = numpy_helper.to_array(init)
         except Exception as exc:
-            raise ModelError(f"initializer {init.name!r} cannot be read: {exc}") from None
+            raise ModelError(f"initializer {init.name!r} (data type {init.data_type}, dims "
+                             f"{list(init.dims)}) cannot be read: {type(exc).__name__}: "
+                             f"{exc}") from None
         v = value(init.name)
         v.data, v.shape, v.dtype = data, tuple(data.shape), data.dtype
     for info in list(g.input) + list(g.value_info) + list(inferred) + list(g.output):
@@ -322,8 +324,8 @@ def load_model(model) -> Graph:
         raise ModelError(f"the model cannot be checked: {exc}") from None
     value_info, outputs = _inferred_value_info(proto)
     graph = to_graph(proto, value_info)
-    validate.check_output_dtypes(graph, list(proto.graph.output), outputs)
     check_supported(graph)
+    validate.check_output_dtypes(graph, list(proto.graph.output), outputs)
     _check_topological(graph)
     validate.check_graph(graph)
     return graph
