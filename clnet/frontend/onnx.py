@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 from ..errors import ModelError, UnsupportedOpError
 from ..graph import Graph, Node, Value
 from ..subgraph import Subgraph, free_names
-from . import validate
+from .validate import check_graph, check_output_dtypes, check_versions
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -310,7 +310,7 @@ def _elements(tensor) -> int:
 def load_model(model) -> Graph:
     """Read, check and convert an ONNX model (path, bytes or ModelProto)."""
     proto, base, data = read_model(model)
-    validate.check_versions(proto)
+    check_versions(proto)
     if load_external_data(proto, base):
         data = None
     checked = _for_checker(proto)
@@ -325,9 +325,9 @@ def load_model(model) -> Graph:
     value_info, outputs = _inferred_value_info(proto)
     graph = to_graph(proto, value_info)
     check_supported(graph)
-    validate.check_output_dtypes(graph, list(proto.graph.output), outputs)
+    check_output_dtypes(graph, list(proto.graph.output), outputs)
     _check_topological(graph)
-    validate.check_graph(graph)
+    check_graph(graph)
     return graph
 
 
