@@ -67,6 +67,9 @@ CASES = {
     "output dtype": (
         _model([helper.make_node("Relu", ["x"], ["y"], name="n")], X43,
                [_info("y", [4, 3], TensorProto.INT64)]), "declared int64"),
+    "unknown output dtype": (
+        _model([helper.make_node("Relu", ["x"], ["y"], name="n")], X43,
+               [_info("y", [4, 3], 99)]), "declared data type 99"),
     "newer opset": (
         _model([helper.make_node("Relu", ["x"], ["y"], name="n")], X43, [_info("y", [4, 3])],
                opset=99), "opset 99"),

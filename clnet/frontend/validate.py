@@ -71,9 +71,15 @@ def check_output_dtypes(graph: Graph, declared: list, inferred: list) -> None:
     for info in declared:
         want, got = info.type.tensor_type.elem_type, produced.get(info.name, 0)
         if want and got and want != got:
-            names = onnx.TensorProto.DataType.Name
-            raise ModelError(f"graph output {info.name!r} is declared {names(want).lower()} "
-                             f"but the graph computes {names(got).lower()}")
+            raise ModelError(f"graph output {info.name!r} is declared {_type_name(want)} "
+                             f"but the graph computes {_type_name(got)}")
+
+
+def _type_name(code: int) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(code).lower()
+    except ValueError:                  # not an ONNX data type at all
+        return f"data type {code}"
 
 
 def _check_transpose(node) -> None:
