@@ -106,6 +106,7 @@ def build_feeds(session, inputs: tuple, shapes: tuple, seed: int) -> dict:
         if shape is None:
             shape = tuple(d if isinstance(d, int) else 1 for d in arg.shape)
         dtype = arg.dtype or np.dtype(np.float32)
+        _check_feed_size(arg.name, shape, dtype)
         if dtype.kind == "f":
             feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
@@ -113,6 +114,19 @@ def build_feeds(session, inputs: tuple, shapes: tuple, seed: int) -> dict:
         else:
             feeds[arg.name] = rng.integers(0, 10, size=shape).astype(dtype)
     return feeds
+
+
+def _check_feed_size(name: str, shape: tuple, dtype) -> None:
+    """Refuse to make a random input larger than half the host's free memory
+    (a declared dim of 2^31 asked numpy for 384 GiB)."""
+    from .memory import host_available_bytes
+
+    nbytes = float(np.prod(shape, dtype=np.float64)) * max(np.dtype(dtype).itemsize, 8)
+    available = host_available_bytes() or 2 ** 40
+    if nbytes > available / 2:
+        raise InputError(f"input {name!r} has shape {shape}: {nbytes / 2**30:.1f} GiB of random "
+                         f"data, more than this host can spare ({available / 2**30:.1f} GiB "
+                         f"free); give --shape {name}=... or --input {name}=FILE.npy")
 
 
 def write_npz(path: str, arrays: dict) -> None:
