@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from .cache import atomic_write
 from .errors import ClnetError, InputError
 
 EXIT_ERROR = 1
@@ -105,6 +106,7 @@ def build_feeds(session, inputs: tuple, shapes: tuple, seed: int) -> dict:
         if shape is None:
             shape = tuple(d if isinstance(d, int) else 1 for d in arg.shape)
         dtype = arg.dtype or np.dtype(np.float32)
+        _check_feed_size(arg.name, shape, dtype)
         if dtype.kind == "f":
             feeds[arg.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
@@ -112,6 +114,29 @@ def build_feeds(session, inputs: tuple, shapes: tuple, seed: int) -> dict:
         else:
             feeds[arg.name] = rng.integers(0, 10, size=shape).astype(dtype)
     return feeds
+
+
+def _check_feed_size(name: str, shape: tuple, dtype) -> None:
+    """Refuse to make a random input larger than half the host's free memory
+    (a declared dim of 2^31 asked numpy for 384 GiB)."""
+    from .memory import host_available_bytes
+
+    nbytes = float(np.prod(shape, dtype=np.float64)) * max(np.dtype(dtype).itemsize, 8)
+    available = host_available_bytes() or 2 ** 40
+    if nbytes > available / 2:
+        raise InputError(f"input {name!r} has shape {shape}: {nbytes / 2**30:.1f} GiB of random "
+                         f"data, more than this host can spare ({available / 2**30:.1f} GiB "
+                         f"free); give --shape {name}=... or --input {name}=FILE.npy")
+
+
+def write_npz(path: str, arrays: dict) -> None:
+    """np.savez into memory, then written atomically (a killed run leaves no
+    half archive where an earlier one was)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path if str(path).endswith(".npz") else f"{path}.npz", buffer.getvalue())
 
 
 def _summary(arr: np.ndarray) -> str:
@@ -199,7 +224,7 @@ def run_cmd(model, inputs, shapes, device, precision, explain_precision, int8_we
     latency_ms = float(np.median(times) * 1e3)
     names = [o.name for o in session.get_outputs()]
     if output_path:
-        np.savez(output_path, **dict(zip(names, outputs)))
+        write_npz(output_path, dict(zip(names, outputs)))
     plan = session.last_plan
     report = {
         "model": str(model),
@@ -373,11 +398,11 @@ def compile_kernels_cmd(model, device, out_dir, shapes, precision, debug):
     for program, defines in sorted({(l.program, l.defines) for l in session.last_plan.launches}):
         path = save_binary(dev, program, dict(defines), folder)
         source = folder / f"{path.stem}.cl"
-        source.write_text(kernel_source(program))
+        atomic_write(source, kernel_source(program))
         manifest.append({"kernel": program, "binary": path.name, "source": source.name,
                          "options": list(program_options(dev, program, dict(defines)))})
-    (folder / "manifest.json").write_text(json.dumps({"device": dev.describe(),
-                                                      "programs": manifest}, indent=1))
+    atomic_write(folder / "manifest.json", json.dumps({"device": dev.describe(),
+                                                       "programs": manifest}, indent=1))
     click.echo(f"wrote {len(manifest)} programs for {dev.name} to {folder}")
 
 

@@ -9,8 +9,10 @@
   its binary loads about ten times faster than from even the driver's own
   cached source build, which preprocesses and hashes the source again (see
   docs/BENCHMARKS.md, 'kernel binary cache').
-  ``CLNET_KERNEL_CACHE=0`` turns the disk cache off; a binary that no longer
-  loads is rebuilt from source and replaced.  Asking PoCL for a binary makes
+  ``CLNET_KERNEL_CACHE=0`` turns the disk cache off.  Each entry carries
+  its key, length and SHA-256 in a header checked before the driver sees
+  the binary: a truncated, garbled or misnamed entry (or one that no longer
+  loads) is discarded with a warning, rebuilt from source and replaced.  Asking PoCL for a binary makes
   it compile every kernel's generic work-group function, which takes
   seconds per model, so a fresh program's binary is fetched and written by
   a background thread that calls clGetProgramInfo without the GIL once no
@@ -24,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import struct
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from . import quirks
-from .cache import cache_dir
+from .cache import atomic_write, cache_dir
 from .errors import KernelBuildError
 
 import pyopencl as cl
@@ -205,13 +209,50 @@ def _compile(dev, name: str, source: str, options: tuple) -> "cl.Program":
     return prg
 
 
+def _disk_cache_key(dev, source: str, options: tuple) -> bytes:
+    """SHA-256 of everything the binary depends on: source, options, device, driver."""
+    identity = "\0".join((dev.platform_name, dev.platform_version, dev.name, dev.driver,
+                          str(dev.cl_device.version), source, " ".join(options)))
+    return hashlib.sha256(identity.encode()).digest()
+
+
 def _disk_cache_path(dev, name: str, source: str, options: tuple):
     if os.environ.get("CLNET_KERNEL_CACHE", "1").strip().lower() in ("0", "off", "no", "false"):
         return None
-    identity = "\0".join((dev.platform_name, dev.platform_version, dev.name, dev.driver,
-                          str(dev.cl_device.version), source, " ".join(options)))
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    digest = _disk_cache_key(dev, source, options).hex()[:32]
     return cache_dir() / "kernels" / f"{name}-{digest}.bin"
+
+
+# A cache entry: magic, the key it was stored under, the binary's length and
+# SHA-256, then the binary.  Checked before the driver sees it: PoCL may
+# crash on a garbled binary, and a binary stored under another program's
+# name loads but lacks the kernels asked for (INVALID_KERNEL_NAME).
+_ENTRY_MAGIC = b"CLNETBIN\x01"
+_ENTRY_HEADER = struct.Struct(f"<{len(_ENTRY_MAGIC)}s32sQ32s")
+
+
+def pack_cache_entry(key: bytes, binary: bytes) -> bytes:
+    """A kernel cache entry holding binary, stored under key."""
+    return _ENTRY_HEADER.pack(_ENTRY_MAGIC, key, len(binary),
+                              hashlib.sha256(binary).digest()) + binary
+
+
+def unpack_cache_entry(entry: bytes, key: bytes) -> bytes:
+    """The binary in a cache entry; ValueError saying why it is unusable."""
+    if len(entry) < _ENTRY_HEADER.size:
+        raise ValueError(f"{len(entry)} bytes, shorter than its header")
+    magic, stored_key, length, checksum = _ENTRY_HEADER.unpack_from(entry)
+    if magic != _ENTRY_MAGIC:
+        raise ValueError("not a clnet kernel cache entry (an older format or garbled)")
+    if stored_key != key:
+        raise ValueError("stored for another program, options or device")
+    binary = entry[_ENTRY_HEADER.size:]
+    if len(binary) != length:
+        raise ValueError(f"binary of {len(binary)} bytes where the header says {length} "
+                         f"(truncated)")
+    if hashlib.sha256(binary).digest() != checksum:
+        raise ValueError("checksum mismatch (garbled)")
+    return binary
 
 
 def _from_disk_cache(dev, name: str, source: str, options: tuple):
@@ -219,11 +260,17 @@ def _from_disk_cache(dev, name: str, source: str, options: tuple):
     if path is None or not path.is_file():
         return None
     try:
-        binary = path.read_bytes()
-        prg = cl.Program(dev.context, [dev.cl_device], [binary])
-        return prg.build(options=list(options))
-    except (OSError, cl.Error):
-        # stale or damaged (another driver build, a truncated write): rebuild
+        binary = unpack_cache_entry(path.read_bytes(), _disk_cache_key(dev, source, options))
+        prg = cl.Program(dev.context, [dev.cl_device], [binary]).build(options=list(options))
+        if prg.num_kernels == 0:
+            raise ValueError("the driver loads it as a program without kernels")
+        return prg
+    except (OSError, ValueError, cl.Error) as exc:
+        # damaged (a truncated write, a bad disk) or stale (another driver
+        # build): rebuild from source; the new binary replaces this one
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        warnings.warn(f"discarding the kernel cache entry {path} of {name}.cl: {reason}; "
+                      f"rebuilding it", RuntimeWarning, stacklevel=2)
         try:
             path.unlink()
         except OSError:
@@ -234,7 +281,7 @@ def _from_disk_cache(dev, name: str, source: str, options: tuple):
 def _store_in_disk_cache(dev, name: str, source: str, options: tuple, prg) -> None:
     path = _disk_cache_path(dev, name, source, options)
     if path is not None:
-        _SAVER.put(prg, path)
+        _SAVER.put(prg, path, _disk_cache_key(dev, source, options))
 
 
 class _BinarySaver:
@@ -265,11 +312,11 @@ class _BinarySaver:
                 self._last_build = time.monotonic()
                 self._cond.notify_all()
 
-    def put(self, prg, path: Path) -> None:
+    def put(self, prg, path: Path, key: bytes) -> None:
         with self._cond:
             if self._closing:
                 return
-            self._queue.append((prg, path))
+            self._queue.append((prg, path, key))
             if self._thread is None:
                 import atexit
                 atexit.register(self.close)
@@ -313,15 +360,12 @@ class _BinarySaver:
                     self._cond.wait(SAVE_IDLE_S / 4)
                 if self._closing:
                     return
-                prg, path = self._queue.pop(0)
+                prg, path, key = self._queue.pop(0)
                 self._busy = True
             try:
                 binary = self._binary(prg)
                 if binary:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-                    tmp.write_bytes(binary)
-                    os.replace(tmp, path)   # atomic: a reader never sees half a binary
+                    atomic_write(path, pack_cache_entry(key, binary))
             except Exception:               # noqa: BLE001 - the cache is only an optimisation
                 pass
             finally:
@@ -409,7 +453,4 @@ def save_binary(dev, name: str, defines: Mapping, folder: Path) -> Path:
     source = kernel_source(name)
     prg = build_program(dev, name, defines)
     (binary,) = prg.get_info(cl.program_info.BINARIES)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / binary_name(dev, name, source, options)
-    path.write_bytes(binary)
-    return path
+    return atomic_write(folder / binary_name(dev, name, source, options), bytes(binary))

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from . import quirks
-from .cache import cache_dir
+from .cache import atomic_write, cache_dir
 from .errors import DeviceError
 
 
@@ -223,7 +223,7 @@ def cached_measurement(filename: str, dev: Device, measure) -> float:
     value = float(measure())
     cache[key] = value
     try:
-        path.write_text(json.dumps(cache, indent=1))
+        atomic_write(path, json.dumps(cache, indent=1))
     except OSError:
         pass
     return value

@@ -151,18 +151,55 @@ def assign_offsets(regions: list, align: int) -> tuple:
     return best_total, lower
 
 
+def host_available_bytes() -> Optional[int]:
+    """Host memory a new allocation can take now (Linux MemAvailable), or
+    None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# Of the host's available memory, the part a plan may take: the process
+# needs the rest for outputs, feeds and Python itself.
+HOST_MEMORY_SHARE = 0.9
+
+
+def check_fits(dev, total: int, weight_bytes: int, largest: int) -> None:
+    """Raise DeviceMemoryError before allocating what cannot fit: the
+    device's global memory, its max allocation per buffer and, where device
+    memory is host RAM (CPU devices), the host's available memory (PoCL
+    aborts the whole process when a buffer cannot be backed)."""
+    mib = 2 ** 20
+    need = f"{total / mib:.1f} MiB of activations and {weight_bytes / mib:.1f} MiB of weights"
+    advice = "use a smaller batch or input shape, --precision fp16, or another device"
+    if total + weight_bytes > dev.global_mem:
+        raise DeviceMemoryError(f"the model needs {need} on {dev.describe()}, which has "
+                                f"{dev.global_mem / mib:.0f} MiB; {advice}")
+    if largest > dev.max_alloc:
+        raise DeviceMemoryError(f"the model needs a {largest / mib:.1f} MiB tensor on "
+                                f"{dev.describe()}, whose largest allocation is "
+                                f"{dev.max_alloc / mib:.0f} MiB; {advice}")
+    if dev.type == "CPU":
+        available = host_available_bytes()
+        if available is not None and total > HOST_MEMORY_SHARE * available:
+            raise DeviceMemoryError(
+                f"the model needs {need} on {dev.describe()}, whose memory is host RAM, "
+                f"and the host has {available / mib:.0f} MiB available; {advice}, "
+                f"or free memory")
+
+
 def allocate(dev, regions: list, total: int, weight_bytes: int) -> bool:
     """Give every region its buffer: a sub-buffer of one arena of `total`
     bytes, or its own buffer where the arena exceeds one allocation.
     Returns whether the arena was used."""
     align = dev.base_align
     mf = cl.mem_flags
-    if total + weight_bytes > dev.global_mem:
-        raise DeviceMemoryError(
-            f"the model needs {(total + weight_bytes) / 2**20:.1f} MiB on the device "
-            f"({weight_bytes / 2**20:.1f} MiB weights, {total / 2**20:.1f} MiB activations) but "
-            f"{dev.describe()} has {dev.global_mem / 2**20:.0f} MiB; use a smaller input "
-            f"shape, --precision fp16, or another device")
+    check_fits(dev, total, weight_bytes, max((reg.nbytes for reg in regions), default=0))
     try:
         arena = cl.Buffer(dev.context, mf.READ_WRITE, size=max(total, align)) \
             if total <= dev.max_alloc else None

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .cache import atomic_write
 from .errors import ClnetError, ModelError
 from .frontend.onnx import load_external_data, read_model
 from .onnx_compress import prune, quantize_weights, to_fp16
@@ -101,7 +102,7 @@ def optimize_file(src: str, dst: str, options: OptimizeOptions,
     before = summarize(proto)
     result, done = optimize_model(proto, options)
     try:
-        onnx.save(result, dst)
+        atomic_write(dst, result.SerializeToString())
     except (OSError, ValueError) as exc:
         raise ClnetError(f"cannot write {dst!r}: {exc}") from None
     report = {"source": str(src), "written": str(dst), "before": before,

@@ -410,6 +410,10 @@ class InferenceSession:
                 outputs = plan.run(feeds)
         except cl.Error as exc:
             raise opencl_error(exc, self.device) from None
+        except MemoryError:
+            raise DeviceMemoryError(f"out of host memory running on {self.device.describe()} "
+                                    f"(inputs {[tuple(f.shape) for f in feeds]}); try a "
+                                    f"smaller batch") from None
         return self._select(outputs, output_names)
 
     def _check_feeds(self, feed: dict) -> tuple:

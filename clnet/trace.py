@@ -11,6 +11,8 @@ import json
 from collections import defaultdict
 from typing import Optional
 
+from .cache import atomic_write
+
 
 def timed(records: list) -> list:
     """(record, start_ns, end_ns) for every record whose event has times."""
@@ -55,8 +57,7 @@ def chrome_trace(records: list) -> dict:
 
 def write_chrome_trace(records: list, path: str) -> str:
     """Write the trace of records to path (open it in ui.perfetto.dev)."""
-    with open(path, "w") as handle:
-        json.dump(chrome_trace(records), handle)
+    atomic_write(path, json.dumps(chrome_trace(records)))
     return path
 
 

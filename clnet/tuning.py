@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from .cache import cache_dir
+from .cache import atomic_write, cache_dir
 from .quirks import cpu_kernels, vector_width
 
 FORMAT_VERSION = 1
@@ -95,42 +95,78 @@ def _read_tables(path: Path) -> dict:
     try:
         raw = json.loads(path.read_text())
         if not isinstance(raw, dict) or raw.get("version") != FORMAT_VERSION:
-            raise ValueError(f"unknown format version {raw.get('version')!r}")
-        return {k: _valid_entries(k, v) for k, v in raw.get("kernels", {}).items()}
-    except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
-        warnings.warn(f"ignoring the tuning file {path}: {exc}; delete it or run "
+            raise ValueError(f"unknown format version "
+                             f"{raw.get('version') if isinstance(raw, dict) else raw!r:.40}")
+        kernels = raw.get("kernels", {})
+        if not isinstance(kernels, dict):
+            raise ValueError("'kernels' must be an object")
+        return {k: _valid_entries(path, k, v) for k, v in kernels.items()}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+        # RecursionError: JSON nested thousands deep
+        warnings.warn(f"ignoring the tuning file {path}: {str(exc)[:200]}; delete it or run "
                       f"'clnet tune' again", RuntimeWarning, stacklevel=3)
         return {}
 
 
-def _valid_entries(kernel: str, entries) -> list:
+# Each tunable's type and range: an entry outside them is skipped, not used
+# to size a kernel (a huge KSPLIT or tile would allocate or unroll without
+# bound).
+PARAM_RANGES = {"TM": (1, 32), "TN": (1, 64), "KSPLIT": (1, 64), "NT": (1, 16),
+                "GROUP_M": (1, 1024), "NP": (1, 8), "M_FIRST": (0, 1)}
+MAX_LOCAL_SIZE = 1024
+
+
+def _valid_entries(path: Path, kernel: str, entries) -> list:
     if not isinstance(entries, list):
-        raise ValueError("kernel entries must be a list")
+        raise ValueError(f"entries of {kernel!r} must be a list")
     check = _checked_algorithm if kernel == CONV_ALGORITHM_KEY else _checked_params
     good = []
-    for entry in entries:
-        shape, params = entry["shape"], entry["params"]
-        if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
-            raise ValueError(f"bad shape {shape!r}")
-        good.append({"shape": tuple(shape), "params": check(params),
-                     "gflops": float(entry.get("gflops", 0.0))})
+    for index, entry in enumerate(entries):
+        try:
+            if not isinstance(entry, dict):
+                raise ValueError("not an object")
+            shape, params = entry["shape"], entry["params"]
+            if not (isinstance(shape, list) and len(shape) == 3
+                    and all(isinstance(v, int) and 0 < v < 2 ** 31 for v in shape)):
+                raise ValueError(f"bad shape {shape!r:.60}")
+            if not isinstance(params, dict):
+                raise ValueError("params must be an object")
+            gflops = float(entry.get("gflops", 0.0))
+            good.append({"shape": tuple(shape), "params": check(params), "gflops": gflops})
+        except (ValueError, TypeError, KeyError) as exc:
+            warnings.warn(f"ignoring entry {index} of {kernel!r} in the tuning file {path}: "
+                          f"{str(exc)[:120]}", RuntimeWarning, stacklevel=4)
     return good
 
 
 def _checked_algorithm(params: dict) -> dict:
     if params.get("ALGO") not in CONV_ALGORITHMS:
-        raise ValueError(f"bad convolution algorithm {params!r}")
+        raise ValueError(f"bad convolution algorithm {params!r:.80}")
     return {"ALGO": params["ALGO"]}
 
 
 def _checked_params(params: dict) -> dict:
     params = {k: v for k, v in params.items() if k in KEYS}
     tm, tn, vw = params.get("TM"), params.get("TN"), params.get("VW")
-    if not (isinstance(tm, int) and 1 <= tm <= 32 and vw in (4, 8, 16)
-            and isinstance(tn, int) and tn % vw == 0 and tn <= 64):
-        raise ValueError(f"bad GEMM parameters {params!r}")
+    if not (isinstance(tm, int) and isinstance(tn, int) and vw in (4, 8, 16)
+            and tn % vw == 0):
+        raise ValueError(f"bad GEMM parameters {params!r:.120}")
+    for key, (low, high) in PARAM_RANGES.items():
+        value = params.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = params[key] = int(value)
+        if not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{key}={value!r:.40} outside [{low}, {high}]")
     if params.get("LSIZE") is not None:
-        params["LSIZE"] = tuple(int(v) for v in params["LSIZE"])
+        lsize = params["LSIZE"]
+        if not (isinstance(lsize, (list, tuple)) and 1 <= len(lsize) <= 3
+                and all(isinstance(v, int) and v >= 1 for v in lsize)
+                and math.prod(lsize) <= MAX_LOCAL_SIZE):
+            raise ValueError(f"LSIZE={lsize!r:.60} is not 1 to 3 sizes of at most "
+                             f"{MAX_LOCAL_SIZE} items in all")
+        params["LSIZE"] = tuple(lsize)
     return params
 
 
@@ -147,10 +183,7 @@ def save_tuning(dev, kernel: str, entries: list) -> Path:
            "kernels": {k: [{"shape": list(e["shape"]), "params": _jsonable(e["params"]),
                             "gflops": round(float(e.get("gflops", 0.0)), 2)} for e in v]
                        for k, v in current.items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(doc, indent=1))
     _LOADED.pop(str(path), None)
     return path
 

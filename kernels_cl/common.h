@@ -54,10 +54,12 @@
   #define VSTOREG(n, p, i, v) CAT(vstore, n)((v), 0, (p) + (i))
 #endif
 
-// fmax(a, b) (scalars or float vectors) as compares and a select: a NaN
-// operand yields the other one.  PyPI's PoCL 3.0 calls the fmax builtin out
-// of line, in pooling's and softmax's inner loops.
-#define FMAX(a, b) ((a) >= (b) || (b) != (b) ? (a) : (b))
+// max and min (scalars or vectors) as compares and a select that propagate
+// a NaN operand, as numpy, PyTorch and onnxruntime's elementwise Max/Min
+// do (fmax/fmin return the other operand).  PyPI's PoCL 3.0 also calls the
+// fmax builtin out of line, in pooling's and softmax's inner loops.
+#define FMAX(a, b) ((a) >= (b) || (a) != (a) ? (a) : (b))
+#define FMIN(a, b) ((a) <= (b) || (a) != (a) ? (a) : (b))
 
 #ifdef STORE_HALF
   #define STORE_T half
@@ -88,12 +90,12 @@
 // Activations usable as a fused epilogue (-DACT=ACT_RELU ...).  They work on
 // scalars and vectors alike; P0/P1 are the op's parameters (alpha, min/max).
 #define ACT_NONE(x) (x)
-#define ACT_RELU(x) fmax((x), 0.0f)
-#define ACT_CLIP(x) clamp((x), (float)(P0), (float)(P1))
+#define ACT_RELU(x) FMAX((x), 0.0f)
+#define ACT_CLIP(x) FMIN(FMAX((x), (float)(P0)), (float)(P1))
 #define ACT_LEAKYRELU(x) select((x) * (float)(P0), (x), (x) > 0.0f)
 #define ACT_SIGMOID(x) (1.0f / (1.0f + exp(-(x))))
 #define ACT_TANH(x) tanh(x)
-#define ACT_HARDSIGMOID(x) clamp((x) * (float)(P0) + (float)(P1), 0.0f, 1.0f)
+#define ACT_HARDSIGMOID(x) FMIN(FMAX((x) * (float)(P0) + (float)(P1), 0.0f), 1.0f)
 #define ACT_HARDSWISH(x) ((x) * clamp((x) * (1.0f / 6.0f) + 0.5f, 0.0f, 1.0f))
 #define ACT_SWISH(x) ((x) / (1.0f + exp(-(float)(P0) * (x))))
 // GELU's tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), through

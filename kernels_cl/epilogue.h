@@ -65,18 +65,18 @@ COLD_CALL EPI_VT act_vec_any(const EPI_VT x, const int act, const float p0, cons
 }
 
 // No activation and the cheap ones (Relu, Clip, LeakyRelu, HardSwish)
-// inline, as compares and selects (NaN as fmax/clamp give it: Relu's NaN ->
-// 0, Clip's -> p0); the rest through act_vec_any (a call per vector: 2% of
+// inline, as compares and selects (a NaN stays NaN, as in onnxruntime);
+// the rest through act_vec_any (a call per vector: 2% of
 // ResNet-18's time on PoCL when Relu went that way too).
 inline EPI_VT act_vec(const EPI_VT x, const int act, const float p0, const float p1)
 {
     if (act == 0)
         return x;
     if (act == 1)
-        return x > (EPI_VT)(0.0f) ? x : (EPI_VT)(0.0f);
-    if (act == 2) {     // Clip (Relu6), as clamp: a NaN becomes p0
-        const EPI_VT lo = x > (EPI_VT)(p0) ? x : (EPI_VT)(p0);
-        return lo < (EPI_VT)(p1) ? lo : (EPI_VT)(p1);
+        return FMAX(x, (EPI_VT)(0.0f));
+    if (act == 2) {     // Clip (Relu6)
+        const EPI_VT lo = FMAX(x, (EPI_VT)(p0));
+        return FMIN(lo, (EPI_VT)(p1));
     }
     if (act == 3)       // LeakyRelu
         return x > (EPI_VT)(0.0f) ? x : x * p0;

@@ -74,7 +74,8 @@ __kernel void pool(__global const ET *x, __global ET *y, __global long *indices,
 #ifdef POOL_MAX
                 if (in_bounds) {
                     const float v = LD(x, base + offset);
-                    if (v > acc || best < 0) {
+                    // the first NaN wins and stays (NaN propagates)
+                    if (v > acc || best < 0 || (v != v && acc == acc)) {
                         acc = v;
                         best = col_major ? (iw * in.s1 + ih) * in.s0 + id : offset;
                     }
@@ -249,9 +250,9 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
                 const float8 p = ROW_LOAD8(rows[kh], at), q = ROW_LOAD8(rows[kh], at + 8);
                 const float e = LOADF(rows[kh], at + 16);
       #ifdef POOL_MAX
-                lo = p > lo ? p : lo;   // a NaN input is skipped, as by fmax
-                hi = q > hi ? q : hi;
-                s = e > s ? e : s;
+                lo = FMAX(p, lo);       // a NaN input propagates
+                hi = FMAX(q, hi);
+                s = FMAX(e, s);
       #else
                 lo += row_in[kh] ? p : (float8)(0.0f);
                 hi += row_in[kh] ? q : (float8)(0.0f);
@@ -261,9 +262,9 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
             const float8 k0 = (float8)(lo.even, hi.even), k1 = (float8)(lo.odd, hi.odd);
             const float8 k2 = (float8)(k0.s1234, k0.s567, s);
       #ifdef POOL_MAX
-            acc = k0 > acc ? k0 : acc;
-            acc = k1 > acc ? k1 : acc;
-            acc = k2 > acc ? k2 : acc;
+            acc = FMAX(k0, acc);
+            acc = FMAX(k1, acc);
+            acc = FMAX(k2, acc);
       #else
             acc = k0 + k1 + k2;
       #endif
@@ -280,7 +281,7 @@ __kernel void pool2d_rows(__global const STORE_T *x, __global STORE_T *y, const 
                     const float8 v = (float8)(e.s0246, f.s1357);
     #endif
     #ifdef POOL_MAX
-                    acc = v > acc ? v : acc;    // a NaN input is skipped, as by fmax
+                    acc = FMAX(v, acc);         // a NaN input propagates
     #else
                     acc += row_in[kh] ? v : (float8)(0.0f);
     #endif

@@ -114,7 +114,7 @@ inline CT row_max(__global const T_IN *x, int base, int first, int step, int R,
 {
     CT m = -INFINITY;
     for (int j = first; j < R; j += step)
-        m = fmax(m, LD_IN(x, base + reduced_offset(j, rshape, rstride)));
+        m = FMAX(m, LD_IN(x, base + reduced_offset(j, rshape, rstride)));
     return m;
 }
 #endif
@@ -145,7 +145,7 @@ __kernel void reduce(__global const T_IN *x, __global T_OUT *y, const int nout, 
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int width = WGS / 2; width > 0; width >>= 1) {
             if (lid < width)
-                scratch[lid] = fmax(scratch[lid], scratch[lid + width]);
+                scratch[lid] = FMAX(scratch[lid], scratch[lid + width]);
             barrier(CLK_LOCAL_MEM_FENCE);
         }
         shift = scratch[0];
@@ -235,10 +235,13 @@ __kernel void cumsum(__global const T_IN *x, __global T_OUT *y, const int rows,
 // TopK along one axis: the K largest (or -DSMALLEST) values, in order, ties
 // broken by the lower index.  Each step finds the best element ranked after
 // the previous one, so no per-row scratch is needed: O(K * L) per row.
+// NaN ranks above every number, as in numpy's sort and onnxruntime's TopK.
+#define RANK_GT(v, w) ((v) > (w) || ((v) != (v) && (w) == (w)))
+#define RANK_EQ(v, w) ((v) == (w) || ((v) != (v) && (w) != (w)))
 #ifdef SMALLEST
-  #define AHEAD(v, i, w, j) ((v) < (w) || ((v) == (w) && (i) < (j)))
+  #define AHEAD(v, i, w, j) (RANK_GT(w, v) || (RANK_EQ(v, w) && (i) < (j)))
 #else
-  #define AHEAD(v, i, w, j) ((v) > (w) || ((v) == (w) && (i) < (j)))
+  #define AHEAD(v, i, w, j) (RANK_GT(v, w) || (RANK_EQ(v, w) && (i) < (j)))
 #endif
 __kernel void topk(__global const T_IN *x, __global T_OUT *values, __global long *indices,
                    const int rows, const int L, const int inner, const int K)

@@ -121,7 +121,7 @@ __kernel void hardmax(__global const STORE_T *x, __global STORE_T *y,
     int best = 0;
     for (int i = 0; i < L; ++i) {
         const float v = LOADF(x, base + i * inner);
-        if (v > mx) {
+        if (v > mx || (v != v && mx == mx)) {  // the first NaN wins, as np.argmax
             mx = v;
             best = i;
         }

@@ -210,3 +210,14 @@ def test_batchnorm_with_mismatched_parameters_is_a_model_error(device):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(ModelError, match="BatchNormalization"):
         clnet.InferenceSession(model.SerializeToString(), device=device)
+
+
+def test_cli_refuses_random_input_too_large_for_the_host(tmp_path):
+    """A declared dim of 2^31 asked numpy for 384 GiB (fuzz seed 2, case 229)."""
+    path = tmp_path / "huge.onnx"
+    path.write_bytes(_relu_model(("N", 3, 8, 2 ** 31)).SerializeToString())
+    proc = _cli("run", str(path))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("clnet: error: input 'x'") \
+        and "GiB" in lines[0] and "--shape" in lines[0]

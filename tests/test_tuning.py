@@ -62,7 +62,7 @@ def test_corrupted_file_is_ignored_with_warning(device, cache, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     tuning.reload()
-    with pytest.warns(RuntimeWarning, match="ignoring the tuning file"):
+    with pytest.warns(RuntimeWarning, match="ignoring .*tuning file"):
         params = tuning.gemm_params(device, 13, 13, 13)
     assert params["TN"] == tuning.class_defaults(device)["TN"]
 
@@ -126,3 +126,29 @@ def test_tuner_times_conv_algorithms(device, cache, tmp_path, monkeypatch):
     monkeypatch.setattr(tune_cli, "reference_conv", lambda *args: np.zeros((1, 24, 20, 20)))
     (entry,) = tune_cli.tune_conv_algorithms(device, conv, reps=1)
     assert "params" not in entry and entry["times"] == {}
+
+
+def _write_tuning(device, doc) -> None:
+    path = tuning.tuning_path(device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    tuning.reload()
+
+
+def test_deeply_nested_file_is_ignored_with_warning(device, cache):
+    _write_tuning(device, '{"version": 1, "kernels": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.warns(RuntimeWarning, match="ignoring the tuning file"):
+        params = tuning.gemm_params(device, 13, 13, 13)
+    assert params["TN"] == tuning.class_defaults(device)["TN"]
+
+
+@pytest.mark.parametrize("bad", [{"KSPLIT": -3}, {"KSPLIT": 10 ** 9}, {"TM": 10 ** 6},
+                                 {"NT": 0}, {"LSIZE": [4096, 4096]}, {"GROUP_M": "many"},
+                                 {"TN": -8}])
+def test_out_of_range_entries_are_skipped_and_good_ones_kept(device, cache, bad):
+    good = {"shape": [64, 64, 64], "params": {"TM": 4, "TN": 8, "VW": 4}, "gflops": 1.0}
+    hostile = {"shape": [13, 13, 13], "params": dict({"TM": 4, "TN": 8, "VW": 4}, **bad)}
+    _write_tuning(device, {"version": 1, "kernels": {"gemm": [hostile, good, "junk"]}})
+    with pytest.warns(RuntimeWarning, match="ignoring entry 0 of 'gemm'"):
+        table = tuning.load_tuning(device)
+    assert [e["shape"] for e in table["gemm"]] == [(64, 64, 64)]

@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 from ..errors import ModelError, UnsupportedOpError
 from ..graph import Graph, Node, Value
 from ..subgraph import Subgraph, free_names
+from .validate import check_graph, check_output_dtypes, check_versions
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -63,6 +64,9 @@ def load_external_data(proto: "onnx.ModelProto", base) -> bool:
     for tensor in tensors:
         info = {e.key: e.value for e in tensor.external_data}
         location = info.get("location", "")
+        if "\0" in location or not location:
+            raise ModelError(f"initializer {tensor.name!r}: external data location "
+                             f"{location!r} is not a file name")
         target = (base / location).resolve()
         if Path(location).is_absolute() or base not in target.parents:
             raise ModelError(f"initializer {tensor.name!r}: external data path {location!r} "
@@ -144,7 +148,9 @@ def to_graph(proto: "onnx.ModelProto", inferred: list = ()) -> Graph:
         try:
             data = numpy_helper.to_array(init)
         except Exception as exc:
-            raise ModelError(f"initializer {init.name!r} cannot be read: {exc}") from None
+            raise ModelError(f"initializer {init.name!r} (data type {init.data_type}, dims "
+                             f"{list(init.dims)}) cannot be read: {type(exc).__name__}: "
+                             f"{exc}") from None
         v = value(init.name)
         v.data, v.shape, v.dtype = data, tuple(data.shape), data.dtype
     for info in list(g.input) + list(g.value_info) + list(inferred) + list(g.output):
@@ -260,8 +266,10 @@ def _for_checker(proto: "onnx.ModelProto") -> "onnx.ModelProto":
     return copy
 
 
-def _inferred_value_info(proto: "onnx.ModelProto") -> list:
-    """ONNX shape inference on a copy without the large initializers' data.
+def _inferred_value_info(proto: "onnx.ModelProto") -> tuple:
+    """(value_info, graph outputs) of ONNX shape inference on a copy without
+    the large initializers' data, the outputs' declared types left out (so
+    that inference says what the graph computes).
 
     Only shapes and dtypes are wanted, and serialising tens of megabytes of
     weights for the C++ inferencer dominated load time; small initializers
@@ -276,7 +284,7 @@ def _inferred_value_info(proto: "onnx.ModelProto") -> list:
     lg.name = g.name
     lg.node.extend(g.node)
     lg.input.extend(g.input)
-    lg.output.extend(g.output)
+    lg.output.extend(onnx.ValueInfoProto(name=o.name) for o in g.output)
     lg.value_info.extend(g.value_info)
     for init in g.initializer:
         if _elements(init) <= 4096:
@@ -286,9 +294,10 @@ def _inferred_value_info(proto: "onnx.ModelProto") -> list:
         stub.name, stub.data_type = init.name, init.data_type
         stub.dims.extend(init.dims)
     try:
-        return list(onnx.shape_inference.infer_shapes(light).graph.value_info)
+        inferred = onnx.shape_inference.infer_shapes(light).graph
+        return list(inferred.value_info), list(inferred.output)
     except Exception:
-        return []  # our own shape rules run at planning time anyway
+        return [], []  # our own shape rules run at planning time anyway
 
 
 def _elements(tensor) -> int:
@@ -301,6 +310,7 @@ def _elements(tensor) -> int:
 def load_model(model) -> Graph:
     """Read, check and convert an ONNX model (path, bytes or ModelProto)."""
     proto, base, data = read_model(model)
+    check_versions(proto)
     if load_external_data(proto, base):
         data = None
     checked = _for_checker(proto)
@@ -312,9 +322,12 @@ def load_model(model) -> Graph:
         raise ModelError(f"the model fails ONNX validation: {first}") from None
     except Exception as exc:  # e.g. models over 2 GB without a path
         raise ModelError(f"the model cannot be checked: {exc}") from None
-    graph = to_graph(proto, _inferred_value_info(proto))
+    value_info, outputs = _inferred_value_info(proto)
+    graph = to_graph(proto, value_info)
     check_supported(graph)
+    check_output_dtypes(graph, list(proto.graph.output), outputs)
     _check_topological(graph)
+    check_graph(graph)
     return graph
 
 

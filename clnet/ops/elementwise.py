@@ -23,12 +23,12 @@ from .strided import emit_map, emit_strided, emit_typed
 # ---------------------------------------------------------------- unary --
 # op: (float expression, integer expression or None)
 UNARY = {
-    "Relu": ("fmax(a,0.0f)", "a>0?a:0"),
+    "Relu": ("FMAX(a,0.0f)", "a>0?a:0"),      # FMAX/FMIN: a NaN propagates
     "Sigmoid": ("1.0f/(1.0f+exp(-a))", None),
     "Tanh": ("tanh(a)", None),
     "Neg": ("-a", "-a"),
     "Abs": ("fabs(a)", "a<0?-a:a"),
-    "Sign": ("sign(a)", "(a>0)-(a<0)"),
+    "Sign": ("a!=a?a:sign(a)", "(a>0)-(a<0)"),
     "Exp": ("exp(a)", None),
     "Log": ("log(a)", None),
     "Sqrt": ("sqrt(a)", None),
@@ -70,11 +70,11 @@ for _name, (_fexpr, _iexpr) in UNARY.items():
 # op: (float expression in a and the parameters P0/P1, ((attribute, default), ...))
 ACTIVATIONS = {
     "LeakyRelu": ("a>0.0f?a:a*P0", (("alpha", 0.01),)),
-    "HardSigmoid": ("clamp(a*P0+P1,0.0f,1.0f)", (("alpha", 0.2), ("beta", 0.5))),
+    "HardSigmoid": ("FMIN(FMAX(a*P0+P1,0.0f),1.0f)", (("alpha", 0.2), ("beta", 0.5))),
     "Elu": ("a>0.0f?a:P0*(exp(a)-1.0f)", (("alpha", 1.0),)),
     "Selu": ("a>0.0f?P1*a:P1*P0*(exp(a)-1.0f)", (("alpha", 1.67326319217681884765625),
                                                   ("gamma", 1.05070102214813232421875))),
-    "Celu": ("fmax(a,0.0f)+fmin(P0*(exp(a/P0)-1.0f),0.0f)", (("alpha", 1.0),)),
+    "Celu": ("FMAX(a,0.0f)+FMIN(P0*(exp(a/P0)-1.0f),0.0f)", (("alpha", 1.0),)),
     "ThresholdedRelu": ("a>P0?a:0.0f", (("alpha", 1.0),)),
     "Shrink": ("a<-P1?a+P0:(a>P1?a-P0:0.0f)", (("bias", 0.0), ("lambd", 0.5))),
     "Swish": ("a/(1.0f+exp(-P0*a))", (("alpha", 1.0),)),
@@ -137,7 +137,7 @@ def clip(ctx, node):
     bounds = [b if b is not None and b.name else None for b in bounds]
     if x.dtype.kind == "f" and all(b is None or b.is_const for b in bounds):
         lo, hi = clip_bounds(ctx, node)
-        emit_map(ctx, node.outputs[0], [x], "fmin(fmax(a,P0),P1)", (lo, hi))
+        emit_map(ctx, node.outputs[0], [x], "FMIN(FMAX(a,P0),P1)", (lo, hi))
         return
     if ctx.opset < 11:
         require_float(ctx, node)
@@ -206,7 +206,7 @@ def bit_shift(ctx, node, direction: str = "LEFT"):
 
 # ------------------------------------------------------------- variadic --
 VARIADIC = {"Sum": ("a+b", "a+b"), "Mean": ("a+b", "a+b"),
-            "Max": ("fmax(a,b)", "max(a,b)"), "Min": ("fmin(a,b)", "min(a,b)")}
+            "Max": ("FMAX(a,b)", "max(a,b)"), "Min": ("FMIN(a,b)", "min(a,b)")}
 
 
 def _variadic(fexpr, iexpr):

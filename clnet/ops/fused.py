@@ -29,7 +29,7 @@ OP = "FusedElementwise"
 DOMAIN = "clnet"
 MAX_INPUTS = 8
 BINARY = {"Add": "a+b", "Sub": "a-b", "Mul": "a*b", "Div": "a/b", "PRelu": "a<0.0f?a*b:a"}
-VARIADIC = {"Sum": "+", "Mean": "+", "Max": "fmax", "Min": "fmin"}
+VARIADIC = {"Sum": "+", "Mean": "+", "Max": "FMAX", "Min": "FMIN"}  # NaN propagates
 COMPARE = {"Equal": "==", "Less": "<", "Greater": ">", "LessOrEqual": "<=",
            "GreaterOrEqual": ">="}
 LOGIC = {"And": "({0}*{1})", "Or": "fmax({0},{1})", "Xor": "fabs({0}-{1})"}  # on 1/0 floats
@@ -119,7 +119,7 @@ def node_expr(node, args: list, opset: int) -> str:
     if name == "Clip":
         from .elementwise import clip_bounds
         lo, hi = clip_bounds(_Opset(opset), node)
-        return f"fmin(fmax({args[0]},{_literal(lo)}),{_literal(hi)})"
+        return f"FMIN(FMAX({args[0]},{_literal(lo)}),{_literal(hi)})"
     if name in VARIADIC:
         sep = VARIADIC[name]
         expr = args[0]

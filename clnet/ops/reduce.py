@@ -24,8 +24,8 @@ WGS = 64
 REDUCERS = {
     "ReduceSum": ("0", "(v)", "((acc)+(v))", "(acc)"),
     "ReduceMean": ("0", "(v)", "((acc)+(v))", "((acc)/(CT)(n))"),
-    "ReduceMax": ("LOWEST", "(v)", "max((acc),(v))", "(acc)"),
-    "ReduceMin": ("HIGHEST", "(v)", "min((acc),(v))", "(acc)"),
+    "ReduceMax": ("LOWEST", "(v)", "FMAX((acc),(v))", "(acc)"),   # NaN propagates
+    "ReduceMin": ("HIGHEST", "(v)", "FMIN((acc),(v))", "(acc)"),
     "ReduceProd": ("1", "(v)", "((acc)*(v))", "(acc)"),
     "ReduceL1": ("0", "((v)<0?-(v):(v))", "((acc)+(v))", "(acc)"),
     "ReduceL2": ("0", "((v)*(v))", "((acc)+(v))", "sqrt((float)(acc))"),

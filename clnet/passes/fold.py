@@ -10,6 +10,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import ModelError
+from .fold_size import check_fold_size
 
 # Ops that must not be evaluated once and frozen.
 NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike",
@@ -37,6 +38,7 @@ def evaluate(node, opset: int) -> list:
     if node.op == "ConvertStorage":  # a storage copy: the same values
         return [np.asarray(node.inputs[0].data)]
     proto = to_node_proto(node)
+    check_fold_size(node, proto, opset)
     feeds, graph_inputs = {}, []
     for value in node.inputs:
         if value is None or value.name in feeds:
