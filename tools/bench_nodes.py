@@ -34,7 +34,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 import pyopencl as cl
 
 import clnet
